@@ -1,0 +1,43 @@
+# smc-stream developer entry points. Everything installs into .venv and caches slow builds
+# (Kafka jars, Kubernetes binaries) under $${XDG_CACHE_HOME:-~/.cache}/smc-stream.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup lint test test-unit test-integration testbed-up testbed-down demo bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test-unit: setup
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+testbed-up: setup
+	$(PY) -m tests.testbed up
+
+testbed-down:
+	$(PY) -m tests.testbed down
+
+# Full suite: lint, then every test against the real Kafka + Kubernetes test bed.
+test: setup lint
+	$(PY) -m tests.testbed run-suite -- $(PYTEST_ARGS)
+
+demo: setup
+	$(PY) -m smc_runtime.demo
+
+bench: setup
+	$(PY) -m benchmarks.run_all
+
+clean:
+	rm -rf $(VENV) .testbed .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,286 @@
+"""The one model of ``streams-config.yaml``: runtime, operator and CLI all parse it here.
+
+Precedence: built-in defaults < YAML file < environment variables. Validation collects every
+problem (field path and reason) so a bad file is fixed in one round trip, not one error at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_CONFIG_PATH = "/app/config/streams-config.yaml"
+CONFIG_PATH_ENV = "STREAMS_CONFIG"
+
+TOPIC_NAME_PATTERN = r"^[a-zA-Z0-9._-]{1,249}$"
+_TOPIC_RE = re.compile(TOPIC_NAME_PATTERN)
+
+TopicName = Annotated[str, Field(pattern=TOPIC_NAME_PATTERN)]
+
+
+class ConfigError(Exception):
+    """Invalid configuration; ``problems`` lists ``(field path, reason)`` pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  {path}: {reason}" for path, reason in problems)
+        super().__init__(f"invalid configuration ({len(problems)} problem(s)):\n{lines}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ProcessingMode(StrEnum):
+    EXACTLY_ONCE = "exactly_once"
+    AT_LEAST_ONCE = "at_least_once"
+
+
+class SecurityProtocol(StrEnum):
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class KafkaSecurity(_Model):
+    """Credentials are referenced by file path (mounted Secrets) or env, never written inline."""
+
+    protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username_file: str | None = None
+    sasl_password_file: str | None = None
+    ssl_ca_file: str | None = None
+
+    @model_validator(mode="after")
+    def _sasl_needs_mechanism(self) -> KafkaSecurity:
+        sasl = self.protocol in (SecurityProtocol.SASL_PLAINTEXT, SecurityProtocol.SASL_SSL)
+        if sasl and self.sasl_mechanism is None:
+            raise ValueError("sasl_mechanism is required with a SASL protocol")
+        return self
+
+
+class KafkaSettings(_Model):
+    bootstrap_servers: str = "localhost:9092"
+    security: KafkaSecurity = KafkaSecurity()
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _non_empty(cls, value: str) -> str:
+        servers = [s.strip() for s in value.split(",") if s.strip()]
+        if not servers:
+            raise ValueError("at least one host:port is required")
+        for server in servers:
+            host, sep, port = server.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"{server!r} is not host:port")
+        return ",".join(servers)
+
+
+class OutputTopics(_Model):
+    enriched_trades: TopicName = "market_data.enriched.trades"
+    orderbook_metrics: TopicName = "market_data.enriched.orderbook"
+    kline_metrics: TopicName = "market_data.enriched.klines"
+    smc_signals: TopicName = "smc.signals"
+    alerts: TopicName = "smc.alerts"
+    dead_letters: TopicName = "market_data.dead_letters"
+
+    def by_role(self) -> dict[str, str]:
+        return dict(self.model_dump())
+
+
+class TradeEnrichment(_Model):
+    sma_windows: list[Annotated[int, Field(ge=2, le=10_000)]] = [5, 20, 50]
+    vwap_window: int = Field(100, ge=2, le=100_000)
+    ema_span: int = Field(20, ge=2, le=10_000)
+    momentum_window: int = Field(20, ge=1, le=10_000)
+    volatility_window: int = Field(50, ge=2, le=10_000)
+    volume_window: int = Field(100, ge=2, le=100_000)
+    large_trade_multiplier: float = Field(5.0, gt=0)
+
+
+class OrderBookEnrichment(_Model):
+    depth_bands_bps: list[Annotated[float, Field(gt=0, le=10_000)]] = [10.0, 25.0, 50.0]
+    imbalance_levels: int = Field(10, ge=1, le=1000)
+    max_levels: int = Field(1000, ge=1, le=100_000)
+
+
+class KlineEnrichment(_Model):
+    atr_period: int = Field(14, ge=1, le=1000)
+    bars_from_trades: bool = False
+    trade_bar_interval_ms: int = Field(60_000, ge=1000)
+
+
+class EnrichmentSettings(_Model):
+    trades: TradeEnrichment = TradeEnrichment()
+    orderbook: OrderBookEnrichment = OrderBookEnrichment()
+    klines: KlineEnrichment = KlineEnrichment()
+
+
+class DetectionSettings(_Model):
+    """SMC detector parameters (see the SMC SPEC); ``mode`` picks compat or default semantics."""
+
+    enabled: bool = True
+    mode: Literal["default", "compat"] = "default"
+    swing_length: int = Field(10, ge=1, le=500)
+    close_break: bool = True
+    close_mitigation: bool = False
+    join_fvg: bool = False
+    liquidity_range: str = Field("atr:0.5", pattern=r"^(abs|atr):[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$")
+
+
+class AlertSettings(_Model):
+    watched_symbols: list[str] = []
+    structure_breaks: bool = True
+    spread_bps_threshold: float = Field(50.0, gt=0)
+    imbalance_threshold: float = Field(0.8, gt=0, le=1)
+    large_trades: bool = True
+    orderbook_gaps: bool = True
+
+
+class ProcessorSettings(_Model):
+    consumer_group: str = Field(min_length=1, max_length=249)
+    processing_mode: ProcessingMode = ProcessingMode.EXACTLY_ONCE
+    batch_size: int = Field(1000, ge=1, le=1_000_000)
+    commit_interval_ms: int = Field(100, ge=1, le=600_000)
+    max_poll_records: int = Field(500, ge=1, le=100_000)
+    input_topics: list[TopicName] = Field(min_length=1)
+    output_topics: OutputTopics = OutputTopics()
+    changelog_topic: TopicName | None = None
+    enrichment: EnrichmentSettings = EnrichmentSettings()
+    detection: DetectionSettings = DetectionSettings()
+    alerts: AlertSettings = AlertSettings()
+
+    @model_validator(mode="after")
+    def _outputs_are_not_inputs(self) -> ProcessorSettings:
+        clash = set(self.input_topics) & set(self.output_topics.by_role().values())
+        if clash:
+            raise ValueError(f"topics used as both input and output: {sorted(clash)}")
+        return self
+
+    def changelog_topic_name(self) -> str:
+        return self.changelog_topic or f"{self.consumer_group}.changelog"
+
+
+class MonitoringSettings(_Model):
+    metrics_port: int = Field(8080, ge=1, le=65535)
+    health_check_port: int = Field(8081, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+
+class StreamsConfig(_Model):
+    """Root of ``streams-config.yaml``."""
+
+    kafka: KafkaSettings = KafkaSettings()
+    processor_id: str = Field("smc-runtime-0", pattern=r"^[a-zA-Z0-9._-]{1,200}$")
+    stream_processors: dict[str, ProcessorSettings] = Field(min_length=1)
+    monitoring: MonitoringSettings = MonitoringSettings()
+
+    @field_validator("stream_processors")
+    @classmethod
+    def _names(cls, value: dict[str, ProcessorSettings]) -> dict[str, ProcessorSettings]:
+        for name in value:
+            if not re.fullmatch(r"[a-zA-Z0-9_-]{1,63}", name):
+                raise ValueError(f"processor name {name!r} must match [a-zA-Z0-9_-]{{1,63}}")
+        groups = [p.consumer_group for p in value.values()]
+        if len(groups) != len(set(groups)):
+            raise ValueError("each processor needs its own consumer_group")
+        return value
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# Environment variables and where they land. Processor-level ones apply to every processor.
+_ENV_ROOT: dict[str, tuple[str, ...]] = {
+    "KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers"),
+    "KAFKA_SECURITY_PROTOCOL": ("kafka", "security", "protocol"),
+    "KAFKA_SASL_MECHANISM": ("kafka", "security", "sasl_mechanism"),
+    "KAFKA_SASL_USERNAME_FILE": ("kafka", "security", "sasl_username_file"),
+    "KAFKA_SASL_PASSWORD_FILE": ("kafka", "security", "sasl_password_file"),
+    "KAFKA_SSL_CA_FILE": ("kafka", "security", "ssl_ca_file"),
+    "PROCESSOR_ID": ("processor_id",),
+    "METRICS_PORT": ("monitoring", "metrics_port"),
+    "HEALTH_CHECK_PORT": ("monitoring", "health_check_port"),
+    "LOG_LEVEL": ("monitoring", "log_level"),
+}
+_ENV_PROCESSOR: dict[str, str] = {
+    "BATCH_SIZE": "batch_size",
+    "COMMIT_INTERVAL_MS": "commit_interval_ms",
+    "MAX_POLL_RECORDS": "max_poll_records",
+    "PROCESSING_MODE": "processing_mode",
+}
+
+
+def _set_path(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = tree
+    for key in path[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node = child
+    node[path[-1]] = value
+
+
+def apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """Return a copy of the raw YAML tree with environment overrides applied."""
+    tree: dict[str, Any] = yaml.safe_load(yaml.safe_dump(raw)) if raw else {}
+    for var, path in _ENV_ROOT.items():
+        if var in env and env[var] != "":
+            value: Any = env[var].upper() if var == "LOG_LEVEL" else env[var]
+            _set_path(tree, path, value)
+    processors = tree.get("stream_processors")
+    if isinstance(processors, dict):
+        for proc in processors.values():
+            if isinstance(proc, dict):
+                for var, field in _ENV_PROCESSOR.items():
+                    if var in env and env[var] != "":
+                        proc[field] = env[var]
+    return tree
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "<root>"
+
+
+def parse_config(raw: Mapping[str, Any] | None, env: Mapping[str, str] | None = None) -> StreamsConfig:
+    """Validate a raw tree (from YAML) plus env overrides; raise ConfigError with every problem."""
+    if raw is not None and not isinstance(raw, Mapping):
+        raise ConfigError([("<root>", "the configuration must be a mapping")])
+    tree = apply_env_overrides(dict(raw or {}), env or {})
+    try:
+        return StreamsConfig.model_validate(tree)
+    except ValidationError as exc:
+        problems = [(_format_loc(err["loc"]), err["msg"]) for err in exc.errors()]
+        raise ConfigError(problems) from None
+
+
+def resolve_config_path(flag: str | None, env: Mapping[str, str]) -> Path:
+    return Path(flag or env.get(CONFIG_PATH_ENV) or DEFAULT_CONFIG_PATH)
+
+
+def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> StreamsConfig:
+    """Read and validate a config file; a missing or unparsable file is a ConfigError too."""
+    env = os.environ if env is None else env
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([(str(file), f"cannot read config file: {exc.strerror or exc}")]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([(str(file), f"invalid YAML: {exc}")]) from None
+    return parse_config(raw, env)
+
+
+def is_valid_topic_name(name: str) -> bool:
+    return bool(_TOPIC_RE.fullmatch(name)) and name not in (".", "..")

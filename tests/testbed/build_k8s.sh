@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Build etcd, kube-apiserver, kube-controller-manager and kubectl from Go modules (pinned),
+# caching binaries, module cache and build cache outside the repository.
+# k8s.io/kubernetes cannot be `go install`ed: its go.mod replaces staging modules with ./staging
+# paths, so we build from a wrapper module that replaces each with its published v0.Y.Z.
+set -euo pipefail
+K8S_VERSION="${K8S_VERSION:-v1.34.4}"
+ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
+CACHE="${SMC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/smc-stream}"
+BIN="$CACHE/k8s-$K8S_VERSION/bin"
+export GOMODCACHE="${GOMODCACHE:-$CACHE/go/mod}"
+export GOCACHE="${GOCACHE:-$CACHE/go/build}"
+export GOFLAGS="-mod=mod"
+export CGO_ENABLED=0
+mkdir -p "$BIN"
+
+log() { printf '[build_k8s %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+build_kubernetes() {
+  local wrap="$CACHE/k8s-$K8S_VERSION/wrapper"
+  mkdir -p "$wrap"
+  local staging_minor="v0.${K8S_VERSION#v1.}"
+  log "downloading k8s.io/kubernetes@$K8S_VERSION"
+  local kdir
+  kdir=$(cd "$wrap" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  [ -n "$kdir" ] || { log "could not locate module dir"; exit 1; }
+  {
+    echo "module smcstream/k8swrapper"
+    echo
+    echo "go $(sed -n 's/^go \([0-9.]*\)$/\1/p' "$kdir/go.mod")"
+    echo
+    echo "require k8s.io/kubernetes $K8S_VERSION"
+    echo
+    # every staging module replaced with its published version
+    grep -E '^\s*k8s.io/[a-z0-9-]+ => \./staging/' "$kdir/go.mod" | awk -v v="$staging_minor" '{print "replace " $1 " => " $1 " " v}'
+  } > "$wrap/go.mod"
+  cat > "$wrap/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+  (cd "$wrap" && go mod tidy -e >/dev/null 2>&1 || true)
+  (cd "$wrap" && go get "k8s.io/kubernetes@$K8S_VERSION" >/dev/null)
+  local ld="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(echo "$K8S_VERSION" | cut -d. -f2)"
+  for cmd in kube-apiserver kube-controller-manager kubectl; do
+    if [ ! -x "$BIN/$cmd" ]; then
+      log "building $cmd"
+      (cd "$wrap" && go build -trimpath -ldflags "$ld" -o "$BIN/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd" && mv "$BIN/$cmd.tmp" "$BIN/$cmd")
+    fi
+  done
+}
+
+build_etcd() {
+  [ -x "$BIN/etcd" ] && return
+  local wrap="$CACHE/etcd-$ETCD_VERSION/wrapper"
+  mkdir -p "$wrap"
+  log "downloading go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+  local edir
+  edir=$(cd "$wrap" && go mod download -json "go.etcd.io/etcd/server/v3@$ETCD_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  {
+    echo "module smcstream/etcdwrapper"
+    echo
+    echo "go $(sed -n 's/^go \([0-9.]*\)$/\1/p' "$edir/go.mod")"
+    echo
+    echo "require go.etcd.io/etcd/server/v3 $ETCD_VERSION"
+    echo
+    grep -E '^\s*go.etcd.io/etcd/[a-z0-9/]+ => \.\./' "$edir/go.mod" | awk -v v="$ETCD_VERSION" '{print "replace " $1 " => " $1 " " v}'
+  } > "$wrap/go.mod"
+  cat > "$wrap/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import _ "go.etcd.io/etcd/server/v3"
+GO
+  (cd "$wrap" && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null)
+  log "building etcd"
+  (cd "$wrap" && go build -trimpath -ldflags "-s -w" -o "$BIN/etcd.tmp" "go.etcd.io/etcd/server/v3" && mv "$BIN/etcd.tmp" "$BIN/etcd")
+}
+
+build_etcd
+build_kubernetes
+log "done: $BIN"
+echo "$BIN"
