@@ -10,7 +10,7 @@ import yaml
 from smc_runtime.config import ConfigError, ProcessingMode, load_config, parse_config
 
 MINIMAL = {
-    "stream_processors": {"p": {"consumer_group": "g", "input_topics": ["market_data.binance.btcusdt.trades"]}}
+    "stream_processors": {"p": {"consumer_group": "g", "input_topics": ["market_data.btc.trades"]}}
 }
 
 
