@@ -1,0 +1,143 @@
+"""Liquidity (equal highs / equal lows) as a stream (SPEC 2.5, 4.5; default mode 5.2 item 10).
+
+Final swings are offered, in index order, to the open groups of their side in start order; the
+first whose band (anchored on its first level, inclusive) holds the level takes it. A group
+closes when swept: no swing at or after the sweep bar may join.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from .buffer import BarBuffer
+from .events import SmcEvent
+from .numeric import f32
+from .swings import SwingPoint
+
+__all__ = ["LiquidityDetector"]
+
+
+class _Group(msgspec.Struct):
+    """A group of same-side swings within ``[lo, hi]`` of its first level."""
+
+    direction: int
+    index: int
+    timestamp_ms: int
+    lo: float
+    hi: float
+    total: float
+    count: int = 1
+    end: int = -1
+    swept: int = -1
+    confirmed_at: int = -1
+    event: SmcEvent | None = None
+
+
+class LiquidityDetector(msgspec.Struct):
+    """Streaming grouping for ``abs``/``atr`` tolerances; ``range`` (compat) runs at finalize."""
+
+    compat: bool
+    kind: str  # abs | atr | range
+    value: float
+    groups: list[_Group] = []  # open groups of both sides, start order
+    all_swings: list[SwingPoint] = []  # range mode only
+    max_high: float = float("-inf")
+    min_low: float = float("inf")
+
+    def on_bar(self, t: int, h: float, lo: float, out: list[SmcEvent]) -> None:
+        """Sweep check of the open groups against bar ``t``."""
+        if self.kind == "range":
+            if h > self.max_high:
+                self.max_high = h
+            if lo < self.min_low:
+                self.min_low = lo
+            return
+        for g in self.groups:
+            if g.swept < 0 and ((h >= g.hi) if g.direction == 1 else (lo <= g.lo)):
+                g.swept = t
+                if g.event is not None:
+                    g.event = msgspec.structs.replace(g.event, action="swept", swept=t)
+                    out.append(g.event)
+
+    def on_finals(self, finals: list[SwingPoint], t: int, buf: BarBuffer, out: list[SmcEvent]) -> None:
+        """Offer newly final swings (known through bar ``t``) to the open groups."""
+        if self.kind == "range":
+            self.all_swings.extend(finals)
+            return
+        for s in finals:
+            self._offer(s, t, buf, out, self.value if self.kind == "abs" else self.value * s.atr)
+
+    def _offer(self, s: SwingPoint, t: int, buf: BarBuffer | None, out: list[SmcEvent], p: float) -> None:
+        j = s.index
+        lvl = s.level
+        for g in self.groups:
+            if g.direction == s.direction and (g.swept < 0 or j < g.swept) and g.lo <= lvl <= g.hi:
+                g.total += lvl
+                g.count += 1
+                g.end = j
+                if g.count == 2:
+                    g.confirmed_at = t
+                g.event = self._event(g, "formed" if g.count == 2 else "updated")
+                out.append(g.event)
+                return
+        g = _Group(s.direction, j, s.timestamp_ms, lvl - p, lvl + p, lvl, 1, j)
+        if buf is not None:
+            base = buf.base
+            if s.direction == 1:
+                hi = g.hi
+                for k, x in enumerate(buf.h[j + 1 - base : t + 1 - base]):
+                    if x >= hi:
+                        g.swept = j + 1 + k
+                        break
+            else:
+                glo = g.lo
+                for k, x in enumerate(buf.low[j + 1 - base : t + 1 - base]):
+                    if x <= glo:
+                        g.swept = j + 1 + k
+                        break
+        self.groups.append(g)
+
+    def _event(self, g: _Group, action: str, final_at: int | None = None) -> SmcEvent:
+        mean = g.total / g.count
+        return SmcEvent(
+            pattern="liquidity", action=action, direction=g.direction, index=g.index,
+            timestamp_ms=g.timestamp_ms, confirmed_at=g.confirmed_at, final_at=final_at,
+            level=f32(mean) if self.compat else mean, end=g.end, swept=g.swept if g.swept >= 0 else None,
+        )
+
+    def check_final(self, t: int, length: int, pending_index: int | None, out: list[SmcEvent]) -> None:
+        """Close swept groups once every swing before the sweep bar is final."""
+        if self.kind == "range":
+            return
+        closing = False
+        for g in self.groups:
+            s = g.swept
+            if s >= 0 and t >= s - 1 + length and (pending_index is None or pending_index >= s):
+                closing = True
+                break
+        if not closing:
+            return
+        keep: list[_Group] = []
+        for g in self.groups:
+            s = g.swept
+            if s >= 0 and t >= s - 1 + length and (pending_index is None or pending_index >= s):
+                if g.event is not None:
+                    out.append(self._event(g, "final", final_at=t))
+            else:
+                keep.append(g)
+        self.groups = keep
+
+    def finalize(self, buf: BarBuffer, out: list[SmcEvent]) -> None:
+        """Compat whole-series rule: the tolerance is known only now; group everything."""
+        if self.kind != "range" or not self.all_swings:
+            return
+        p = (self.max_high - self.min_low) * self.value
+        n = buf.base + len(buf.h)
+        scratch: list[SmcEvent] = []  # incremental chatter, replaced by one event per group
+        for s in sorted(self.all_swings, key=lambda s: s.index):
+            self._offer(s, n - 1, buf, scratch, p)
+        for g in self.groups:
+            if g.event is not None:
+                g.confirmed_at = n - 1
+                g.event = self._event(g, "formed")
+                out.append(g.event)

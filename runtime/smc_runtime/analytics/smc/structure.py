@@ -1,0 +1,185 @@
+"""BOS / CHoCH as a stream (SPEC 2.3, 4.3; default-mode changes 5.2 items 4-5).
+
+Every final swing tracks the first bar (from ``index + 2``) that breaks beyond its level, so
+when it turns out to be the ``x3`` of a pattern the break is already known. A detection is
+emitted only once broken; a later-positioned detection that breaks no later retracts it.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from .buffer import BarBuffer
+from .events import SmcEvent
+from .numeric import f32
+from .swings import SwingPoint
+
+__all__ = ["StructureDetector"]
+
+
+class _Tracked(msgspec.Struct):
+    """A final swing (``kind == ""``) or a detection, with its break search state."""
+
+    index: int
+    direction: int  # break side: 1 above (swing high / bullish), -1 below
+    level: float  # float64 swing level (pattern tests)
+    cmp: float  # level the break is tested against (f32 in compat)
+    timestamp_ms: int
+    broken: int = -1
+    kind: str = ""
+    detected_at: int = -1
+    emitted: bool = False
+
+
+class StructureDetector(msgspec.Struct):
+    """Pattern test on the last four final swings, break tracking, retraction, finality."""
+
+    compat: bool
+    close_break: bool
+    recent: list[_Tracked] = []  # last <= 4 final swings
+    n_final: int = 0
+    alive: list[_Tracked] = []  # detections not retracted and not final, increasing index
+    ghost_watch: list[_Tracked] = []  # compat: retracted before their break, tracked for ghost rows
+    ghosts: list[tuple[int, int]] = []  # compat: (index, broken_index) rows with NaN BOS/CHOCH/Level
+
+    # -- per bar -------------------------------------------------------------------------------
+    def on_bar_breaks(self, t: int, buf: BarBuffer, out: list[SmcEvent]) -> None:
+        """Test bar ``t`` against every unbroken level; apply retractions for new breaks."""
+        bi = t - buf.base
+        if self.close_break:
+            up = down = buf.c[bi]
+        else:
+            up = buf.h[bi]
+            down = buf.low[bi]
+        for s in self.recent:
+            if s.broken < 0 and t >= s.index + 2 and ((up > s.cmp) if s.direction == 1 else (down < s.cmp)):
+                s.broken = t
+        top_new: _Tracked | None = None
+        for d in self.alive:
+            if d.broken < 0 and t >= d.index + 2 and ((up > d.cmp) if d.direction == 1 else (down < d.cmp)):
+                d.broken = t
+                top_new = d  # alive is index-ordered: the last one is the highest index
+        if self.ghost_watch:
+            keep: list[_Tracked] = []
+            for g in self.ghost_watch:
+                if t >= g.index + 2 and ((up > g.cmp) if g.direction == 1 else (down < g.cmp)):
+                    self.ghosts.append((g.index, t))
+                else:
+                    keep.append(g)
+            self.ghost_watch = keep
+        if top_new is not None:
+            self._retract_before(top_new, t, t, out)
+            for d in self.alive:
+                if d.broken == t and not d.emitted:
+                    self._emit(d, t, "formed", out)
+
+    def _emit(self, d: _Tracked, t: int, action: str, out: list[SmcEvent], final_at: int | None = None) -> None:
+        d.emitted = True
+        out.append(
+            SmcEvent(
+                pattern=d.kind, action=action, direction=d.direction, index=d.index,
+                timestamp_ms=d.timestamp_ms, confirmed_at=max(d.detected_at, d.broken),
+                final_at=final_at, level=d.cmp, broken_index=d.broken if d.broken >= 0 else None,
+            )
+        )
+
+    def _retract_before(self, killer: _Tracked, j: int, t: int, out: list[SmcEvent]) -> None:
+        """Retract alive detections positioned before ``killer`` not broken before bar ``j``."""
+        keep: list[_Tracked] = []
+        for k in self.alive:
+            if k.index < killer.index and (k.broken < 0 or k.broken >= j):
+                if k.emitted:
+                    self._emit(k, t, "retracted", out, final_at=t)
+                if self.compat:
+                    if k.broken >= 0:
+                        self.ghosts.append((k.index, k.broken))
+                    else:
+                        self.ghost_watch.append(k)
+            else:
+                keep.append(k)
+        self.alive = keep
+
+    # -- new final swings ----------------------------------------------------------------------
+    def on_finals(self, finals: list[SwingPoint], t: int, buf: BarBuffer, out: list[SmcEvent]) -> None:
+        """Append newly final swings (known through bar ``t``) and test the pattern on each."""
+        for s in finals:
+            tr = _Tracked(s.index, s.direction, s.level, f32(s.level) if self.compat else s.level, s.timestamp_ms)
+            self._scan_break(tr, t, buf)
+            self.recent.append(tr)
+            if len(self.recent) > 4:
+                del self.recent[0]
+            self.n_final += 1
+            if self.n_final >= 4:
+                self._test(t, out)
+
+    def _scan_break(self, tr: _Tracked, t: int, buf: BarBuffer) -> None:
+        """First break of ``tr`` among the buffered bars ``index+2 .. t``."""
+        base = buf.base
+        start = tr.index + 2
+        if start > t:
+            return
+        if self.close_break:
+            series = buf.c
+            src = series
+        else:
+            src = buf.h if tr.direction == 1 else buf.low
+        lvl = tr.cmp
+        seg = src[start - base : t + 1 - base]
+        if tr.direction == 1:
+            for k, x in enumerate(seg):
+                if x > lvl:
+                    tr.broken = start + k
+                    return
+        else:
+            for k, x in enumerate(seg):
+                if x < lvl:
+                    tr.broken = start + k
+                    return
+
+    def _test(self, t: int, out: list[SmcEvent]) -> None:
+        s4, s3, s2, s1 = self.recent[-4:]
+        x4, x3, x2, x1 = s4.level, s3.level, s2.level, s1.level
+        kind = ""
+        d = s3.direction
+        if s4.direction == -1 and d == 1 and s2.direction == -1 and s1.direction == 1:
+            if x4 < x2 < x3 < x1:
+                kind = "bos"
+            elif x1 > x3 > x4 > x2:
+                kind = "choch"
+        elif s4.direction == 1 and d == -1 and s2.direction == 1 and s1.direction == -1:
+            if x4 > x2 > x3 > x1:
+                kind = "bos"
+            elif x1 < x3 < x4 < x2:
+                kind = "choch"
+        if not kind:
+            return
+        det = _Tracked(s3.index, d, s3.level, s3.cmp, s3.timestamp_ms, s3.broken, kind, t)
+        if det.broken >= 0:
+            self._retract_before(det, det.broken, t, out)
+            self._emit(det, t, "formed", out)
+        self.alive.append(det)
+
+    # -- finality ------------------------------------------------------------------------------
+    def check_final(self, t: int, length: int, pending_index: int | None, out: list[SmcEvent]) -> None:
+        """Retire broken detections no future detection can retract (SPEC 4.3)."""
+        if not self.alive:
+            return
+        keep: list[_Tracked] = []
+        second_last = self.recent[-2].index if len(self.recent) >= 2 else -1
+        for d in self.alive:
+            b = d.broken
+            if (
+                b >= 0
+                and t >= b - 2 + length
+                and second_last > b - 2
+                and (pending_index is None or pending_index > b - 2)
+            ):
+                self._emit(d, t, "final", out, final_at=t)
+            else:
+                keep.append(d)
+        self.alive = keep
+
+    def finalize(self) -> None:
+        """End of stream: unbroken detections vanish (never emitted, no ghost row)."""
+        self.alive = [d for d in self.alive if d.broken >= 0]
+        self.ghost_watch = []
