@@ -36,8 +36,15 @@ test: setup lint
 demo: setup
 	$(PY) -m smc_runtime.demo
 
-bench: setup
-	$(PY) -m benchmarks.run_all
+# Side-by-side benchmark (Quix Streams, Faust, bare client, smc-stream). The peers live in their own venv:
+# quixstreams pins confluent-kafka<2.13 and must not downgrade .venv. BENCH_ARGS passes flags to run_all.
+BENCH_VENV := .venv-bench
+BENCH_ARGS ?=
+bench:
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q -e '.[bench]'
+	$(BENCH_VENV)/bin/python -m benchmarks.run_all $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .testbed .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) .testbed .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,465 @@
+"""Measure one stream processor, started as a subprocess, against a real Kafka broker.
+
+Two scenarios:
+
+* **drain**: the input is pre-loaded; the processor empties the backlog. Throughput is messages over the
+  time from its first visible output to the moment its consumer group has committed the whole input.
+  CPU per 1k messages covers the same window (from /proc of the processor).
+* **steady**: input is produced at a fixed rate with the send time as the Kafka record timestamp; a
+  ``read_committed`` consumer of the output records end-to-end latency as arrival time minus the record
+  timestamp (processors propagate the input timestamp to their outputs, as Kafka Streams does), so
+  transaction visibility is included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from benchmarks import procstat
+from benchmarks.workload import Message
+
+POLL_INTERVAL_S = 0.05
+
+
+@dataclass(frozen=True)
+class Target:
+    """A stream processor under test: how to start it and where it writes."""
+
+    framework: str
+    mode: str
+    commit: str  # the commit setting, for the report ("100 ms", "default (5 s)")
+    command: list[str]
+    group: str
+    output_topic: str  # counted for throughput, and its records carry the input timestamp (latency)
+    extra_output_topics: tuple[str, ...] = ()  # also counted (e.g. smc-stream's dead letters)
+    env: dict[str, str] | None = None
+    metrics_url: str | None = None
+    log_path: str = "/tmp/smc-bench-target.log"
+
+
+@dataclass
+class DrainResult:
+    framework: str
+    mode: str
+    commit: str
+    messages: int
+    seconds: float
+    msgs_per_s: float
+    cpu_s_per_1k: float
+    peak_rss_mb: float
+    outputs: int
+    complete: bool
+    startup_s: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class SteadyResult:
+    framework: str
+    mode: str
+    commit: str
+    rate: float
+    seconds: float
+    sent: int
+    received: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    cpu_s_per_1k: float
+    peak_rss_mb: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+
+def as_dict(result: DrainResult | SteadyResult) -> dict[str, Any]:
+    return asdict(result)
+
+
+# ---------------------------------------------------------------- Kafka plumbing
+
+
+def admin(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def create_topics(bootstrap: str, topics: dict[str, int],
+                  config: dict[str, dict[str, str]] | None = None) -> None:
+    """Create topics (name -> partitions); existing ones are left as they are."""
+    config = config or {}
+    new = [NewTopic(name, num_partitions=parts, replication_factor=1, config=config.get(name, {}))
+           for name, parts in topics.items()]
+    client = admin(bootstrap)  # must outlive the futures
+    for name, future in client.create_topics(new, operation_timeout=30).items():
+        try:
+            future.result()
+        except Exception as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise RuntimeError(f"cannot create topic {name}: {exc}") from exc
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}.{uuid.uuid4().hex[:8]}"
+
+
+def bulk_producer(bootstrap: str) -> Producer:
+    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1_000_000,
+                     "queue.buffering.max.messages": 1_000_000, "compression.type": "lz4"})
+
+
+def preload(bootstrap: str, topic_of_kind: dict[str, str], messages: Sequence[Message],
+            show_progress: bool = True) -> dict[str, int]:
+    """Produce the messages (keyed by symbol) as fast as the client allows; returns count per topic."""
+    producer = bulk_producer(bootstrap)
+    counts: dict[str, int] = dict.fromkeys(topic_of_kind.values(), 0)
+    bar = Progress("preload", len(messages), enabled=show_progress)
+    for i, msg in enumerate(messages):
+        topic = topic_of_kind[msg.kind]
+        while True:
+            try:
+                producer.produce(topic, msg.value, msg.key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        counts[topic] += 1
+        if i % 20_000 == 0:
+            producer.poll(0)
+            bar.update(i)
+    remaining = producer.flush(60)
+    if remaining:
+        raise RuntimeError(f"{remaining} messages not delivered while pre-loading")
+    bar.done(len(messages))
+    return counts
+
+
+def topic_partitions(bootstrap: str, topics: Sequence[str]) -> list[TopicPartition]:
+    metadata = admin(bootstrap).list_topics(timeout=10)
+    return [TopicPartition(t, p) for t in topics for p in sorted(metadata.topics[t].partitions)]
+
+
+class Offsets:
+    """High watermarks and committed group offsets, for progress without consuming."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._bootstrap = bootstrap
+        self._admin = admin(bootstrap)
+        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("bench-watermarks"),
+                                   "enable.auto.commit": False})
+
+    def high(self, partitions: Sequence[TopicPartition]) -> int:
+        total = 0
+        for tp in partitions:
+            _, high = self._consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=5,
+                                                           cached=False)
+            total += high
+        return total
+
+    def committed(self, group: str, partitions: Sequence[TopicPartition]) -> int:
+        plain = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
+        request = ConsumerGroupTopicPartitions(group, plain)
+        futures = self._admin.list_consumer_group_offsets([request], request_timeout=5)
+        result = next(iter(futures.values())).result()
+        return sum(tp.offset for tp in result.topic_partitions if tp.offset >= 0)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def count_committed(bootstrap: str, topic: str, idle_s: float = 2.0) -> int:
+    """Records visible to a read_committed reader of ``topic`` (reads to the end)."""
+    parts = topic_partitions(bootstrap, [topic])
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("bench-count"),
+                         "isolation.level": "read_committed", "enable.auto.commit": False,
+                         "enable.partition.eof": True, "fetch.max.bytes": 52_428_800})
+    consumer.assign([TopicPartition(tp.topic, tp.partition, 0) for tp in parts])
+    count, eof, last = 0, set(), time.monotonic()
+    while len(eof) < len(parts) and time.monotonic() - last < idle_s + 30:
+        batch = consumer.consume(num_messages=10_000, timeout=idle_s)
+        if not batch:
+            break
+        last = time.monotonic()
+        for msg in batch:
+            err = msg.error()
+            if err is None:
+                count += 1
+            elif err.code() == KafkaError._PARTITION_EOF:
+                eof.add(msg.partition())
+    consumer.close()
+    return count
+
+
+# ---------------------------------------------------------------- process control
+
+
+class Progress:
+    """A one-line progress bar on stderr (off when not a terminal unless forced)."""
+
+    def __init__(self, label: str, total: int, enabled: bool = True) -> None:
+        self.label, self.total = label, max(total, 1)
+        self.enabled = enabled and sys.stderr.isatty()
+        self.started = time.monotonic()
+
+    def update(self, done: int, extra: str = "") -> None:
+        if not self.enabled:
+            return
+        frac = min(done / self.total, 1.0)
+        bar = "#" * int(frac * 30)
+        rate = done / max(time.monotonic() - self.started, 1e-9)
+        sys.stderr.write(f"\r{self.label:<10} [{bar:<30}] {frac:6.1%} {done:>10,}/{self.total:,} "
+                         f"{rate:>9,.0f}/s {extra}   ")
+        sys.stderr.flush()
+
+    def done(self, done: int, extra: str = "") -> None:
+        if self.enabled:
+            self.update(done, extra)
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def start(target: Target) -> subprocess.Popen[bytes]:
+    log = open(target.log_path, "wb")  # noqa: SIM115 - handed to the child, closed by the OS on exit
+    env = {**os.environ, **(target.env or {})}
+    return subprocess.Popen(target.command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+
+
+def stop(proc: subprocess.Popen[bytes], grace_s: float = 20.0) -> None:
+    """SIGTERM (graceful shutdown), then SIGKILL of this one process if it does not exit in time."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def log_tail(target: Target, lines: int = 30) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(Path(target.log_path).read_text(errors="replace").splitlines()[-lines:])
+    return ""
+
+
+def scrape_metrics(url: str | None) -> dict[str, float]:
+    """Prometheus text -> {metric name: summed value} for the counters a report needs."""
+    if not url:
+        return {}
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    sums: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name_labels, _, value = line.rpartition(" ")
+        name = name_labels.split("{", 1)[0]
+        try:
+            sums[name] = sums.get(name, 0.0) + float(value)
+        except ValueError:
+            continue
+    return sums
+
+
+def pick(metrics: dict[str, float], *needles: str) -> float | None:
+    """First counter whose name contains every needle (names are the runtime's, not ours)."""
+    for name, value in sorted(metrics.items()):
+        if all(n in name for n in needles) and not name.endswith("_created"):
+            return value
+    return None
+
+
+# ---------------------------------------------------------------- scenarios
+
+
+def run_drain(target: Target, bootstrap: str, inputs: Sequence[TopicPartition], timeout_s: float = 300.0,
+              show_progress: bool = True) -> DrainResult:
+    """Start the processor on a pre-loaded input and time how fast it commits all of it."""
+    offsets = Offsets(bootstrap)
+    total = offsets.high(inputs)
+    out_parts = topic_partitions(bootstrap, [target.output_topic])
+    bar = Progress(f"{target.framework}", total, enabled=show_progress)
+    launched = time.monotonic()
+    proc = start(target)
+    t_first: float | None = None
+    cpu_first = 0.0
+    committed = 0
+    error: str | None = None
+    try:
+        deadline = launched + timeout_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                error = f"exited with {proc.returncode}: {log_tail(target)}"
+                break
+            now = time.monotonic()
+            if t_first is None and offsets.high(out_parts) > 0:
+                t_first = now
+                first = procstat.sample(proc.pid)
+                cpu_first = first.cpu_seconds if first else 0.0
+            committed = offsets.committed(target.group, inputs)
+            bar.update(committed)
+            if committed >= total:
+                break
+            time.sleep(POLL_INTERVAL_S)
+        t_end = time.monotonic()
+        final = procstat.sample(proc.pid)
+        metrics = scrape_metrics(target.metrics_url)
+    finally:
+        stop(proc)
+    bar.done(committed)
+    complete = committed >= total and error is None
+    if not complete and error is None:
+        error = f"timed out after {timeout_s:.0f}s with {committed}/{total} committed"
+    window = t_end - (t_first or t_end)
+    cpu = (final.cpu_seconds - cpu_first) if final else float("nan")
+    outputs = count_committed(bootstrap, target.output_topic)
+    for extra in target.extra_output_topics:
+        metrics[f"records:{extra}"] = float(count_committed(bootstrap, extra))
+    offsets.close()
+    return DrainResult(
+        framework=target.framework, mode=target.mode, commit=target.commit, messages=committed,
+        seconds=round(window, 3), msgs_per_s=round(committed / window, 1) if window > 0 else 0.0,
+        cpu_s_per_1k=round(cpu / committed * 1000, 4) if committed else float("nan"),
+        peak_rss_mb=round(final.peak_rss_bytes / 2**20, 1) if final else float("nan"),
+        outputs=outputs, complete=complete, startup_s=round((t_first or t_end) - launched, 2),
+        metrics=metrics, error=error,
+    )
+
+
+class _LatencyCollector(threading.Thread):
+    """Reads the output with read_committed and records (arrival - record timestamp) in ms."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(daemon=True)
+        self.parts = topic_partitions(bootstrap, [topic])
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("bench-latency"),
+                                  "isolation.level": "read_committed", "enable.auto.commit": False,
+                                  "fetch.wait.max.ms": 5, "fetch.queue.backoff.ms": 1})
+        self.consumer.assign([TopicPartition(tp.topic, tp.partition, 0) for tp in self.parts])
+        self.since_ms = float("inf")
+        self.latencies: list[float] = []
+        self.seen = 0
+        self.running = True
+
+    def run(self) -> None:
+        while self.running:
+            for msg in self.consumer.consume(num_messages=5000, timeout=0.05):
+                if msg.error() is not None:
+                    continue
+                now_ms = time.time() * 1000.0
+                self.seen += 1
+                ts = msg.timestamp()[1]
+                if ts >= self.since_ms:
+                    self.latencies.append(now_ms - ts)
+        self.consumer.close()
+
+
+def _percentile(sorted_values: Sequence[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(int(q * len(sorted_values)), len(sorted_values) - 1)
+    return round(sorted_values[index], 2)
+
+
+def run_steady(target: Target, bootstrap: str, topic_of_kind: dict[str, str], messages: Sequence[Message],
+               rate: float, warmup_s: float = 3.0, settle_s: float = 10.0, ready_timeout_s: float = 90.0,
+               show_progress: bool = True) -> SteadyResult:
+    """Produce ``messages`` at ``rate``/s (after a warm-up) and measure end-to-end latency."""
+    collector = _LatencyCollector(bootstrap, target.output_topic)
+    collector.start()
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1,
+                         "queue.buffering.max.messages": 1_000_000})
+    proc = start(target)
+    error: str | None = None
+    sent = measured_sent = 0
+    latency_kind = "trades"
+    body: list[Message] = []
+    try:
+        # Warm-up: trickle messages until outputs show up (group joined, state restored, code warm).
+        started = time.monotonic()
+        warm = iter(messages)
+        while collector.seen == 0:
+            if proc.poll() is not None:
+                raise RuntimeError(f"exited with {proc.returncode}: {log_tail(target)}")
+            if time.monotonic() - started > ready_timeout_s:
+                raise RuntimeError(f"no output within {ready_timeout_s:.0f}s: {log_tail(target)}")
+            for _ in range(10):
+                msg = next(warm)
+                producer.produce(topic_of_kind[msg.kind], msg.value, msg.key)
+                sent += 1
+            producer.poll(0.1)
+        body = list(warm)
+        total = len(body)
+        bar = Progress(f"{target.framework}", total, enabled=show_progress)
+        cpu_start = procstat.sample(proc.pid)
+        t0 = time.monotonic()
+        measure_from = t0 + warmup_s
+        index = 0
+        next_bar = t0
+        while index < total:
+            now = time.monotonic()
+            due = min(total, int((now - t0) * rate) + 1)
+            now_ms = int(time.time() * 1000)
+            if now >= measure_from and collector.since_ms == float("inf"):
+                collector.since_ms = now_ms
+            while index < due:
+                msg = body[index]
+                try:
+                    producer.produce(topic_of_kind[msg.kind], msg.value, msg.key, timestamp=now_ms)
+                except BufferError:
+                    producer.poll(0.001)
+                    continue
+                if now >= measure_from and msg.kind == latency_kind:
+                    measured_sent += 1
+                index += 1
+            producer.poll(0)
+            if now >= next_bar:
+                bar.update(index, f"outputs seen {collector.seen:,}")
+                next_bar = now + 0.25
+            if proc.poll() is not None:
+                raise RuntimeError(f"exited with {proc.returncode}: {log_tail(target)}")
+            time.sleep(0.001)
+        producer.flush(30)
+        sent += total
+        produce_seconds = time.monotonic() - t0
+        bar.done(index)
+        wait_until = time.monotonic() + settle_s
+        while time.monotonic() < wait_until and len(collector.latencies) < measured_sent:
+            time.sleep(0.1)
+        final = procstat.sample(proc.pid)
+        metrics = scrape_metrics(target.metrics_url)
+    except (RuntimeError, StopIteration) as exc:
+        error = str(exc)
+        final, metrics, cpu_start, produce_seconds = procstat.sample(proc.pid), {}, None, 0.0
+    finally:
+        collector.running = False
+        stop(proc)
+        collector.join(10)
+    values = sorted(collector.latencies)
+    cpu = (final.cpu_seconds - cpu_start.cpu_seconds) if final and cpu_start else float("nan")
+    return SteadyResult(
+        framework=target.framework, mode=target.mode, commit=target.commit, rate=rate,
+        seconds=round(produce_seconds, 2), sent=measured_sent, received=len(values),
+        p50_ms=_percentile(values, 0.50), p95_ms=_percentile(values, 0.95), p99_ms=_percentile(values, 0.99),
+        max_ms=round(values[-1], 2) if values else float("nan"),
+        cpu_s_per_1k=round(cpu / len(body) * 1000, 4) if body else float("nan"),
+        peak_rss_mb=round(final.peak_rss_bytes / 2**20, 1) if final else float("nan"),
+        metrics=metrics, error=error,
+    )
