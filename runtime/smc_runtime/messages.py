@@ -86,18 +86,14 @@ class DepthUpdate(msgspec.Struct, tag_field="e", tag="depthUpdate",
     event_time: int = 0
 
 
-class DepthSnapshot(msgspec.Struct):
+class DepthSnapshot(msgspec.Struct, rename={"last_update_id": "lastUpdateId"}):
     """A partial-depth snapshot; the payload has no symbol, so it comes from the key or topic."""
 
-    lastUpdateId: int  # noqa: N815 - Binance's key, kept verbatim
+    last_update_id: int
     bids: list[PriceLevel]
     asks: list[PriceLevel]
     symbol: str = ""
     event_time: int = 0
-
-    @property
-    def last_update_id(self) -> int:
-        return self.lastUpdateId
 
 
 class KlineBody(msgspec.Struct,

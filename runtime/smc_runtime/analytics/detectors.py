@@ -1,0 +1,52 @@
+"""Adapter from the SMC engine to the ``DetectorFactory`` interface.
+
+The engine is imported lazily: the pipeline works (without detection) where the engine is
+absent, and ``detect``-free tools do not pay for its import.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from smc_runtime.analytics.interfaces import BarDetector
+from smc_runtime.config import DetectionSettings
+
+_ENGINE_MODULE = "smc_runtime.analytics.smc.engine"
+
+
+def smc_engine_available() -> bool:
+    """Whether the SMC engine module is installed (it lands separately from the pipeline)."""
+    try:
+        return importlib.util.find_spec(_ENGINE_MODULE) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+class SmcDetectorFactory:
+    """Creates/restores ``SmcEngine``s with the processor's ``DetectionSettings``."""
+
+    name = "smc"
+
+    def __init__(self, settings: DetectionSettings) -> None:
+        from smc_runtime.analytics.smc.params import SmcParams
+
+        self._params = SmcParams(
+            swing_length=settings.swing_length,
+            close_break=settings.close_break,
+            close_mitigation=settings.close_mitigation,
+            join_fvg=settings.join_fvg,
+            liquidity_range=settings.liquidity_range,
+            compat=settings.mode == "compat",
+        )
+
+    def create(self) -> BarDetector:
+        from smc_runtime.analytics.smc.engine import SmcEngine
+
+        engine: BarDetector = SmcEngine(self._params)
+        return engine
+
+    def restore(self, data: bytes) -> BarDetector:
+        from smc_runtime.analytics.smc.engine import SmcEngine
+
+        engine: BarDetector = SmcEngine.restore(data)
+        return engine

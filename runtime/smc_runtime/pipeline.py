@@ -1,0 +1,274 @@
+"""The pure processing core: one raw record in, output records out.
+
+``Pipeline.process`` decodes a record, routes it to the enrichers of its kind, feeds closed bars
+to the detectors, runs the alert rules and returns ``OutputRecord``s. It never raises on bad
+input (a rejection becomes one dead-letter record) and never reads a clock: the same input
+sequence from the same (restored) state gives byte-identical outputs.
+
+State is scoped to the source partition ``(topic, partition)`` and, within it, to a state key:
+``SYMBOL`` (trades, plus bars built from trades), ``SYMBOL|book`` (order book) and
+``SYMBOL|<interval>`` (klines). The Kafka edge snapshots touched keys into its changelog and
+drops a partition's state when the partition is revoked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from smc_runtime.analytics.alerts import default_alert_rules
+from smc_runtime.analytics.detectors import SmcDetectorFactory, smc_engine_available
+from smc_runtime.analytics.enrichers import TradeEnricher
+from smc_runtime.analytics.interfaces import AlertRule, BarDetector, DetectorFactory, Enricher
+from smc_runtime.analytics.klines import KlineEnricher, TradeBarBuilder, kline_bar
+from smc_runtime.analytics.orderbook import OrderBookEnricher
+from smc_runtime.analytics.smc.bars import Bar
+from smc_runtime.config import ProcessorSettings
+from smc_runtime.messages import (
+    AggTrade,
+    DepthSnapshot,
+    DepthUpdate,
+    Kline,
+    Rejection,
+    Trade,
+    decode,
+)
+from smc_runtime.state import SNAPSHOT_VERSION, KeySnapshot, decode_snapshot, encode_snapshot
+
+ROLE_BY_KIND = {"trade": "enriched_trades", "orderbook": "orderbook_metrics", "kline": "kline_metrics"}
+_BOOK_SUFFIX = "|book"
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRecord:
+    """One record to produce; ``role`` names an ``OutputTopics`` field."""
+
+    role: str
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+class SmcSignal(msgspec.Struct):
+    """The ``smc_signals`` document: one detector event with its stream (see docs/schemas.md)."""
+
+    symbol: str
+    interval: str
+    source: str
+    detector: str
+    event: dict[str, Any]
+    type: str = "smc_signal"
+
+
+class _Slot:
+    """Everything kept for one state key."""
+
+    __slots__ = ("active", "bar_state", "detectors", "interval", "key_bytes", "kind", "states", "symbol")
+
+    def __init__(self, kind: str, symbol: str, interval: str) -> None:
+        self.kind = kind
+        self.symbol = symbol
+        self.key_bytes = symbol.encode()
+        self.interval = interval
+        self.states: list[Any] = []
+        self.bar_state: Any = None
+        self.detectors: list[BarDetector] = []
+        self.active: set[str] = set()
+
+
+class Pipeline:
+    """Routes records through enrichers, detectors and alert rules; see the module docstring."""
+
+    def __init__(self, settings: ProcessorSettings, *,
+                 enrichers: Sequence[Enricher[Any, Any]] | None = None,
+                 detectors: Sequence[DetectorFactory] | None = None,
+                 alert_rules: Sequence[AlertRule] | None = None) -> None:
+        self.settings = settings
+        enrichment = settings.enrichment
+        self._max_bytes = enrichment.max_message_bytes
+        if enrichers is None:
+            enrichers = [TradeEnricher(enrichment.trades), OrderBookEnricher(enrichment.orderbook),
+                         KlineEnricher(enrichment.klines)]
+        self._enrichers: dict[str, list[Enricher[Any, Any]]] = {kind: [] for kind in ROLE_BY_KIND}
+        for enricher in enrichers:
+            self._enrichers[enricher.kind].append(enricher)
+        if detectors is None:
+            enabled = settings.detection.enabled and smc_engine_available()
+            detectors = [SmcDetectorFactory(settings.detection)] if enabled else []
+        self._detector_factories = list(detectors)
+        klines = enrichment.klines
+        self._bar_builder = (TradeBarBuilder(klines.trade_bar_interval_ms)
+                             if klines.bars_from_trades and self._detector_factories else None)
+        rules = list(default_alert_rules(settings.alerts) if alert_rules is None else alert_rules)
+        self._rules: dict[str, list[AlertRule]] = {
+            kind: [r for r in rules if kind in r.kinds] for kind in (*ROLE_BY_KIND, "signal")
+        }
+        self._partitions: dict[tuple[str, int], dict[str, _Slot]] = {}
+        self._touched: set[tuple[str, int, str]] = set()
+        self._encode = msgspec.json.Encoder().encode
+
+    # -- processing ---------------------------------------------------------------------------
+
+    def process(self, value: bytes | None, *, topic: str, partition: int, offset: int,
+                timestamp_ms: int, key: bytes | None = None) -> list[OutputRecord]:
+        """Process one source record; never raises on bad input."""
+        message = decode(value, topic=topic, key=key, max_bytes=self._max_bytes)
+        if isinstance(message, Rejection):
+            return [self._dead_letter(value, key, message, topic, partition, offset, timestamp_ms)]
+        if isinstance(message, Trade | AggTrade):
+            kind, symbol, interval = "trade", message.symbol, ""
+            state_key = symbol
+        elif isinstance(message, DepthUpdate | DepthSnapshot):
+            kind, symbol, interval = "orderbook", message.symbol, ""
+            state_key = symbol + _BOOK_SUFFIX
+        else:
+            kind, symbol, interval = "kline", message.symbol, message.kline.interval
+            state_key = f"{symbol}|{interval}"
+        slots = self._partitions.get((topic, partition))
+        if slots is None:
+            slots = self._partitions[(topic, partition)] = {}
+        slot = slots.get(state_key)
+        if slot is None:
+            slot = slots[state_key] = self._new_slot(kind, symbol, interval)
+        self._touched.add((topic, partition, state_key))
+
+        outputs: list[OutputRecord] = []
+        role = ROLE_BY_KIND[kind]
+        rules = self._rules[kind]
+        encode = self._encode
+        key_bytes = slot.key_bytes
+        for enricher, state in zip(self._enrichers[kind], slot.states, strict=True):
+            document = enricher.update(state, message)
+            if document is None:
+                continue
+            if isinstance(document, Rejection):
+                outputs.append(
+                    self._dead_letter(value, key, document, topic, partition, offset, timestamp_ms))
+                return outputs
+            outputs.append(OutputRecord(role, key_bytes, encode(document)))
+            for rule in rules:
+                for alert in rule.evaluate(kind, symbol, timestamp_ms, document, slot.active):
+                    outputs.append(OutputRecord("alerts", key_bytes, encode(alert)))
+
+        if slot.detectors:
+            if isinstance(message, Kline):
+                if message.kline.closed:
+                    self._detect(slot, kline_bar(message), "klines", timestamp_ms, outputs)
+            elif self._bar_builder is not None and isinstance(message, Trade | AggTrade):
+                bar = self._bar_builder.update(slot.bar_state, message)
+                if bar is not None:
+                    self._detect(slot, bar, "trades", timestamp_ms, outputs)
+        return outputs
+
+    def finalize(self) -> list[OutputRecord]:
+        """End of a finite stream (replay): close open trade bars and finalize every detector.
+
+        A live stream never ends, so the Kafka runtime does not call this."""
+        outputs: list[OutputRecord] = []
+        for topic_partition in sorted(self._partitions):
+            slots = self._partitions[topic_partition]
+            for state_key in sorted(slots):
+                slot = slots[state_key]
+                if not slot.detectors:
+                    continue
+                source = "trades" if slot.kind == "trade" else "klines"
+                if self._bar_builder is not None and slot.bar_state is not None:
+                    bar = self._bar_builder.flush(slot.bar_state)
+                    if bar is not None:
+                        self._detect(slot, bar, source, bar.timestamp_ms, outputs)
+                last_ts = 0
+                for factory, detector in zip(self._detector_factories, slot.detectors, strict=True):
+                    events = detector.finalize()
+                    self._signals(slot, factory.name, source, events, last_ts, outputs)
+        return outputs
+
+    def _detect(self, slot: _Slot, bar: Bar, source: str, timestamp_ms: int,
+                outputs: list[OutputRecord]) -> None:
+        for factory, detector in zip(self._detector_factories, slot.detectors, strict=True):
+            events = detector.on_bar(bar)
+            if events:
+                self._signals(slot, factory.name, source, events, timestamp_ms, outputs)
+
+    def _signals(self, slot: _Slot, detector_name: str, source: str, events: Sequence[Any],
+                 timestamp_ms: int, outputs: list[OutputRecord]) -> None:
+        interval = slot.interval or (self._bar_builder.label if self._bar_builder else "")
+        rules = self._rules["signal"]
+        for event in events:
+            event_dict = dict(event.to_dict())
+            signal = SmcSignal(slot.symbol, interval, source, detector_name, event_dict)
+            outputs.append(OutputRecord("smc_signals", slot.key_bytes, self._encode(signal)))
+            if rules:
+                record = {"symbol": slot.symbol, "interval": interval, "source": source, "event": event_dict}
+                alert_ts = timestamp_ms or int(event_dict.get("timestamp_ms") or 0)
+                for rule in rules:
+                    for alert in rule.evaluate("signal", slot.symbol, alert_ts, record, slot.active):
+                        outputs.append(OutputRecord("alerts", slot.key_bytes, self._encode(alert)))
+
+    def _new_slot(self, kind: str, symbol: str, interval: str) -> _Slot:
+        slot = _Slot(kind, symbol, interval)
+        slot.states = [e.new_state() for e in self._enrichers[kind]]
+        if kind == "kline" or (kind == "trade" and self._bar_builder is not None):
+            slot.detectors = [f.create() for f in self._detector_factories]
+        if kind == "trade" and self._bar_builder is not None:
+            slot.bar_state = self._bar_builder.new_state()
+        return slot
+
+    @staticmethod
+    def _dead_letter(value: bytes | None, key: bytes | None, rejection: Rejection, topic: str,
+                     partition: int, offset: int, timestamp_ms: int) -> OutputRecord:
+        headers = (
+            ("reason", str(rejection.reason).encode()),
+            ("error", rejection.message.encode("utf-8", "replace")),
+            ("source_topic", topic.encode()),
+            ("source_partition", str(partition).encode()),
+            ("source_offset", str(offset).encode()),
+            ("source_timestamp", str(timestamp_ms).encode()),
+        )
+        return OutputRecord("dead_letters", key or b"", value or b"", headers)
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def touched(self) -> set[tuple[str, int, str]]:
+        """State keys changed since the last call (and clears the set)."""
+        touched, self._touched = self._touched, set()
+        return touched
+
+    def state_keys(self, topic: str, partition: int) -> list[str]:
+        return sorted(self._partitions.get((topic, partition), {}))
+
+    def drop_partition(self, topic: str, partition: int) -> None:
+        self._partitions.pop((topic, partition), None)
+        self._touched = {t for t in self._touched if (t[0], t[1]) != (topic, partition)}
+
+    def snapshot(self, topic: str, partition: int, state_key: str) -> bytes | None:
+        """Deterministic bytes of one key's state, or None if the key has no state."""
+        slot = self._partitions.get((topic, partition), {}).get(state_key)
+        if slot is None:
+            return None
+        components = [(e.name, e.dump_state(s)) for e, s in zip(self._enrichers[slot.kind], slot.states,
+                                                                  strict=True)]
+        if slot.bar_state is not None and self._bar_builder is not None:
+            components.append((self._bar_builder.name, self._bar_builder.dump_state(slot.bar_state)))
+        detectors = [(f.name, d.snapshot()) for f, d in zip(self._detector_factories, slot.detectors,
+                                                             strict=False)]
+        return encode_snapshot(KeySnapshot(SNAPSHOT_VERSION, slot.kind, slot.symbol, slot.interval,
+                                           components, detectors, sorted(slot.active)))
+
+    def restore(self, topic: str, partition: int, state_key: str, data: bytes) -> None:
+        """Replace one key's state with a snapshot; raises ``SnapshotError`` on foreign bytes."""
+        snap = decode_snapshot(data)
+        slot = self._new_slot(snap.kind, snap.symbol, snap.interval)
+        saved = dict(snap.components)
+        slot.states = [e.load_state(saved[e.name]) if e.name in saved else e.new_state()
+                       for e in self._enrichers[snap.kind]]
+        if slot.bar_state is not None and self._bar_builder is not None and self._bar_builder.name in saved:
+            slot.bar_state = self._bar_builder.load_state(saved[self._bar_builder.name])
+        saved_detectors = dict(snap.detectors)
+        if slot.detectors:
+            slot.detectors = [f.restore(saved_detectors[f.name]) if f.name in saved_detectors else f.create()
+                              for f in self._detector_factories]
+        slot.active = set(snap.active_alerts)
+        self._partitions.setdefault((topic, partition), {})[state_key] = slot
