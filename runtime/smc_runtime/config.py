@@ -119,6 +119,7 @@ class KlineEnrichment(_Model):
 
 
 class EnrichmentSettings(_Model):
+    max_message_bytes: int = Field(1_048_576, ge=64, le=100 * 1_048_576)
     trades: TradeEnrichment = TradeEnrichment()
     orderbook: OrderBookEnrichment = OrderBookEnrichment()
     klines: KlineEnrichment = KlineEnrichment()
