@@ -1,0 +1,369 @@
+"""Generate the ``StreamProcessor`` CRD from the pydantic models (``python -m smc_operator.crd``).
+
+Why generated: the CR's ``spec.processor`` *is* the runtime's ``ProcessorSettings`` (camelCase on the
+wire), and ``spec`` otherwise mirrors ``spec.py``. Converting the models' JSON schema into a structural
+OpenAPI v3 schema means one definition per concept; a unit test fails when the committed
+``crds/streamprocessors.smc-trading.io.yaml`` differs from what this module generates.
+Cross-field rules the JSON schema cannot express are added here as CEL ``x-kubernetes-validations``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from smc_operator.spec import StreamProcessorSpec
+from smc_runtime.config import ProcessorSettings
+
+GROUP = "smc-trading.io"
+VERSION = "v1alpha1"
+KIND = "StreamProcessor"
+PLURAL = "streamprocessors"
+SINGULAR = "streamprocessor"
+CRD_NAME = f"{PLURAL}.{GROUP}"
+CRD_FILE = f"{CRD_NAME}.yaml"
+
+# CEL cost estimation needs bounded lists and strings.
+_DEFAULT_MAX_ITEMS = 256
+_DEFAULT_MAX_LENGTH = 256
+_MAX_CR_NAME = 52  # StatefulSet pods add "-<ordinal>" and a controller-revision-hash label (<= 63)
+
+
+class SchemaError(ValueError):
+    """A model uses a type the structural-schema conversion does not support."""
+
+
+def snake_to_camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" in node:
+        target = defs[node["$ref"].rsplit("/", 1)[-1]]
+        return {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    if "allOf" in node and len(node["allOf"]) == 1:
+        return {**_resolve(node["allOf"][0], defs), **{k: v for k, v in node.items() if k != "allOf"}}
+    return node
+
+
+def _camelize_value(value: Any, schema: dict[str, Any]) -> Any:
+    """Rename the keys of a default value as the converted schema names them (data keys untouched)."""
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        if props is None:
+            return value
+        out = {}
+        for key, item in value.items():
+            if item is None:
+                continue
+            camel = snake_to_camel(key)
+            out[camel] = _camelize_value(item, props.get(camel, {}))
+        return out
+    if isinstance(value, list):
+        return [_camelize_value(item, schema.get("items", {})) for item in value]
+    return value
+
+
+def to_structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """Convert one JSON-schema node (pydantic output) into a structural OpenAPI v3 node."""
+    node = _resolve(node, defs)
+    if "anyOf" in node:
+        branches = [b for b in node["anyOf"] if b != {"type": "null"}]
+        if len(branches) != 1:
+            raise SchemaError(f"unions are not supported in a structural schema: {node['anyOf']}")
+        merged = {**_resolve(branches[0], defs), **{k: v for k, v in node.items() if k != "anyOf"}}
+        if merged.get("default", 0) is None:
+            merged.pop("default")
+        return to_structural(merged, defs)
+
+    kind = node.get("type")
+    out: dict[str, Any] = {}
+    if "description" in node:
+        out["description"] = " ".join(node["description"].replace("``", "`").split())
+    if kind is None and "enum" not in node and "const" not in node:
+        out["x-kubernetes-preserve-unknown-fields"] = True
+        return out
+    if "const" in node:
+        out["type"] = kind or "string"
+        out["enum"] = [node["const"]]
+    elif kind == "object":
+        out["type"] = "object"
+        props = node.get("properties")
+        if props:
+            out["properties"] = {snake_to_camel(k): to_structural(v, defs) for k, v in props.items()}
+            required = [snake_to_camel(r) for r in node.get("required", [])]
+            if required:
+                out["required"] = required
+        else:
+            extra = node.get("additionalProperties", True)
+            if extra is True or extra == {}:
+                out["x-kubernetes-preserve-unknown-fields"] = True
+            else:
+                out["additionalProperties"] = to_structural(extra, defs)
+            out["maxProperties"] = node.get("maxProperties", _DEFAULT_MAX_ITEMS)
+    elif kind == "array":
+        out["type"] = "array"
+        out["items"] = to_structural(node.get("items", {}), defs)
+        for key in ("minItems",):
+            if key in node:
+                out[key] = node[key]
+        out["maxItems"] = node.get("maxItems", _DEFAULT_MAX_ITEMS)
+    elif kind in ("string", "integer", "number", "boolean"):
+        out["type"] = kind
+        for key in ("enum", "pattern", "minLength", "maxLength", "minimum", "maximum"):
+            if key in node:
+                out[key] = node[key]
+        if "exclusiveMinimum" in node:
+            out["minimum"] = node["exclusiveMinimum"]
+            out["exclusiveMinimum"] = True
+        if "exclusiveMaximum" in node:
+            out["maximum"] = node["exclusiveMaximum"]
+            out["exclusiveMaximum"] = True
+        if kind == "string" and "enum" not in out and "maxLength" not in out:
+            out["maxLength"] = _DEFAULT_MAX_LENGTH
+    else:
+        raise SchemaError(f"unsupported schema type {kind!r}")
+    if "default" in node and node["default"] is not None:
+        out["default"] = _camelize_value(node["default"], out)
+    return out
+
+
+def model_schema(model: type[BaseModel]) -> dict[str, Any]:
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    return to_structural(raw, raw.get("$defs", {}))
+
+
+def _rule(
+    rule: str, message: str, reason: str | None = None, field_path: str | None = None
+) -> dict[str, str]:
+    out = {"rule": rule, "message": message}
+    if reason:
+        out["reason"] = reason
+    if field_path:
+        out["fieldPath"] = field_path
+    return out
+
+
+def processor_schema() -> dict[str, Any]:
+    """``spec.processor``: the runtime's ProcessorSettings, plus the cross-field checks it does in Python."""
+    schema = model_schema(ProcessorSettings)
+    schema["description"] = (
+        "The runtime's processor settings (streams-config.yaml stream_processors.<name>), camelCase."
+    )
+    topics = schema["properties"]["inputTopics"]
+    topics["x-kubernetes-list-type"] = "set"
+    topics["items"]["x-kubernetes-validations"] = [
+        _rule("self != '.' && self != '..'", "'.' and '..' are not valid Kafka topic names")
+    ]
+    outputs = [
+        snake_to_camel(role) for role in ProcessorSettings.model_fields["output_topics"].default.by_role()
+    ]
+    listed = ", ".join(f"self.outputTopics.{role}" for role in outputs)
+    schema["x-kubernetes-validations"] = [
+        _rule(
+            f"!has(self.outputTopics) || self.inputTopics.all(t, !(t in [{listed}]))",
+            "inputTopics must not also be used as outputTopics",
+            field_path=".inputTopics",
+        )
+    ]
+    return schema
+
+
+def spec_schema() -> dict[str, Any]:
+    schema = model_schema(StreamProcessorSpec)
+    schema["properties"]["processor"] = processor_schema()
+    schema["required"] = sorted(set(schema.get("required", [])) | {"kafka", "processor"})
+    schema["x-kubernetes-validations"] = [
+        _rule(
+            "self.ports.metrics != self.ports.health",
+            "ports.metrics and ports.health must differ",
+            field_path=".ports",
+        ),
+    ]
+    auto = schema["properties"]["autoscaling"]
+    auto["x-kubernetes-validations"] = [
+        _rule(
+            "self.minReplicas <= self.maxReplicas",
+            "autoscaling.minReplicas must be less than or equal to autoscaling.maxReplicas",
+        ),
+    ]
+    security = schema["properties"]["kafka"]["properties"]["security"]
+    security["x-kubernetes-validations"] = [
+        _rule(
+            "!(self.protocol in ['SASL_PLAINTEXT', 'SASL_SSL']) || has(self.sasl)",
+            "kafka.security.sasl (mechanism and secretName) is required with a SASL protocol",
+        ),
+        _rule(
+            "!has(self.sasl) || self.protocol in ['SASL_PLAINTEXT', 'SASL_SSL']",
+            "kafka.security.sasl needs protocol SASL_PLAINTEXT or SASL_SSL",
+        ),
+    ]
+    return schema
+
+
+def _condition_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["type", "status"],
+        "properties": {
+            "type": {"type": "string", "maxLength": 64},
+            "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+            "reason": {"type": "string", "maxLength": 128},
+            "message": {"type": "string", "maxLength": 4096},
+            "lastTransitionTime": {"type": "string", "format": "date-time"},
+            "observedGeneration": {"type": "integer"},
+        },
+    }
+
+
+def status_schema() -> dict[str, Any]:
+    """What ``status.py`` writes; declared so the API server prunes nothing."""
+    integer = {"type": "integer"}
+    text = {"type": "string", "maxLength": 4096}
+    return {
+        "type": "object",
+        "properties": {
+            "observedGeneration": integer,
+            "phase": {"type": "string", "enum": ["Pending", "Deploying", "Running", "Scaling", "Degraded"]},
+            "conditions": {
+                "type": "array",
+                "maxItems": 16,
+                "items": _condition_schema(),
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+            },
+            "replicas": integer,
+            "readyReplicas": integer,
+            "desiredReplicas": integer,
+            "selector": text,
+            "configHash": text,
+            "processorId": text,
+            "consumerLag": {
+                "type": "object",
+                "properties": {
+                    "total": integer,
+                    "partitions": integer,
+                    "observedTime": {"type": "string", "format": "date-time"},
+                    "perTopic": {"type": "object", "additionalProperties": integer},
+                },
+            },
+            "lastScaleTime": {"type": "string", "format": "date-time"},
+            "lastScaleReason": text,
+            "autoscaler": {
+                "type": "object",
+                "description": "Scaler memory kept in status so a restarted operator resumes the "
+                "stabilization window and the rate estimate.",
+                "properties": {
+                    "recommendations": {
+                        "type": "array",
+                        "maxItems": 4096,
+                        "items": {
+                            "type": "object",
+                            "properties": {"time": {"type": "number"}, "replicas": integer},
+                        },
+                    },
+                    "lastSample": {
+                        "type": "object",
+                        "properties": {
+                            "time": {"type": "number"},
+                            "logEnd": integer,
+                            "committed": integer,
+                            "replicas": integer,
+                        },
+                    },
+                    "produceRate": {"type": "number"},
+                    "perReplicaRate": {"type": "number"},
+                    "decision": text,
+                },
+            },
+        },
+    }
+
+
+def _root_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "A Kafka stream processor (enrichment and SMC detection) run by smc-operator.",
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec_schema(),
+            "status": status_schema(),
+        },
+        "x-kubernetes-validations": [
+            _rule(
+                f"self.metadata.name.size() <= {_MAX_CR_NAME} && "
+                "self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
+                f"metadata.name must be a DNS label of at most {_MAX_CR_NAME} characters "
+                "(it names the StatefulSet and its pods)",
+            )
+        ],
+    }
+
+
+def build_crd() -> dict[str, Any]:
+    columns = [
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Mode", "type": "string", "jsonPath": ".spec.processor.processingMode"},
+        {"name": "Desired", "type": "integer", "jsonPath": ".status.desiredReplicas"},
+        {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
+        {"name": "Lag", "type": "integer", "jsonPath": ".status.consumerLag.total"},
+        {"name": "Autoscaling", "type": "string", "jsonPath": ".spec.autoscaling.mode", "priority": 1},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": CRD_NAME, "labels": {"app.kubernetes.io/part-of": "smc-stream"}},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": ["sp"],
+                "categories": ["smc"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": _root_schema()},
+                    "subresources": {
+                        "status": {},
+                        "scale": {
+                            "specReplicasPath": ".spec.replicas",
+                            "statusReplicasPath": ".status.replicas",
+                            "labelSelectorPath": ".status.selector",
+                        },
+                    },
+                    "additionalPrinterColumns": columns,
+                }
+            ],
+        },
+    }
+
+
+HEADER = "# Generated by `python -m smc_operator.crd` from the pydantic models; do not edit by hand.\n"
+
+
+def render_crd_yaml() -> str:
+    return HEADER + yaml.safe_dump(build_crd(), sort_keys=False, width=100)
+
+
+def main() -> int:
+    sys.stdout.write(render_crd_yaml())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The operator's own part of the ``StreamProcessor`` spec, as pydantic models.
+
+Why pydantic here: the CRD's OpenAPI schema is *generated* from these models plus the runtime's
+``ProcessorSettings`` (see ``crd.py``), so the CRD, the operator and the runtime cannot drift apart.
+Field names are camelCase on the wire (Kubernetes convention) and snake_case in Python.
+
+``spec.processor`` is the runtime's ``ProcessorSettings`` with camelCase keys; it is kept as a raw
+mapping here and validated by the runtime's own model when the ConfigMap is rendered.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+SECRET_KEY = r"^[-._a-zA-Z0-9]+$"
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei|e[0-9]+)?$"
+BOOTSTRAP_SERVERS = r"^[^,:\s]+:[0-9]{1,5}(,[^,:\s]+:[0-9]{1,5})*$"
+PROCESSOR_NAME = r"^[a-zA-Z0-9_-]{1,63}$"
+DEFAULT_IMAGE = "ghcr.io/smc-stream/smc-runtime:0.1.0"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+
+class SecretKeySelector(_Spec):
+    """A key of a Secret in the CR's namespace (credentials never live in the CR itself)."""
+
+    name: str = Field(pattern=DNS_SUBDOMAIN, max_length=253)
+    key: str = Field(pattern=SECRET_KEY, max_length=253)
+
+
+class SaslSpec(_Spec):
+    """SASL credentials: a Secret holding a username and a password key."""
+
+    mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    secret_name: str = Field(pattern=DNS_SUBDOMAIN, max_length=253)
+    username_key: str = Field("username", pattern=SECRET_KEY, max_length=253)
+    password_key: str = Field("password", pattern=SECRET_KEY, max_length=253)
+
+
+class KafkaSecuritySpec(_Spec):
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl: SaslSpec | None = None
+    ca_secret: SecretKeySelector | None = None
+
+
+class KafkaSpec(_Spec):
+    bootstrap_servers: str = Field(pattern=BOOTSTRAP_SERVERS, max_length=2048)
+    security: KafkaSecuritySpec = KafkaSecuritySpec()
+
+
+class PortsSpec(_Spec):
+    metrics: int = Field(8080, ge=1024, le=65535)
+    health: int = Field(8081, ge=1024, le=65535)
+
+
+class ResourceList(_Spec):
+    """Quantities as strings (``500m``, ``512Mi``), as Kubernetes writes them."""
+
+    cpu: str | None = Field(None, pattern=QUANTITY, max_length=64)
+    memory: str | None = Field(None, pattern=QUANTITY, max_length=64)
+
+    def as_dict(self) -> dict[str, str]:
+        return {k: v for k, v in (("cpu", self.cpu), ("memory", self.memory)) if v is not None}
+
+
+class ResourcesSpec(_Spec):
+    requests: ResourceList = ResourceList(cpu="100m", memory="256Mi")
+    limits: ResourceList = ResourceList(memory="1Gi")
+
+
+class AutoscalingSpec(_Spec):
+    """Lag-driven replica count (see ``scaling.py`` and docs/operator.md for the formulas)."""
+
+    enabled: bool = False
+    mode: Literal["threshold", "rate"] = "threshold"
+    min_replicas: int = Field(1, ge=0, le=1000)
+    max_replicas: int = Field(10, ge=1, le=1000)
+    lag_threshold: int = Field(1000, ge=1, le=1_000_000_000)
+    activation_lag_threshold: int = Field(0, ge=0, le=1_000_000_000)
+    tolerance: float = Field(0.1, ge=0, le=1)
+    scale_down_stabilization_seconds: int = Field(300, ge=0, le=3600)
+    poll_interval_seconds: float = Field(15, ge=0.5, le=3600)
+    target_catch_up_seconds: int = Field(60, ge=1, le=86400)
+
+
+class StreamProcessorSpec(_Spec):
+    """``StreamProcessor.spec``: what to run (image, processor settings) and how (replicas, scaling)."""
+
+    image: str = Field(DEFAULT_IMAGE, min_length=1, max_length=512)
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    replicas: int = Field(1, ge=0, le=1000)
+    processor_name: str | None = Field(None, pattern=PROCESSOR_NAME)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    ports: PortsSpec = PortsSpec()
+    resources: ResourcesSpec = ResourcesSpec()
+    kafka: KafkaSpec
+    processor: dict[str, Any]
+    autoscaling: AutoscalingSpec = AutoscalingSpec()
+
+    def processor_key(self, cr_name: str) -> str:
+        """Name of the processor inside ``stream_processors`` (the CR name unless overridden)."""
+        return self.processor_name or cr_name
+
+
+def parse_spec(raw: dict[str, Any]) -> StreamProcessorSpec:
+    """Parse a CR spec (already validated and defaulted by the API server)."""
+    return StreamProcessorSpec.model_validate(raw)
