@@ -1,0 +1,130 @@
+"""The state changelog: a compacted topic holding the latest snapshot of every state key.
+
+Record key ``<source topic>|<source partition>|<state key>``, value the Pipeline's snapshot bytes
+(a tombstone when the state is gone), header ``source_offset`` = the next source offset the snapshot
+reflects. Snapshots are produced in the same transaction as the outputs and the consumed offsets,
+so under ``read_committed`` the changelog always matches the committed offsets exactly: recovery
+reads the latest committed snapshot per key and resumes consuming at the committed offset.
+
+A source partition ``p`` maps to changelog partition ``p % changelog_partitions``; restore reads the
+changelog partitions it needs once and keeps the keys of the source partitions being restored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+SourcePartition = tuple[str, int]
+StateId = tuple[str, int, str]
+
+SOURCE_OFFSET_HEADER = "source_offset"
+
+
+def changelog_key(topic: str, partition: int, state_key: str) -> bytes:
+    return f"{topic}|{partition}|{state_key}".encode()
+
+
+def parse_changelog_key(key: bytes) -> StateId | None:
+    """Inverse of ``changelog_key``; None for a key this runtime did not write."""
+    parts = key.decode("utf-8", errors="replace").split("|", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1]), parts[2]
+
+
+def changelog_partition(source_partition: int, changelog_partitions: int) -> int:
+    return source_partition % changelog_partitions
+
+
+def source_offset_header(offset: int) -> list[tuple[str, bytes]]:
+    return [(SOURCE_OFFSET_HEADER, str(offset).encode())]
+
+
+def ensure_changelog_topic(admin: AdminClient, topic: str, input_topics: Iterable[str],
+                           timeout_s: float = 30.0) -> int:
+    """Create the compacted changelog (partitions = widest input topic) if missing; return its partitions."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        metadata = admin.list_topics(timeout=10)
+        existing = metadata.topics.get(topic)
+        if existing is not None and existing.error is None and existing.partitions:
+            return len(existing.partitions)
+        widths = [len(metadata.topics[t].partitions) for t in input_topics
+                  if t in metadata.topics and metadata.topics[t].error is None]
+        partitions = max(widths, default=1) or 1
+        new = NewTopic(topic, num_partitions=partitions, replication_factor=-1,
+                       config={"cleanup.policy": "compact", "min.compaction.lag.ms": "0",
+                               "segment.ms": "600000"})
+        try:
+            admin.create_topics([new], operation_timeout=10)[topic].result()
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"changelog topic {topic} not visible after {timeout_s:.0f}s")
+        time.sleep(0.1)
+
+
+@dataclass(frozen=True)
+class RestoredState:
+    snapshots: dict[StateId, bytes]
+    records_read: int
+    source_offsets: dict[SourcePartition, int]
+
+
+def read_changelog(consumer: Consumer, topic: str, changelog_partitions: int,
+                   sources: Iterable[SourcePartition], timeout_s: float = 60.0) -> RestoredState:
+    """Latest committed snapshot of every state key of ``sources`` (tombstones remove keys).
+
+    Reads each needed changelog partition from the beginning to its end under read_committed. The
+    end is the partition-EOF event (it also fires when the log ends in a transaction marker, a case
+    where comparing positions with the high watermark would wait forever).
+    """
+    wanted = set(sources)
+    needed = sorted({changelog_partition(p, changelog_partitions) for _, p in wanted})
+    snapshots: dict[StateId, bytes] = {}
+    offsets: dict[SourcePartition, int] = {}
+    records = 0
+    if not needed:
+        return RestoredState(snapshots, 0, offsets)
+    assignment = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in needed]
+    consumer.assign(assignment)
+    remaining = set(needed)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while remaining:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"changelog {topic} partitions {sorted(remaining)} not read to the end "
+                                   f"within {timeout_s:.0f}s")
+            for msg in consumer.consume(num_messages=10_000, timeout=0.2):
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        remaining.discard(msg.partition())
+                        continue
+                    if err.fatal():
+                        raise KafkaException(err)
+                    continue
+                records += 1
+                key = msg.key()
+                state_id = parse_changelog_key(key) if key is not None else None
+                if state_id is None or (state_id[0], state_id[1]) not in wanted:
+                    continue
+                value = msg.value()
+                if value is None:
+                    snapshots.pop(state_id, None)
+                else:
+                    snapshots[state_id] = value
+                for header in msg.headers() or ():
+                    name, raw = header[0], header[1]
+                    if name == SOURCE_OFFSET_HEADER and raw is not None:
+                        offsets[(state_id[0], state_id[1])] = max(
+                            offsets.get((state_id[0], state_id[1]), 0), int(raw))
+    finally:
+        consumer.unassign()
+    return RestoredState(snapshots, records, offsets)

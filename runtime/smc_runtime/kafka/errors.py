@@ -1,0 +1,82 @@
+"""librdkafka error classes and what the loop does with each.
+
+retriable -> call again after a short backoff, until a deadline; txn_requires_abort -> abort the
+transaction and rewind; fatal (or fenced) -> stop the process non-zero so the orchestrator restarts it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from enum import Enum
+from typing import TypeVar
+
+from confluent_kafka import KafkaError, KafkaException
+
+T = TypeVar("T")
+
+
+class ErrorClass(Enum):
+    RETRIABLE = "retriable"
+    ABORTABLE = "abortable"
+    FATAL = "fatal"
+
+
+class FatalKafkaError(RuntimeError):
+    """The producer is fenced or in a fatal state: only a restart helps."""
+
+
+class AbortableKafkaError(RuntimeError):
+    """The open transaction cannot commit: abort it and rewind to the last commit."""
+
+
+_FENCED_CODES = {
+    KafkaError._FENCED,
+    KafkaError.PRODUCER_FENCED,
+    KafkaError.INVALID_PRODUCER_EPOCH,
+    KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+}
+
+
+def classify(error: KafkaError) -> ErrorClass:
+    """Map a KafkaError to what to do about it (fatal wins over abortable over retriable)."""
+    if error.fatal() or error.code() in _FENCED_CODES:
+        return ErrorClass.FATAL
+    if error.txn_requires_abort():
+        return ErrorClass.ABORTABLE
+    if error.retriable():
+        return ErrorClass.RETRIABLE
+    # Anything else inside a transaction leaves it in an unknown state: aborting is the safe path.
+    return ErrorClass.ABORTABLE
+
+
+def kafka_error_of(exc: KafkaException) -> KafkaError:
+    arg = exc.args[0] if exc.args else None
+    if isinstance(arg, KafkaError):
+        return arg
+    return KafkaError(KafkaError._FAIL, str(arg))
+
+
+def call_with_retry(op: Callable[[], T], what: str, deadline_s: float,
+                    on_retry: Callable[[KafkaError], None] | None = None,
+                    sleep: Callable[[float], None] = time.sleep) -> T:
+    """Run ``op``; retry retriable errors with backoff until ``deadline_s``; raise typed errors otherwise."""
+    deadline = time.monotonic() + deadline_s
+    backoff = 0.01
+    while True:
+        try:
+            return op()
+        except KafkaException as exc:
+            error = kafka_error_of(exc)
+            kind = classify(error)
+            if kind is ErrorClass.FATAL:
+                raise FatalKafkaError(f"{what}: {error.str()}") from exc
+            if kind is ErrorClass.ABORTABLE:
+                raise AbortableKafkaError(f"{what}: {error.str()}") from exc
+            if time.monotonic() + backoff > deadline:
+                raise AbortableKafkaError(
+                    f"{what}: still failing after {deadline_s:.0f}s: {error.str()}") from exc
+            if on_retry is not None:
+                on_retry(error)
+            sleep(backoff)
+            backoff = min(backoff * 2, 0.5)

@@ -1,0 +1,613 @@
+"""One stream processor: a consumer, a (transactional) producer and a Pipeline, in one loop.
+
+The story of a pass: consume a batch -> run every record through the Pipeline -> produce its outputs
+(dead letters included) -> when the commit interval or batch size is reached, commit (see
+``_commit`` for the numbered steps). Kafka errors follow librdkafka's classes (``errors.py``):
+retriable -> retried within a deadline, abortable -> ``_abort`` (abort, rewind offsets, roll state
+back to the last committed snapshots), fatal/fenced -> the loop ends with a non-zero exit code.
+
+State is owned per source partition: on assignment it is restored from the changelog before any
+record of the partition is processed; on revocation the open transaction is committed first and
+the partition's state dropped; on loss the transaction is aborted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from smc_runtime.config import KafkaSettings, ProcessingMode, ProcessorSettings
+from smc_runtime.kafka import changelog as cl
+from smc_runtime.kafka import clients
+from smc_runtime.kafka.backpressure import Backpressure, FlowAction
+from smc_runtime.kafka.breaker import BreakerState, CircuitBreaker
+from smc_runtime.kafka.errors import (
+    AbortableKafkaError,
+    ErrorClass,
+    FatalKafkaError,
+    call_with_retry,
+    classify,
+)
+from smc_runtime.logs import get_logger
+from smc_runtime.service.metrics import RuntimeMetrics
+from smc_runtime.service.status import ProcessorState, ProcessorStatus
+
+TP = tuple[str, int]
+StateId = tuple[str, int, str]
+
+KAFKA_CALL_TIMEOUT_S = 10.0
+RETRY_DEADLINE_S = 30.0
+LAG_REFRESH_S = 1.0
+EXIT_FATAL = 3
+EXIT_CRASHED = 4
+
+
+class OutputLike(Protocol):
+    @property
+    def role(self) -> str: ...
+    @property
+    def key(self) -> bytes: ...
+    @property
+    def value(self) -> bytes: ...
+    @property
+    def headers(self) -> tuple[tuple[str, bytes], ...]: ...
+
+
+class PipelineLike(Protocol):
+    """The contract of ``smc_runtime.pipeline.Pipeline`` that the loop relies on."""
+
+    def process(self, value: bytes | None, *, topic: str, partition: int, offset: int,
+                timestamp_ms: int, key: bytes | None = None) -> Sequence[OutputLike]: ...
+    def touched(self) -> set[tuple[str, int, str]]: ...
+    def snapshot(self, topic: str, partition: int, state_key: str) -> bytes | None: ...
+    def restore(self, topic: str, partition: int, state_key: str, data: bytes) -> None: ...
+    def state_keys(self, topic: str, partition: int) -> list[str]: ...
+    def drop_partition(self, topic: str, partition: int) -> None: ...
+
+
+def _header(headers: tuple[tuple[str, bytes], ...], name: str) -> str:
+    for key, value in headers:
+        if key == name:
+            return value.decode("utf-8", errors="replace")
+    return "unknown"
+
+
+class ProcessorRunner:
+    """Runs one ``stream_processors`` entry until ``stop`` is set; ``run`` returns the exit code."""
+
+    def __init__(self, name: str, settings: ProcessorSettings, kafka: KafkaSettings, processor_id: str,
+                 pipeline: PipelineLike, status: ProcessorStatus, metrics: RuntimeMetrics, *,
+                 producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
+                 breaker: CircuitBreaker | None = None, backpressure: Backpressure | None = None) -> None:
+        self.name = name
+        self.settings = settings
+        self.kafka = kafka
+        self.pipeline = pipeline
+        self.status = status
+        self.metrics = metrics
+        self.eos = settings.processing_mode is ProcessingMode.EXACTLY_ONCE
+        self.txn_id = clients.transactional_id(processor_id, name)
+        self.client_id = f"{processor_id}.{name}"
+        self.log = get_logger("smc_runtime.kafka.processor", processor=name)
+        self._producer_factory = producer_factory
+        self.breaker = breaker or CircuitBreaker()
+        self.backpressure = backpressure or Backpressure()
+        self.topic_for_role = settings.output_topics.by_role()
+        self.changelog_topic = settings.changelog_topic_name()
+        self.changelog_partitions = 1
+        # Partition bookkeeping (all keyed by source (topic, partition)).
+        self._assigned: set[TP] = set()
+        self._positions: dict[TP, int] = {}        # next offset to consume (processed so far)
+        self._committed: dict[TP, int] = {}        # rewind point: offset after the last commit
+        self._dirty: set[TP] = set()               # processed since the last commit
+        self._touched: set[StateId] = set()        # state keys changed since the last commit
+        self._snapshots: dict[TP, dict[str, bytes]] = defaultdict(dict)  # last committed snapshots
+        self._in_txn = False
+        self._txn_started = 0.0
+        self._pending = 0
+        self._txn_timestamps: list[int] = []
+        self._paused_by: set[str] = set()
+        self._delivery_errors = 0
+        self._failed = False
+        self._async_error: BaseException | None = None
+        self._last_lag_refresh = 0.0
+        self._producer: Producer | None = None
+        self._consumer: Consumer | None = None
+        self._restore_consumer: Consumer | None = None
+        m = metrics
+        self._m_processed = m.messages_processed
+        self._m_outputs = m.output_records
+        self._m_latency = m.processing_latency.labels(name)
+        self._m_e2e = m.end_to_end_latency.labels(name)
+        self._m_commit = m.commit_latency.labels(name)
+        self._m_committed = m.transactions_committed.labels(name)
+
+    # ------------------------------------------------------------------------------------------------
+    # lifecycle
+
+    def run(self, stop: threading.Event) -> int:
+        try:
+            self._start()
+            while not stop.is_set():
+                self._step()
+            self._shutdown()
+            self.status.set_state(ProcessorState.STOPPED)
+            return 0
+        except FatalKafkaError as exc:
+            self._fail(f"fatal Kafka error: {exc}")
+            return EXIT_FATAL
+        except Exception as exc:
+            self.log.exception("processor crashed", error=str(exc))
+            self._fail(f"crashed: {exc}")
+            return EXIT_CRASHED
+
+    def _fail(self, reason: str) -> None:
+        self._failed = True
+        self.status.set_state(ProcessorState.FAILED, reason)
+        self.log.error("processor stopped on error", error=reason)
+        if self._consumer is not None:
+            try:
+                self._consumer.close()
+            except Exception as exc:  # the process exits anyway; leaving the group is best effort
+                self.log.warning("consumer close failed", error=str(exc))
+
+    def _start(self) -> None:
+        self.status.set_state(ProcessorState.STARTING)
+        base = clients.base_settings(self.kafka, f"{self.client_id}.admin")
+        admin = AdminClient(base)
+        self.changelog_partitions = cl.ensure_changelog_topic(admin, self.changelog_topic,
+                                                              self.settings.input_topics)
+        pconf = clients.producer_settings(self.kafka, self.settings, self.client_id, self.txn_id)
+        pconf["on_delivery"] = self._on_delivery_error
+        pconf["error_cb"] = self._on_client_error
+        pconf["logger"] = logging.getLogger("smc_runtime.librdkafka.producer")
+        self._producer = self._producer_factory(pconf)
+        if self.eos:
+            # Fences any previous producer with this transactional.id and aborts its open transaction.
+            producer = self._producer
+            call_with_retry(lambda: producer.init_transactions(KAFKA_CALL_TIMEOUT_S),
+                            "init_transactions", RETRY_DEADLINE_S, self._log_retry("init_transactions"))
+        rconf = clients.restore_consumer_settings(self.kafka, self.settings, f"{self.client_id}.restore")
+        rconf["logger"] = logging.getLogger("smc_runtime.librdkafka.restore")
+        self._restore_consumer = Consumer(rconf)
+        cconf = clients.consumer_settings(self.kafka, self.settings, self.client_id)
+        cconf["error_cb"] = self._on_client_error
+        cconf["logger"] = logging.getLogger("smc_runtime.librdkafka.consumer")
+        self._consumer = Consumer(cconf)
+        self._consumer.subscribe(self.settings.input_topics, on_assign=self._on_assign,
+                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
+        self.status.set_state(ProcessorState.RUNNING)
+        self.log.info("processor started", transactional_id=self.txn_id if self.eos else None,
+                      mode=self.settings.processing_mode.value, inputs=self.settings.input_topics,
+                      changelog=self.changelog_topic, changelog_partitions=self.changelog_partitions)
+
+    def _shutdown(self) -> None:
+        """Graceful stop: commit what was processed (abort if that fails), leave the group, flush."""
+        self.status.set_state(ProcessorState.STOPPING)
+        consumer, producer = self._require()
+        if self._dirty:
+            self._commit()
+        consumer.close()  # leaves the group now (revoke callback: nothing left to commit)
+        producer.flush(KAFKA_CALL_TIMEOUT_S)
+        if self._restore_consumer is not None:
+            self._restore_consumer.close()
+        self.log.info("processor stopped", processed=self.status.messages_processed)
+
+    def _require(self) -> tuple[Consumer, Producer]:
+        if self._consumer is None or self._producer is None:
+            raise RuntimeError("processor not started")
+        return self._consumer, self._producer
+
+    # ------------------------------------------------------------------------------------------------
+    # the loop
+
+    def _step(self) -> None:
+        consumer, producer = self._require()
+        now = time.monotonic()
+        self.status.beat(now)
+        if self._async_error is not None:
+            raise self._async_error
+        if not self.breaker.allows_work(now):
+            self._pause("breaker")
+            consumer.consume(num_messages=1, timeout=0.1)  # serves rebalance callbacks only
+            producer.poll(0)
+            self._publish_breaker()
+            return
+        self._resume("breaker")
+        messages = consumer.consume(num_messages=self.settings.max_poll_records, timeout=0.05)
+        if messages:
+            try:
+                self._process_batch(messages)
+            except AbortableKafkaError as exc:
+                self._abort(str(exc))
+                self.breaker.record_failure(time.monotonic())
+                self._publish_breaker()
+                return
+        producer.poll(0)
+        self._apply_backpressure(len(producer))
+        if self._pending and (self._pending >= self.settings.batch_size
+                              or (now - self._txn_started) * 1000 >= self.settings.commit_interval_ms):
+            self._commit()
+        if now - self._last_lag_refresh >= LAG_REFRESH_S:
+            self._last_lag_refresh = now
+            self._refresh_gauges(consumer, producer)
+
+    def _process_batch(self, messages: list[Message]) -> None:
+        processed: dict[str, int] = defaultdict(int)
+        failed: dict[tuple[str, str], int] = defaultdict(int)
+        outputs: dict[str, int] = defaultdict(int)
+        patterns: dict[str, int] = defaultdict(int)
+        started = time.perf_counter()
+        count = 0
+        for msg in messages:  # rewind points first: an abort mid-batch must rewind unprocessed records too
+            if msg.error() is None and (msg.topic(), msg.partition()) in self._assigned:
+                self._committed.setdefault((msg.topic(), msg.partition()), msg.offset())  # type: ignore[arg-type]
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                self._on_message_error(err)
+                continue
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            if topic is None or partition is None or offset is None:
+                continue
+            tp = (topic, partition)
+            if tp not in self._assigned:
+                continue  # fetched before a revoke; the new owner processes it
+            if not self._in_txn:
+                self._begin()
+            _, ts = msg.timestamp()
+            records = self.pipeline.process(msg.value(), topic=topic, partition=partition, offset=offset,
+                                            timestamp_ms=ts, key=msg.key())
+            for record in records:
+                out_topic = self.topic_for_role[record.role]
+                self._produce(out_topic, record.key, record.value, record.headers or None)
+                outputs[out_topic] += 1
+                if record.role == "dead_letters":
+                    failed[(topic, _header(record.headers, "reason"))] += 1
+                elif record.role == "smc_signals":
+                    patterns[self._pattern_of(record.value)] += 1
+            self._positions[tp] = offset + 1
+            self._dirty.add(tp)
+            self._pending += 1
+            processed[topic] += 1
+            count += 1
+            if ts > 0:
+                self._txn_timestamps.append(ts)
+        if not count:
+            return
+        elapsed = time.perf_counter() - started
+        per_message = elapsed / count
+        for topic, n in processed.items():
+            self._m_processed.labels(self.name, topic).inc(n)
+        for (topic, reason), n in failed.items():
+            self.metrics.messages_failed.labels(self.name, topic, reason).inc(n)
+            self.metrics.dead_letters.labels(self.name, reason).inc(n)
+        for topic, n in outputs.items():
+            self._m_outputs.labels(self.name, topic).inc(n)
+        for pattern, n in patterns.items():
+            self.metrics.smc_patterns.labels(self.name, pattern).inc(n)
+        self._m_latency.observe(per_message)
+        self.status.record_batch(count, sum(failed.values()), sum(outputs.values()), per_message * 1000)
+
+    @staticmethod
+    def _pattern_of(value: bytes) -> str:
+        try:
+            doc = json.loads(value)
+        except ValueError:
+            return "unknown"
+        pattern = doc.get("pattern") if isinstance(doc, dict) else None
+        return str(pattern) if pattern else "unknown"
+
+    def _on_message_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._PARTITION_EOF:
+            return
+        if err.fatal():
+            raise FatalKafkaError(f"consumer: {err.str()}")
+        self.log.warning("consumer error", error=err.str(), code=err.code())
+
+    def _begin(self) -> None:
+        _, producer = self._require()
+        if self.eos:
+            try:
+                producer.begin_transaction()
+            except KafkaException as exc:
+                raise FatalKafkaError(f"begin_transaction: {exc}") from exc
+        self._in_txn = True
+        self._txn_started = time.monotonic()
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes | None,
+                 headers: Sequence[tuple[str, bytes]] | None, partition: int | None = None) -> None:
+        hdrs: list[tuple[str, str | bytes | None]] | None = list(headers) if headers else None
+        """Produce one record; a full local queue is waited out (never a BufferError to the caller)."""
+        _, producer = self._require()
+        while True:
+            try:
+                if partition is None:
+                    producer.produce(topic, value=value, key=key, headers=hdrs)
+                else:
+                    producer.produce(topic, value=value, key=key, headers=hdrs, partition=partition)
+                return
+            except BufferError:
+                self._apply_backpressure(len(producer))
+                producer.poll(0.05)
+            except KafkaException as exc:
+                error = exc.args[0]
+                if classify(error) is ErrorClass.FATAL:
+                    raise FatalKafkaError(f"produce: {error.str()}") from exc
+                raise AbortableKafkaError(f"produce: {error.str()}") from exc
+
+    # ------------------------------------------------------------------------------------------------
+    # commit and abort
+
+    def _commit(self) -> None:
+        """Make everything processed since the last commit visible, atomically.
+
+        1. Snapshot every state key touched since the last commit into the changelog, tagged with
+           the source offset it reflects (same transaction as the outputs).
+        2. Send the consumed positions of the processed partitions with fresh group metadata
+           (``send_offsets_to_transaction``; at-least-once: flush, then commit the offsets).
+        3. Commit the transaction (this also flushes and checks every produced record).
+        4. The new snapshots and offsets become the rollback point; metrics and status follow.
+        Any abortable failure on the way -> ``_abort``; fatal errors propagate and stop the loop.
+        """
+        consumer, producer = self._require()
+        if not self._dirty:
+            return
+        started = time.perf_counter()
+        try:
+            snapshots = self._write_snapshots()                                   # 1
+            offsets = [TopicPartition(t, p, self._positions[(t, p)]) for t, p in sorted(self._dirty)]
+            if self.eos:
+                call_with_retry(lambda: producer.send_offsets_to_transaction(      # 2
+                    offsets, consumer.consumer_group_metadata(), KAFKA_CALL_TIMEOUT_S),
+                    "send_offsets_to_transaction", RETRY_DEADLINE_S, self._log_retry("send_offsets"))
+                call_with_retry(lambda: producer.commit_transaction(KAFKA_CALL_TIMEOUT_S),  # 3
+                                "commit_transaction", RETRY_DEADLINE_S, self._log_retry("commit_transaction"))
+            else:
+                self._delivery_errors = 0
+                if producer.flush(RETRY_DEADLINE_S) > 0 or self._delivery_errors:
+                    raise AbortableKafkaError(f"{self._delivery_errors} deliveries failed or timed out")
+                call_with_retry(lambda: consumer.commit(offsets=offsets, asynchronous=False),
+                                "commit offsets", RETRY_DEADLINE_S, self._log_retry("commit"))
+        except AbortableKafkaError as exc:
+            self._abort(str(exc))
+            self.breaker.record_failure(time.monotonic())
+            self._publish_breaker()
+            return
+        now_wall_ms = time.time() * 1000                                          # 4
+        for (t, p, key), data in snapshots.items():
+            if data is None:
+                self._snapshots[(t, p)].pop(key, None)
+            else:
+                self._snapshots[(t, p)][key] = data
+        committed = {tp: self._positions[tp] for tp in self._dirty}
+        self._committed.update(committed)
+        for ts in self._txn_timestamps:
+            self._m_e2e.observe(max(0.0, (now_wall_ms - ts) / 1000))
+        self._m_commit.observe(time.perf_counter() - started)
+        self._m_committed.inc()
+        self.metrics.changelog_records.labels(self.name).inc(len(snapshots))
+        self._end_txn()
+        self.breaker.record_success()
+        self._publish_breaker()
+        with self.status.lock:
+            self.status.last_commit_at = time.monotonic()
+            self.status.last_commit_offsets.update(committed)
+            self.status.transactions_committed += 1
+        if self.log.is_enabled(logging.DEBUG):
+            self.log.debug("committed", offsets={f"{t}[{p}]": o for (t, p), o in committed.items()},
+                           snapshots=len(snapshots))
+
+    def _write_snapshots(self) -> dict[StateId, bytes | None]:
+        self._touched |= self.pipeline.touched()
+        written: dict[StateId, bytes | None] = {}
+        for t, p, key in sorted(self._touched):
+            if (t, p) not in self._assigned:
+                continue
+            data = self.pipeline.snapshot(t, p, key)
+            self._produce(self.changelog_topic, cl.changelog_key(t, p, key), data,
+                          cl.source_offset_header(self._positions.get((t, p), 0)),
+                          partition=cl.changelog_partition(p, self.changelog_partitions))
+            written[(t, p, key)] = data
+        return written
+
+    def _end_txn(self) -> None:
+        self._touched.clear()
+        self._dirty.clear()
+        self._pending = 0
+        self._in_txn = False
+        self._txn_timestamps.clear()
+
+    def _abort(self, reason: str) -> None:
+        """Abort the open transaction, rewind consumption and roll state back to the last commit.
+
+        1. ``abort_transaction`` (exactly-once only): none of its records become visible.
+        2. Every partition processed since the last commit gets its state replaced by the last
+           committed snapshots and is sought back to the last committed offset.
+        """
+        consumer, producer = self._require()
+        self.log.warning("aborting transaction", reason=reason, partitions=len(self._dirty))
+        if self.eos and self._in_txn:
+            try:
+                call_with_retry(lambda: producer.abort_transaction(KAFKA_CALL_TIMEOUT_S),
+                                "abort_transaction", RETRY_DEADLINE_S, self._log_retry("abort_transaction"))
+            except AbortableKafkaError as exc:
+                raise FatalKafkaError(f"cannot abort the transaction: {exc}") from exc
+        self.pipeline.touched()
+        for tp in sorted(self._dirty):
+            self._restore_partition_state(tp)
+            self._positions.pop(tp, None)
+        for tp in sorted(self._assigned):
+            offset = self._committed.get(tp)
+            if offset is not None:
+                try:
+                    consumer.seek(TopicPartition(tp[0], tp[1], offset))
+                except KafkaException as exc:
+                    self.log.warning("seek failed", topic=tp[0], partition=tp[1], error=str(exc))
+        self.pipeline.touched()  # restoring is not a change to snapshot
+        self._end_txn()
+        self.metrics.transactions_aborted.labels(self.name, reason.split(":")[0][:40]).inc()
+        with self.status.lock:
+            self.status.transactions_aborted += 1
+            self.status.last_error = reason
+
+    def _restore_partition_state(self, tp: TP) -> None:
+        self.pipeline.drop_partition(*tp)
+        for key, data in self._snapshots.get(tp, {}).items():
+            self.pipeline.restore(tp[0], tp[1], key, data)
+
+    # ------------------------------------------------------------------------------------------------
+    # rebalance callbacks (run inside consume(); keep them short)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = [(tp.topic, tp.partition) for tp in partitions]
+        self.metrics.rebalances.labels(self.name, "assign").inc()
+        if not tps:
+            return
+        with self.status.lock:
+            self.status.restoring.update(tps)
+            self.status.state = ProcessorState.RESTORING
+        started = time.monotonic()
+        if self._restore_consumer is None:
+            raise RuntimeError("restore consumer missing")
+        restored = cl.read_changelog(self._restore_consumer, self.changelog_topic,
+                                     self.changelog_partitions, tps)
+        self._touched |= self.pipeline.touched()  # keep pending changes of partitions already owned
+        for tp in tps:
+            self._snapshots[tp] = {}
+            self._committed.pop(tp, None)
+            self._positions.pop(tp, None)
+        for (t, p, key), data in restored.snapshots.items():
+            self._snapshots[(t, p)][key] = data
+        for tp in tps:
+            self._restore_partition_state(tp)
+        self.pipeline.touched()
+        consumer.incremental_assign(partitions)
+        if self._paused_by:
+            consumer.pause(partitions)
+        self._assigned.update(tps)
+        self.metrics.state_restored_keys.labels(self.name).inc(len(restored.snapshots))
+        self.metrics.partitions_assigned.labels(self.name).set(len(self._assigned))
+        with self.status.lock:
+            self.status.assigned.update(tps)
+            self.status.restoring.difference_update(tps)
+            self.status.state = ProcessorState.PAUSED if self._paused_by else ProcessorState.RUNNING
+        self.metrics.ready.labels(self.name).set(1)
+        self.log.info("partitions assigned", partitions=sorted(f"{t}[{p}]" for t, p in tps),
+                      restored_keys=len(restored.snapshots), changelog_records=restored.records_read,
+                      restore_seconds=round(time.monotonic() - started, 3))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.metrics.rebalances.labels(self.name, "revoke").inc()
+        if self._dirty and not self._failed:
+            self._commit()
+        self._forget([(tp.topic, tp.partition) for tp in partitions], "revoked")
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.metrics.rebalances.labels(self.name, "lost").inc()
+        if self._dirty and not self._failed:
+            self._abort("partitions lost")
+        self._forget([(tp.topic, tp.partition) for tp in partitions], "lost")
+
+    def _forget(self, tps: list[TP], why: str) -> None:
+        for tp in tps:
+            self.pipeline.drop_partition(*tp)
+            self._assigned.discard(tp)
+            self._positions.pop(tp, None)
+            self._committed.pop(tp, None)
+            self._snapshots.pop(tp, None)
+            with contextlib.suppress(KeyError):
+                self.metrics.consumer_lag.remove(self.name, tp[0], str(tp[1]))
+        self.metrics.partitions_assigned.labels(self.name).set(len(self._assigned))
+        with self.status.lock:
+            self.status.assigned.difference_update(tps)
+            for tp in tps:
+                self.status.lag.pop(tp, None)
+                self.status.positions.pop(tp, None)
+        if not self._assigned:
+            self.metrics.ready.labels(self.name).set(0)
+        self.log.info(f"partitions {why}", partitions=sorted(f"{t}[{p}]" for t, p in tps))
+
+    # ------------------------------------------------------------------------------------------------
+    # flow control, breaker, gauges, client callbacks
+
+    def _apply_backpressure(self, queued: int) -> None:
+        action = self.backpressure.update(queued)
+        if action is FlowAction.PAUSE:
+            self.log.info("producer queue above high water: pausing", queued=queued)
+            self._pause("backpressure")
+        elif action is FlowAction.RESUME:
+            self.log.info("producer queue drained: resuming", queued=queued)
+            self._resume("backpressure")
+
+    def _pause(self, reason: str) -> None:
+        if reason in self._paused_by:
+            return
+        self._paused_by.add(reason)
+        consumer, _ = self._require()
+        consumer.pause(consumer.assignment())
+        self.metrics.paused.labels(self.name).set(1)
+        self.status.set_state(ProcessorState.BREAKER_OPEN if reason == "breaker" else ProcessorState.PAUSED)
+
+    def _resume(self, reason: str) -> None:
+        if reason not in self._paused_by:
+            return
+        self._paused_by.discard(reason)
+        if self._paused_by:
+            return
+        consumer, _ = self._require()
+        consumer.resume(consumer.assignment())
+        self.metrics.paused.labels(self.name).set(0)
+        self.status.set_state(ProcessorState.RUNNING)
+
+    def _publish_breaker(self) -> None:
+        state = self.breaker.state
+        self.metrics.breaker_state.labels(self.name).set(state.gauge)
+        with self.status.lock:
+            self.status.breaker_state = state.value
+            if state is BreakerState.OPEN:
+                self.status.state = ProcessorState.BREAKER_OPEN
+
+    def _refresh_gauges(self, consumer: Consumer, producer: Producer) -> None:
+        queued = len(producer)
+        self.metrics.producer_queue.labels(self.name).set(queued)
+        self.metrics.throughput.labels(self.name).set(self.status.throughput())
+        lags: dict[TP, int] = {}
+        for tp in list(self._assigned):
+            try:
+                _, high = consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
+            except KafkaException:
+                continue
+            position = self._positions.get(tp, self._committed.get(tp))
+            if high is None or high < 0 or position is None:
+                continue
+            lags[tp] = max(0, high - position)
+            self.metrics.consumer_lag.labels(self.name, tp[0], str(tp[1])).set(lags[tp])
+        with self.status.lock:
+            self.status.lag.update(lags)
+            self.status.positions.update({tp: o for tp, o in self._positions.items() if tp in self._assigned})
+            self.status.producer_queue = queued
+
+    def _on_delivery_error(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._delivery_errors += 1
+            self.log.warning("delivery failed", topic=msg.topic(), error=err.str())
+
+    def _on_client_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self._async_error = FatalKafkaError(f"client: {err.str()}")
+        self.log.warning("kafka client error", error=err.str(), code=err.code())
+
+    def _log_retry(self, what: str) -> Callable[[KafkaError], None]:
+        def log_it(error: KafkaError) -> None:
+            self.log.warning("retrying", call=what, error=error.str())
+        return log_it

@@ -1,0 +1,99 @@
+"""The running service: every configured processor in its own thread, plus health and metrics.
+
+A processor thread that ends with a non-zero code (fatal/fenced Kafka error, crash) stops the whole
+process with that code, so the orchestrator restarts it; SIGTERM/SIGINT stop all of them gracefully.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from smc_runtime.config import ProcessorSettings, StreamsConfig
+from smc_runtime.kafka import clients
+from smc_runtime.kafka.processor import PipelineLike, ProcessorRunner
+from smc_runtime.logs import get_logger
+from smc_runtime.service.health import HealthReport, HealthServer
+from smc_runtime.service.metrics import RuntimeMetrics
+from smc_runtime.service.status import ProcessorStatus
+
+PipelineFactory = Callable[[ProcessorSettings], PipelineLike]
+
+log = get_logger("smc_runtime.service.app")
+
+
+def config_summary(config: StreamsConfig) -> dict[str, Any]:
+    """What /status shows about the configuration: topology and tuning, never credentials."""
+    return {
+        "processor_id": config.processor_id,
+        "kafka": clients.describe(config.kafka),
+        "processors": {
+            name: {
+                "consumer_group": p.consumer_group,
+                "processing_mode": p.processing_mode.value,
+                "batch_size": p.batch_size,
+                "commit_interval_ms": p.commit_interval_ms,
+                "max_poll_records": p.max_poll_records,
+                "input_topics": p.input_topics,
+                "output_topics": p.output_topics.by_role(),
+                "changelog_topic": p.changelog_topic_name(),
+            }
+            for name, p in config.stream_processors.items()
+        },
+    }
+
+
+class RuntimeApp:
+    def __init__(self, config: StreamsConfig, pipeline_factory: PipelineFactory,
+                 bind_address: str = "0.0.0.0", runner_kwargs: dict[str, Any] | None = None) -> None:
+        self.config = config
+        self.metrics = RuntimeMetrics()
+        self.stop_event = threading.Event()
+        self.started_at = time.monotonic()
+        self.statuses: dict[str, ProcessorStatus] = {}
+        self.runners: dict[str, ProcessorRunner] = {}
+        for name, settings in config.stream_processors.items():
+            status = ProcessorStatus(
+                name=name, consumer_group=settings.consumer_group,
+                processing_mode=settings.processing_mode.value, input_topics=list(settings.input_topics),
+                output_topics=settings.output_topics.by_role(),
+                commit_interval_ms=settings.commit_interval_ms, batch_size=settings.batch_size)
+            self.statuses[name] = status
+            self.runners[name] = ProcessorRunner(
+                name, settings, config.kafka, config.processor_id, pipeline_factory(settings), status,
+                self.metrics, **(runner_kwargs or {}))
+        self.report = HealthReport(self.statuses, config_summary(config), self.started_at)
+        self.health = HealthServer(self.report, config.monitoring.health_check_port, bind_address)
+        self.bind_address = bind_address
+        self.exit_codes: dict[str, int] = {}
+
+    def run(self) -> int:
+        """Run until stop() or a processor failure; return 0 on a clean stop, else the failing code."""
+        self.health.start()
+        self.metrics.serve(self.config.monitoring.metrics_port, self.bind_address)
+        log.info("runtime started", processors=sorted(self.runners),
+                 health_port=self.config.monitoring.health_check_port,
+                 metrics_port=self.config.monitoring.metrics_port)
+        threads = [threading.Thread(target=self._run_one, args=(name,), name=f"processor-{name}", daemon=True)
+                   for name in self.runners]
+        for thread in threads:
+            thread.start()
+        while any(t.is_alive() for t in threads):
+            for thread in threads:
+                thread.join(timeout=0.2)
+        self.health.stop()
+        failures = [code for code in self.exit_codes.values() if code != 0]
+        code = failures[0] if failures else 0
+        log.info("runtime stopped", exit_code=code)
+        return code
+
+    def _run_one(self, name: str) -> None:
+        code = self.runners[name].run(self.stop_event)
+        self.exit_codes[name] = code
+        if code != 0:
+            self.stop_event.set()  # one failed processor restarts the whole pod
+
+    def stop(self) -> None:
+        self.stop_event.set()

@@ -1,0 +1,155 @@
+"""What each processor loop tells the health server: state, counters, assignment, last commit.
+
+The loop thread writes, HTTP threads read; one lock per processor keeps reads consistent. Throughput
+is measured over a sliding window of (time, processed) samples so it reflects the recent rate.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class ProcessorState(Enum):
+    STARTING = "starting"
+    RESTORING = "restoring"
+    RUNNING = "running"
+    PAUSED = "paused"          # backpressure
+    BREAKER_OPEN = "breaker_open"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+STALL_AFTER_S = 30.0
+THROUGHPUT_WINDOW_S = 10.0
+
+
+@dataclass
+class ProcessorStatus:
+    name: str
+    consumer_group: str
+    processing_mode: str
+    input_topics: list[str]
+    output_topics: dict[str, str]
+    commit_interval_ms: int
+    batch_size: int
+    state: ProcessorState = ProcessorState.STARTING
+    assigned: set[tuple[str, int]] = field(default_factory=set)
+    restoring: set[tuple[str, int]] = field(default_factory=set)
+    messages_processed: int = 0
+    messages_failed: int = 0
+    outputs_produced: int = 0
+    latency_ewma_ms: float = 0.0
+    lag: dict[tuple[str, int], int] = field(default_factory=dict)
+    positions: dict[tuple[str, int], int] = field(default_factory=dict)
+    last_commit_at: float | None = None
+    last_commit_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    transactions_committed: int = 0
+    transactions_aborted: int = 0
+    breaker_state: str = "closed"
+    producer_queue: int = 0
+    last_error: str | None = None
+    heartbeat: float = field(default_factory=time.monotonic)
+    _samples: deque[tuple[float, int]] = field(default_factory=deque)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # --- written by the loop -------------------------------------------------------------------------
+
+    def beat(self, now: float) -> None:
+        """Called every loop pass: proves liveness and feeds the throughput window."""
+        with self.lock:
+            self.heartbeat = now
+            self._samples.append((now, self.messages_processed))
+            while len(self._samples) > 2 and now - self._samples[0][0] > THROUGHPUT_WINDOW_S:
+                self._samples.popleft()
+
+    def record_batch(self, processed: int, failed: int, outputs: int, per_message_ms: float) -> None:
+        with self.lock:
+            self.messages_processed += processed
+            self.messages_failed += failed
+            self.outputs_produced += outputs
+            if processed:
+                alpha = 0.2
+                self.latency_ewma_ms = (1 - alpha) * self.latency_ewma_ms + alpha * per_message_ms
+
+    def set_state(self, state: ProcessorState, error: str | None = None) -> None:
+        with self.lock:
+            self.state = state
+            if error is not None:
+                self.last_error = error
+
+    # --- read by the HTTP server ---------------------------------------------------------------------
+
+    def throughput(self) -> float:
+        with self.lock:
+            if len(self._samples) < 2:
+                return 0.0
+            (t0, n0), (t1, n1) = self._samples[0], self._samples[-1]
+            return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+
+    def is_ready(self) -> bool:
+        with self.lock:
+            return (self.state in (ProcessorState.RUNNING, ProcessorState.PAUSED)
+                    and bool(self.assigned) and not self.restoring)
+
+    def is_healthy(self, now: float) -> bool:
+        with self.lock:
+            if self.state in (ProcessorState.FAILED, ProcessorState.BREAKER_OPEN, ProcessorState.STOPPED):
+                return False
+            return now - self.heartbeat < STALL_AFTER_S
+
+    def health(self, now: float) -> dict[str, Any]:
+        throughput = self.throughput()
+        healthy = self.is_healthy(now)
+        ready = self.is_ready()
+        with self.lock:
+            return {
+                "state": self.state.value,
+                "healthy": healthy,
+                "checks": {
+                    "loop_alive": now - self.heartbeat < STALL_AFTER_S,
+                    "partitions_assigned": bool(self.assigned),
+                    "state_restored": not self.restoring,
+                    "ready": ready,
+                    "circuit_breaker": self.breaker_state,
+                },
+                "metrics": {
+                    "messages_processed": self.messages_processed,
+                    "messages_failed": self.messages_failed,
+                    "processing_latency_ms": round(self.latency_ewma_ms, 4),
+                    "throughput_per_second": round(throughput, 2),
+                },
+            }
+
+    def detail(self, now: float) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "state": self.state.value,
+                "consumer_group": self.consumer_group,
+                "processing_mode": self.processing_mode,
+                "assignment": sorted(f"{t}[{p}]" for t, p in self.assigned),
+                "restoring": sorted(f"{t}[{p}]" for t, p in self.restoring),
+                "lag": {f"{t}[{p}]": lag for (t, p), lag in sorted(self.lag.items())},
+                "positions": {f"{t}[{p}]": o for (t, p), o in sorted(self.positions.items())},
+                "last_commit": None if self.last_commit_at is None else {
+                    "seconds_ago": round(now - self.last_commit_at, 3),
+                    "offsets": {f"{t}[{p}]": o for (t, p), o in sorted(self.last_commit_offsets.items())},
+                },
+                "transactions": {"committed": self.transactions_committed,
+                                 "aborted": self.transactions_aborted},
+                "circuit_breaker": self.breaker_state,
+                "producer_queue": self.producer_queue,
+                "outputs_produced": self.outputs_produced,
+                "last_error": self.last_error,
+                "config": {
+                    "input_topics": self.input_topics,
+                    "output_topics": self.output_topics,
+                    "commit_interval_ms": self.commit_interval_ms,
+                    "batch_size": self.batch_size,
+                },
+            }
