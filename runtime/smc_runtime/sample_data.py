@@ -87,6 +87,7 @@ class _SymbolStream:
         return round(self.rng.lognormvariate(0.0, 1.0) * 1000.0 / self.price, 5) + 0.00001
 
     def _snapshot(self) -> MarketRecord:
+        self.update_id += self.rng.randint(1, 3)
         self._rebuild_book()
         self.diffs_since_snapshot = 0
         doc = {
@@ -259,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--symbols", default=",".join(DEFAULT_SYMBOLS))
     parser.add_argument("--trades", type=int, default=2_000, help="trades per symbol")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--malformed-every", type=int, default=1_500)
+    parser.add_argument("--malformed-every", type=int, default=1_200)
     args = parser.parse_args(argv)
     records = generate_market_data(args.symbols.split(","), trades_per_symbol=args.trades, seed=args.seed,
                                    malformed_every=args.malformed_every)
