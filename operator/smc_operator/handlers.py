@@ -1,0 +1,365 @@
+"""kopf handlers: thin. They read the CR, call the pure cores (render, scaling, status) and the adapters
+(kube, lag), and report what happened in status, events, logs and metrics.
+
+* ``reconcile`` (create/update/resume): render ConfigMap + headless Service + StatefulSet and apply them
+  with server-side apply. While autoscaling is on, ``replicas`` is left out of the applied template and
+  set only by the autoscaler's own field manager, so re-applying the CR never fights the scaler.
+* ``poll`` (timer): read consumer lag, decide replicas (autoscaling on), refresh status.
+Failures set ``Degraded`` and retry with backoff; one CR's trouble never blocks the others.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+
+from smc_operator import kube, metrics
+from smc_operator.crd import GROUP, PLURAL, VERSION
+from smc_operator.lag import LagError, LagReader, client_config
+from smc_operator.render import Owner, RenderProblem, referenced_secrets, render
+from smc_operator.scaling import ScalerMemory, decide, memory_from_status, memory_to_status
+from smc_operator.spec import StreamProcessorSpec, parse_spec
+from smc_operator.status import (
+    health_conditions,
+    iso,
+    lag_status,
+    merge_conditions,
+    phase_of,
+    workload_state,
+)
+
+TIMER_INTERVAL_ENV = "SMC_OPERATOR_TIMER_INTERVAL"
+TIMER_INTERVAL = float(os.environ.get(TIMER_INTERVAL_ENV, "1.0"))
+MAX_BACKOFF_S = 120.0
+
+log = logging.getLogger("smc_operator")
+_lag_reader = LagReader()
+
+
+@dataclass
+class _Memory:
+    """Per-CR in-process state (lost on restart; what must survive lives in status)."""
+
+    next_poll: float = 0.0
+    failures: int = 0
+    reported_problem: tuple[str, str] | None = None
+    reconcile_problem: tuple[str, str] | None = None
+    scaler: ScalerMemory | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _memory(memo: Any) -> _Memory:
+    found = getattr(memo, "smc", None)
+    if not isinstance(found, _Memory):
+        found = _Memory()
+        memo.smc = found
+    return found
+
+
+def _log(event: str, namespace: str, name: str, **context: Any) -> None:
+    """One structured log line (fields become JSON keys with ``--log-format=json``)."""
+    fields = {"event": event, "resource": f"{namespace}/{name}", **context}
+    log.info("%s %s", event, json.dumps(fields, default=str, sort_keys=True), extra={"smc": fields})
+
+
+def _backoff(attempt: int, base: float = 2.0) -> float:
+    return float(min(MAX_BACKOFF_S, base * (2 ** min(attempt, 10))))
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.execution.max_workers = 16
+    kube.load()
+
+
+@kopf.on.probe(id="alive")
+def alive(**_: Any) -> float:
+    return time.time()
+
+
+# --- reconcile ------------------------------------------------------------------------------------------
+
+
+def _missing_secrets(namespace: str, spec: StreamProcessorSpec) -> list[str]:
+    missing = []
+    for secret_name, keys in referenced_secrets(spec):
+        secret = kube.get("v1", "Secret", namespace, secret_name)
+        if secret is None:
+            missing.append(f"Secret {secret_name!r} not found")
+            continue
+        data = secret.get("data") or {}
+        missing.extend(f"Secret {secret_name!r} has no key {key!r}" for key in keys if key not in data)
+    return missing
+
+
+def _report_problem(
+    body: Any, namespace: str, name: str, status: Any, generation: int | None, reason: str, message: str
+) -> None:
+    now = time.time()
+    conditions = merge_conditions(
+        list(status.get("conditions") or []),
+        [
+            *health_conditions(
+                workload_state(None, int(status.get("desiredReplicas") or 0)), (reason, message)
+            )
+        ],
+        now=now,
+        generation=generation,
+    )
+    kube.patch_status(namespace, name, {"phase": "Degraded", "conditions": conditions})
+    kopf.warn(body, reason=reason, message=message)
+    metrics.ERRORS.labels(reason).inc()
+    _log("degraded", namespace=namespace, name=name, reason=reason, message=message)
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def reconcile(
+    name: str,
+    namespace: str | None,
+    uid: str,
+    spec: Any,
+    status: Any,
+    meta: Any,
+    body: Any,
+    memo: Any,
+    retry: int,
+    **_: Any,
+) -> None:
+    assert namespace is not None  # a namespaced resource
+    mem = _memory(memo)
+    generation = meta.get("generation")
+    parsed = parse_spec(dict(spec))
+    auto = parsed.autoscaling
+    existing = kube.get("apps/v1", "StatefulSet", namespace, name)
+    existing_replicas = ((existing or {}).get("spec") or {}).get("replicas")
+
+    if auto.enabled:
+        remembered = status.get("desiredReplicas")
+        initial = existing_replicas if existing_replicas is not None else remembered
+        desired = min(
+            max(int(initial if initial is not None else auto.min_replicas), auto.min_replicas),
+            auto.max_replicas,
+        )
+        rendered_replicas = None if existing is not None else desired
+    else:
+        desired = parsed.replicas
+        rendered_replicas = desired
+
+    rendered = render(Owner(name, namespace, uid), parsed, replicas=rendered_replicas)
+    if isinstance(rendered, RenderProblem):
+        mem.reconcile_problem = ("InvalidConfig", rendered.message())
+        _report_problem(body, namespace, name, status, generation, "InvalidConfig", rendered.message())
+        metrics.RECONCILES.labels("invalid").inc()
+        raise kopf.PermanentError(f"invalid processor config: {rendered.message()}")
+
+    try:
+        missing = _missing_secrets(namespace, parsed)
+    except ApiException as exc:
+        missing = [f"cannot read Secrets: {kube.api_error_message(exc)}"]
+    if missing:
+        message = "; ".join(missing)
+        mem.reconcile_problem = ("SecretMissing", message)
+        _report_problem(body, namespace, name, status, generation, "SecretMissing", message)
+        metrics.RECONCILES.labels("retry").inc()
+        raise kopf.TemporaryError(message, delay=_backoff(retry))
+
+    try:
+        kube.apply(rendered.config_map)
+        kube.apply(rendered.service)
+        if auto.enabled and existing is not None and existing_replicas is not None:
+            # The scaler co-owns replicas before the template apply stops listing them.
+            kube.scale_workload(namespace, name, int(existing_replicas))
+        workload = kube.apply(rendered.workload)
+        if auto.enabled and existing is None:
+            kube.scale_workload(namespace, name, desired)
+    except ApiException as exc:
+        message = kube.api_error_message(exc)
+        mem.reconcile_problem = ("ApplyFailed", message)
+        _report_problem(body, namespace, name, status, generation, "ApplyFailed", message)
+        metrics.RECONCILES.labels("retry").inc()
+        raise kopf.TemporaryError(message, delay=_backoff(retry)) from exc
+
+    mem.reconcile_problem = None
+    state = workload_state(workload, desired)
+    now = time.time()
+    problem = mem.reported_problem
+    patch: dict[str, Any] = {
+        "observedGeneration": generation,
+        "selector": rendered.selector_string(),
+        "configHash": rendered.config_hash,
+        "processorId": f"{name}-<ordinal>",
+        "desiredReplicas": desired,
+        "replicas": state.replicas,
+        "readyReplicas": state.ready,
+        "phase": phase_of(state, problem, scaling=False),
+        "conditions": merge_conditions(
+            list(status.get("conditions") or []),
+            health_conditions(state, problem),
+            now=now,
+            generation=generation,
+        ),
+    }
+    kube.patch_status(namespace, name, patch)
+    metrics.RECONCILES.labels("ok").inc()
+    metrics.DESIRED_REPLICAS.labels(namespace, name).set(desired)
+    kopf.info(
+        body, reason="Reconciled", message=f"applied config {rendered.config_hash}, {desired} replica(s)"
+    )
+    _log(
+        "reconciled",
+        namespace=namespace,
+        name=name,
+        config_hash=rendered.config_hash,
+        desired=desired,
+        autoscaling=auto.enabled,
+        generation=generation,
+    )
+
+
+# --- lag poll and autoscaling -------------------------------------------------------------------------
+
+
+def _kafka_client_config(namespace: str, spec: StreamProcessorSpec) -> dict[str, str] | str:
+    """The operator's AdminClient settings, credentials from the CR's Secrets; a str is a problem."""
+    sec = spec.kafka.security
+    sasl = None
+    ca_pem = None
+
+    def read(secret_name: str, key: str) -> str | None:
+        secret = kube.get("v1", "Secret", namespace, secret_name)
+        raw = ((secret or {}).get("data") or {}).get(key)
+        return base64.b64decode(raw).decode("utf-8") if raw is not None else None
+
+    if sec.sasl is not None:
+        user = read(sec.sasl.secret_name, sec.sasl.username_key)
+        password = read(sec.sasl.secret_name, sec.sasl.password_key)
+        if user is None or password is None:
+            return f"Secret {sec.sasl.secret_name!r} with SASL credentials not found or incomplete"
+        sasl = (sec.sasl.mechanism, user, password)
+    if sec.ca_secret is not None:
+        ca_pem = read(sec.ca_secret.name, sec.ca_secret.key)
+        if ca_pem is None:
+            return f"Secret {sec.ca_secret.name!r} has no key {sec.ca_secret.key!r}"
+    return client_config(spec.kafka.bootstrap_servers, sec.protocol, sasl, ca_pem)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=TIMER_INTERVAL, id="poll")
+def poll(
+    name: str, namespace: str | None, spec: Any, status: Any, meta: Any, body: Any, memo: Any, **_: Any
+) -> None:
+    assert namespace is not None  # a namespaced resource
+    mem = _memory(memo)
+    now = time.time()
+    if now < mem.next_poll:
+        return
+    parsed = parse_spec(dict(spec))
+    auto = parsed.autoscaling
+    mem.next_poll = now + auto.poll_interval_seconds
+    sts = kube.get("apps/v1", "StatefulSet", namespace, name)
+    if sts is None:
+        return  # reconcile has not created it yet
+    current = int((sts.get("spec") or {}).get("replicas") or 0)
+    group = str(parsed.processor.get("consumerGroup", ""))
+    topics = [str(t) for t in parsed.processor.get("inputTopics", [])]
+
+    config = _kafka_client_config(namespace, parsed)
+    sample = (
+        LagError("SecretMissing", config)
+        if isinstance(config, str)
+        else _lag_reader.read(config, group, topics, now)
+    )
+    patch: dict[str, Any] = {}
+    problem: tuple[str, str] | None
+    desired = current if auto.enabled else parsed.replicas
+    scaling_now = False
+    if isinstance(sample, LagError):
+        problem = (sample.reason, sample.message)
+        mem.failures += 1
+        mem.next_poll = now + max(auto.poll_interval_seconds, _backoff(mem.failures, base=1.0))
+        metrics.ERRORS.labels(sample.reason).inc()
+    else:
+        problem = None
+        mem.failures = 0
+        patch["consumerLag"] = lag_status(sample.total_lag, sample.per_topic(), sample.partition_count, now)
+        metrics.CONSUMER_LAG.labels(namespace, name).set(sample.total_lag)
+        if auto.enabled:
+            memory = mem.scaler if mem.scaler is not None else memory_from_status(status.get("autoscaler"))
+            decision = decide(auto, current, sample, memory)
+            mem.scaler = decision.memory
+            desired = decision.desired
+            patch["autoscaler"] = {**memory_to_status(decision.memory), "decision": decision.reason}
+            _log(
+                "scale_decision",
+                namespace=namespace,
+                name=name,
+                desired=desired,
+                current=current,
+                recommended=decision.recommended,
+                reason=decision.reason,
+                **decision.inputs,
+            )
+            if decision.changed:
+                try:
+                    kube.scale_workload(namespace, name, desired)
+                except ApiException as exc:
+                    problem = ("ScaleFailed", kube.api_error_message(exc))
+                    desired = current
+                else:
+                    scaling_now = True
+                    verb = "ScaledUp" if decision.direction == "up" else "ScaledDown"
+                    message = f"{current} -> {desired} replicas: {decision.reason}"
+                    kopf.info(body, reason=verb, message=message)
+                    patch["lastScaleTime"] = iso(now)
+                    patch["lastScaleReason"] = message
+                    metrics.SCALE_DECISIONS.labels(decision.direction, auto.mode).inc()
+    problem = mem.reconcile_problem or problem
+    if problem != mem.reported_problem:
+        if problem is not None:
+            kopf.warn(body, reason=problem[0], message=problem[1])
+            _log("degraded", namespace=namespace, name=name, reason=problem[0], message=problem[1])
+        else:
+            kopf.info(body, reason="Recovered", message="problems cleared")
+        mem.reported_problem = problem
+
+    state = workload_state(sts, desired)
+    metrics.DESIRED_REPLICAS.labels(namespace, name).set(desired)
+    patch.update(
+        {
+            "desiredReplicas": desired,
+            "replicas": state.replicas,
+            "readyReplicas": state.ready,
+            "phase": phase_of(state, problem, scaling=scaling_now),
+            "conditions": merge_conditions(
+                list(status.get("conditions") or []),
+                health_conditions(state, problem),
+                now=now,
+                generation=meta.get("generation") if mem.reconcile_problem is None else None,
+            ),
+        }
+    )
+    kube.patch_status(namespace, name, patch)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
+def forget(name: str, namespace: str | None, **_: Any) -> None:
+    """Children go with the CR by garbage collection (owner references); only metrics need cleaning."""
+    metrics.forget(namespace or "", name)
