@@ -45,6 +45,9 @@ def consumer_settings(kafka: KafkaSettings, settings: ProcessorSettings, client_
     return {
         **base_settings(kafka, client_id),
         "group.id": settings.consumer_group,
+        # Static membership: a restarted instance (same PROCESSOR_ID) takes its partitions straight
+        # back instead of waiting out the session timeout of its dead predecessor.
+        "group.instance.id": client_id,
         "partition.assignment.strategy": "cooperative-sticky",
         "isolation.level": "read_committed",
         "enable.auto.commit": False,

@@ -163,7 +163,7 @@ class ProcessorRunner:
     def _start(self) -> None:
         self.status.set_state(ProcessorState.STARTING)
         base = clients.base_settings(self.kafka, f"{self.client_id}.admin")
-        admin = AdminClient(base)
+        admin = AdminClient(base, logger=logging.getLogger("smc_runtime.librdkafka.admin"))
         self.changelog_partitions = cl.ensure_changelog_topic(admin, self.changelog_topic,
                                                               self.settings.input_topics)
         pconf = clients.producer_settings(self.kafka, self.settings, self.client_id, self.txn_id)
@@ -304,7 +304,10 @@ class ProcessorRunner:
             doc = json.loads(value)
         except ValueError:
             return "unknown"
-        pattern = doc.get("pattern") if isinstance(doc, dict) else None
+        if not isinstance(doc, dict):
+            return "unknown"
+        event = doc.get("event")
+        pattern = event.get("pattern") if isinstance(event, dict) else doc.get("pattern")
         return str(pattern) if pattern else "unknown"
 
     def _on_message_error(self, err: KafkaError) -> None:
