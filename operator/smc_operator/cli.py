@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL ('' to disable)"
     )
     parser.add_argument("--metrics-port", type=int, default=9090, help="Prometheus metrics port (0 disables)")
+    parser.add_argument("--metrics-address", default="0.0.0.0", help="metrics bind address")
     parser.add_argument("--log-format", choices=["json", "plain", "full"], default="json")
     parser.add_argument("--verbose", "-v", action="store_true")
     parser.add_argument("--quiet", "-q", action="store_true")
@@ -42,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     kopf.configure(verbose=args.verbose, quiet=args.quiet, log_format=log_format[args.log_format])
     import smc_operator.handlers  # noqa: F401  (registers the handlers with kopf's default registry)
 
-    metrics.serve(args.metrics_port)
+    metrics.serve(args.metrics_port, args.metrics_address)
     kopf.run(
         standalone=args.standalone,
         clusterwide=args.all_namespaces,

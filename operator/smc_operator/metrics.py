@@ -17,10 +17,10 @@ DESIRED_REPLICAS = Gauge(
 )
 
 
-def serve(port: int) -> None:
-    """Start the metrics HTTP server on 127.0.0.1-or-all interfaces (``port`` 0 disables it)."""
+def serve(port: int, address: str = "0.0.0.0") -> None:
+    """Start the metrics HTTP server (``port`` 0 disables it)."""
     if port > 0:
-        start_http_server(port)
+        start_http_server(port, addr=address)
 
 
 def forget(namespace: str, name: str) -> None:
