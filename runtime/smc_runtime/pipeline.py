@@ -33,6 +33,7 @@ from smc_runtime.messages import (
     DepthUpdate,
     Kline,
     Rejection,
+    RejectReason,
     Trade,
     decode,
 )
@@ -154,13 +155,19 @@ class Pipeline:
                     outputs.append(OutputRecord("alerts", key_bytes, encode(alert)))
 
         if slot.detectors:
+            bar: Bar | None = None
             if isinstance(message, Kline):
-                if message.kline.closed:
-                    self._detect(slot, kline_bar(message), "klines", timestamp_ms, outputs)
+                bar = kline_bar(message) if message.kline.closed else None
             elif self._bar_builder is not None and isinstance(message, Trade | AggTrade):
                 bar = self._bar_builder.update(slot.bar_state, message)
-                if bar is not None:
-                    self._detect(slot, bar, "trades", timestamp_ms, outputs)
+            if bar is not None:
+                source = "klines" if kind == "kline" else "trades"
+                try:
+                    self._detect(slot, bar, source, timestamp_ms, outputs)
+                except ValueError as exc:  # a detector refusing a bar: a value, not a crash
+                    rejection = Rejection(RejectReason.SCHEMA, f"bar rejected by detector: {exc}")
+                    outputs.append(
+                        self._dead_letter(value, key, rejection, topic, partition, offset, timestamp_ms))
         return outputs
 
     def finalize(self) -> list[OutputRecord]:
