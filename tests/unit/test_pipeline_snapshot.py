@@ -105,7 +105,8 @@ def test_restore_in_a_fresh_process(tmp_path: Path) -> None:
             pipeline.restore(topic, partition, key, data)
         records = _records({seed})
         out = _feed(pipeline, records[{cut}:], {cut}) + pipeline.finalize()
-        sys.stdout.buffer.write(msgspec.msgpack.encode([[o.role, o.key, o.value, list(o.headers)] for o in out]))
+        rows = [[o.role, o.key, o.value, list(o.headers)] for o in out]
+        sys.stdout.buffer.write(msgspec.msgpack.encode(rows))
     """)
     result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "state.msgpack")],
                             capture_output=True, check=True, timeout=120)
