@@ -5,16 +5,17 @@ Two scenarios:
 * **drain**: the input is pre-loaded; the processor empties the backlog. Throughput is messages over the
   time from its first visible output to the moment its consumer group has committed the whole input.
   CPU per 1k messages covers the same window (from /proc of the processor).
-* **steady**: input is produced at a fixed rate with the send time as the Kafka record timestamp; a
-  ``read_committed`` consumer of the output records end-to-end latency as arrival time minus the record
-  timestamp (processors propagate the input timestamp to their outputs, as Kafka Streams does), so
-  transaction visibility is included.
+* **steady**: input is produced at a fixed rate (the send time is also the Kafka record timestamp); a
+  ``read_committed`` consumer of the enriched trades matches each output to its input by (symbol key,
+  trade id) and records arrival time minus send time, so transaction visibility is included. Matching
+  by id, not by output record timestamp, works whether or not a processor propagates input timestamps.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -47,6 +48,7 @@ class Target:
     group: str
     output_topic: str  # counted for throughput, and its records carry the input timestamp (latency)
     extra_output_topics: tuple[str, ...] = ()  # also counted (e.g. smc-stream's dead letters)
+    id_field: bytes = b'"trade_id"'  # JSON field of the output that holds the input trade id
     env: dict[str, str] | None = None
     metrics_url: str | None = None
     log_path: str = "/tmp/smc-bench-target.log"
@@ -120,7 +122,7 @@ def unique(prefix: str) -> str:
 
 def bulk_producer(bootstrap: str) -> Producer:
     return Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1_000_000,
-                     "queue.buffering.max.messages": 1_000_000, "compression.type": "lz4"})
+                     "queue.buffering.max.messages": 1_000_000})  # uncompressed: every client can read it
 
 
 def preload(bootstrap: str, topic_of_kind: dict[str, str], messages: Sequence[Message],
@@ -271,6 +273,8 @@ def scrape_metrics(url: str | None) -> dict[str, float]:
             continue
         name_labels, _, value = line.rpartition(" ")
         name = name_labels.split("{", 1)[0]
+        if name.endswith(("_created", "_bucket")):
+            continue
         try:
             sums[name] = sums.get(name, 0.0) + float(value)
         except ValueError:
@@ -343,17 +347,21 @@ def run_drain(target: Target, bootstrap: str, inputs: Sequence[TopicPartition], 
     )
 
 
-class _LatencyCollector(threading.Thread):
-    """Reads the output with read_committed and records (arrival - record timestamp) in ms."""
+_INPUT_TRADE_ID = re.compile(rb'"t":(\d+)')
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+
+class _LatencyCollector(threading.Thread):
+    """Reads the output with read_committed; latency = arrival - send time of the matching input (ms)."""
+
+    def __init__(self, bootstrap: str, topic: str, id_field: bytes) -> None:
         super().__init__(daemon=True)
+        self.id_pattern = re.compile(re.escape(id_field) + rb"\s*:\s*(\d+)")
+        self.sent_at: dict[tuple[bytes, int], float] = {}
         self.parts = topic_partitions(bootstrap, [topic])
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("bench-latency"),
                                   "isolation.level": "read_committed", "enable.auto.commit": False,
                                   "fetch.wait.max.ms": 5, "fetch.queue.backoff.ms": 1})
         self.consumer.assign([TopicPartition(tp.topic, tp.partition, 0) for tp in self.parts])
-        self.since_ms = float("inf")
         self.latencies: list[float] = []
         self.seen = 0
         self.running = True
@@ -365,9 +373,14 @@ class _LatencyCollector(threading.Thread):
                     continue
                 now_ms = time.time() * 1000.0
                 self.seen += 1
-                ts = msg.timestamp()[1]
-                if ts >= self.since_ms:
-                    self.latencies.append(now_ms - ts)
+                if not self.sent_at:
+                    continue
+                found = self.id_pattern.search(msg.value() or b"")
+                if found is None:
+                    continue
+                sent = self.sent_at.pop((msg.key() or b"", int(found.group(1))), None)
+                if sent is not None:
+                    self.latencies.append(now_ms - sent)
         self.consumer.close()
 
 
@@ -382,7 +395,7 @@ def run_steady(target: Target, bootstrap: str, topic_of_kind: dict[str, str], me
                rate: float, warmup_s: float = 3.0, settle_s: float = 10.0, ready_timeout_s: float = 90.0,
                show_progress: bool = True) -> SteadyResult:
     """Produce ``messages`` at ``rate``/s (after a warm-up) and measure end-to-end latency."""
-    collector = _LatencyCollector(bootstrap, target.output_topic)
+    collector = _LatencyCollector(bootstrap, target.output_topic, target.id_field)
     collector.start()
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1,
                          "queue.buffering.max.messages": 1_000_000})
@@ -407,6 +420,9 @@ def run_steady(target: Target, bootstrap: str, topic_of_kind: dict[str, str], me
             producer.poll(0.1)
         body = list(warm)
         total = len(body)
+        ids = [int(m.group(1)) if msg.kind == latency_kind and (m := _INPUT_TRADE_ID.search(msg.value))
+               else -1 for msg in body]
+        sent_at = collector.sent_at
         bar = Progress(f"{target.framework}", total, enabled=show_progress)
         cpu_start = procstat.sample(proc.pid)
         t0 = time.monotonic()
@@ -416,17 +432,18 @@ def run_steady(target: Target, bootstrap: str, topic_of_kind: dict[str, str], me
         while index < total:
             now = time.monotonic()
             due = min(total, int((now - t0) * rate) + 1)
-            now_ms = int(time.time() * 1000)
-            if now >= measure_from and collector.since_ms == float("inf"):
-                collector.since_ms = now_ms
+            wall_ms = time.time() * 1000.0
+            measuring = now >= measure_from
             while index < due:
                 msg = body[index]
+                if measuring and ids[index] >= 0:
+                    sent_at[(msg.key, ids[index])] = wall_ms
                 try:
-                    producer.produce(topic_of_kind[msg.kind], msg.value, msg.key, timestamp=now_ms)
+                    producer.produce(topic_of_kind[msg.kind], msg.value, msg.key, timestamp=int(wall_ms))
                 except BufferError:
                     producer.poll(0.001)
                     continue
-                if now >= measure_from and msg.kind == latency_kind:
+                if measuring and ids[index] >= 0:
                     measured_sent += 1
                 index += 1
             producer.poll(0)
