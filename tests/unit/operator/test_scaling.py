@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from smc_operator.scaling import (
     LagSample,
     PartitionLag,
+    SampleTotals,
     ScalerMemory,
     decide,
     memory_from_status,
@@ -141,7 +142,7 @@ def test_rate_mode_picks_smallest_count_meeting_the_catch_up_target() -> None:
 def test_rate_mode_with_no_lag_keeps_up_with_producers() -> None:
     p = policy(mode="rate", minReplicas=1, maxReplicas=8, scaleDownStabilizationSeconds=0)
     m = decide(p, current=4, sample=_rate_sample(0, 8000, 8000), memory=ScalerMemory()).memory
-    m = ScalerMemory(last_sample=m.last_sample.__class__(0, 8000, 8000, 4))
+    m = ScalerMemory(last_sample=SampleTotals(0, 8000, 8000, 4))
     d = decide(p, current=4, sample=_rate_sample(10, 9000, 9000), memory=m)
     # 4 replicas consumed 100/s (25/s each); producers 100/s -> need 4 to keep up.
     assert d.total_lag == 0 and d.desired == 4
@@ -177,7 +178,8 @@ def test_invariants_hold_over_any_sequence(
     p = policy(
         minReplicas=min_r, maxReplicas=max(1, min_r + extra), scaleDownStabilizationSeconds=window, mode=mode
     )
-    memory, current, history = ScalerMemory(), 1, []
+    memory, current = ScalerMemory(), 1
+    history: list[tuple[float, int]] = []
     for step, row in enumerate(lags):
         t = step * 7.0
         d = decide(p, current=current, sample=sample(t, row, committed=step * 10), memory=memory)
