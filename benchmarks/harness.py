@@ -31,7 +31,7 @@ from typing import Any
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from benchmarks import procstat
+from benchmarks import procstat, profiling
 from benchmarks.workload import Message
 
 POLL_INTERVAL_S = 0.05
@@ -294,7 +294,7 @@ def pick(metrics: dict[str, float], *needles: str) -> float | None:
 
 
 def run_drain(target: Target, bootstrap: str, inputs: Sequence[TopicPartition], timeout_s: float = 300.0,
-              show_progress: bool = True) -> DrainResult:
+              show_progress: bool = True, profile_to: Path | None = None) -> DrainResult:
     """Start the processor on a pre-loaded input and time how fast it commits all of it."""
     offsets = Offsets(bootstrap)
     total = offsets.high(inputs)
@@ -302,6 +302,7 @@ def run_drain(target: Target, bootstrap: str, inputs: Sequence[TopicPartition], 
     bar = Progress(f"{target.framework}", total, enabled=show_progress)
     launched = time.monotonic()
     proc = start(target)
+    recorder = profiling.attach(proc.pid, profile_to) if profile_to else None
     t_first: float | None = None
     cpu_first = 0.0
     committed = 0
@@ -326,6 +327,7 @@ def run_drain(target: Target, bootstrap: str, inputs: Sequence[TopicPartition], 
         final = procstat.sample(proc.pid)
         metrics = scrape_metrics(target.metrics_url)
     finally:
+        profiling.detach(recorder)
         stop(proc)
     bar.done(committed)
     complete = committed >= total and error is None
@@ -393,13 +395,14 @@ def _percentile(sorted_values: Sequence[float], q: float) -> float:
 
 def run_steady(target: Target, bootstrap: str, topic_of_kind: dict[str, str], messages: Sequence[Message],
                rate: float, warmup_s: float = 3.0, settle_s: float = 10.0, ready_timeout_s: float = 90.0,
-               show_progress: bool = True) -> SteadyResult:
+               show_progress: bool = True, profile_to: Path | None = None) -> SteadyResult:
     """Produce ``messages`` at ``rate``/s (after a warm-up) and measure end-to-end latency."""
     collector = _LatencyCollector(bootstrap, target.output_topic, target.id_field)
     collector.start()
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1,
                          "queue.buffering.max.messages": 1_000_000})
     proc = start(target)
+    recorder: subprocess.Popen[bytes] | None = None
     error: str | None = None
     sent = measured_sent = 0
     latency_kind = "trades"
@@ -413,11 +416,12 @@ def run_steady(target: Target, bootstrap: str, topic_of_kind: dict[str, str], me
                 raise RuntimeError(f"exited with {proc.returncode}: {log_tail(target)}")
             if time.monotonic() - started > ready_timeout_s:
                 raise RuntimeError(f"no output within {ready_timeout_s:.0f}s: {log_tail(target)}")
-            for _ in range(10):
+            for _ in range(5):  # ~100 msgs/s: no backlog builds up before the measured phase
                 msg = next(warm)
                 producer.produce(topic_of_kind[msg.kind], msg.value, msg.key)
                 sent += 1
-            producer.poll(0.1)
+            producer.poll(0)
+            time.sleep(0.05)
         body = list(warm)
         total = len(body)
         ids = [int(m.group(1)) if msg.kind == latency_kind and (m := _INPUT_TRADE_ID.search(msg.value))
@@ -425,6 +429,7 @@ def run_steady(target: Target, bootstrap: str, topic_of_kind: dict[str, str], me
         sent_at = collector.sent_at
         bar = Progress(f"{target.framework}", total, enabled=show_progress)
         cpu_start = procstat.sample(proc.pid)
+        recorder = profiling.attach(proc.pid, profile_to) if profile_to else None
         t0 = time.monotonic()
         measure_from = t0 + warmup_s
         index = 0
@@ -466,6 +471,7 @@ def run_steady(target: Target, bootstrap: str, topic_of_kind: dict[str, str], me
         error = str(exc)
         final, metrics, cpu_start, produce_seconds = procstat.sample(proc.pid), {}, None, 0.0
     finally:
+        profiling.detach(recorder)
         collector.running = False
         stop(proc)
         collector.join(10)

@@ -34,6 +34,7 @@ from benchmarks.harness import (
     topic_partitions,
     unique,
 )
+from benchmarks.profiling import top_frames
 from benchmarks.report import table
 from benchmarks.workload import KINDS, Mix, market_messages
 
@@ -55,6 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bootstrap", default=None, help="default: $KAFKA_BOOTSTRAP_SERVERS or the test bed")
     parser.add_argument("--timeout", type=float, default=600.0, help="drain: give up after this many seconds")
     parser.add_argument("--workdir", default="/tmp/smc-load-test")
+    parser.add_argument("--profile", default=None, metavar="FILE",
+                        help="record the runtime with py-spy into FILE (collapsed stacks); print top frames")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     return parser.parse_args(argv)
 
@@ -80,6 +83,7 @@ def report_rows(result: DrainResult | SteadyResult) -> list[tuple[str, object]]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     mix = Mix.parse(args.mix)
+    profile = Path(args.profile).resolve() if args.profile else None
     bootstrap, started = broker.resolve(args.bootstrap)
     try:
         kinds = [k for k in KINDS if getattr(mix, k) > 0]
@@ -96,9 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.scenario == "drain":
             preload(bootstrap, topic_of_kind, messages)
             result = run_drain(target, bootstrap, topic_partitions(bootstrap, list(topic_of_kind.values())),
-                               timeout_s=args.timeout)
+                               timeout_s=args.timeout, profile_to=profile)
         else:
-            result = run_steady(target, bootstrap, topic_of_kind, messages, args.rate)
+            result = run_steady(target, bootstrap, topic_of_kind, messages, args.rate, profile_to=profile)
     finally:
         broker.release(started)
     title = (f"smc-runtime {args.scenario} | {args.mode} | commit {target.commit} | {args.symbols} symbols | "
@@ -107,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     print(table(["metric", "value"], report_rows(result)))
     if result.error:
         print(f"error: {result.error}")
+    if profile is not None and profile.exists():
+        samples, self_top, incl_top = top_frames(profile)
+        print(f"\nprofile: {samples} samples -> {profile}")
+        print(table(["self time", "frame"], [(f"{share:.1%}", frame) for frame, share in self_top]))
+        print(table(["inclusive", "frame"], [(f"{share:.1%}", frame) for frame, share in incl_top]))
     if args.json:
         doc = {"scenario": args.scenario, "symbols": args.symbols, "partitions": args.partitions,
                "mix": mix.label(), "seed": args.seed, "load_average": list(__import__("os").getloadavg()),
