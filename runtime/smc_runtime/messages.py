@@ -9,8 +9,9 @@ Binance's one-letter keys are renamed to readable attribute names.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from enum import StrEnum
-from typing import Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import msgspec
 
@@ -216,13 +217,8 @@ def _check_kline(msg: Kline) -> Rejection | None:
     return None
 
 
-def validate(msg: Message) -> Rejection | None:
-    """Value checks a schema cannot express (finite, positive, uncrossed, consistent)."""
-    if isinstance(msg, Trade | AggTrade):
-        return _check_trade(msg)
-    if isinstance(msg, Kline):
-        return _check_kline(msg)
-    zero_ok = isinstance(msg, DepthUpdate)
+def _check_book(msg: DepthUpdate | DepthSnapshot) -> Rejection | None:
+    zero_ok = type(msg) is DepthUpdate
     problem = _check_levels(msg.bids, "bid", zero_ok) or _check_levels(msg.asks, "ask", zero_ok)
     if problem is not None:
         return problem
@@ -238,3 +234,14 @@ def validate(msg: Message) -> Rejection | None:
         if best_bid >= best_ask:
             return Rejection(RejectReason.CROSSED_BOOK, f"best bid {best_bid} >= best ask {best_ask}")
     return None
+
+
+_VALIDATORS: Final[dict[type, Callable[[Any], Rejection | None]]] = {
+    Trade: _check_trade, AggTrade: _check_trade, Kline: _check_kline, DepthUpdate: _check_book,
+    DepthSnapshot: _check_book,
+}
+
+
+def validate(msg: Message) -> Rejection | None:
+    """Value checks a schema cannot express (finite, positive, uncrossed, consistent)."""
+    return _VALIDATORS[type(msg)](msg)

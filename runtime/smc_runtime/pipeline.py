@@ -41,6 +41,8 @@ from smc_runtime.state import SNAPSHOT_VERSION, KeySnapshot, decode_snapshot, en
 
 ROLE_BY_KIND = {"trade": "enriched_trades", "orderbook": "orderbook_metrics", "kline": "kline_metrics"}
 _BOOK_SUFFIX = "|book"
+_KIND_BY_TYPE: dict[type, str] = {Trade: "trade", AggTrade: "trade", DepthUpdate: "orderbook",
+                                  DepthSnapshot: "orderbook", Kline: "kline"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,14 +121,16 @@ class Pipeline:
         message = decode(value, topic=topic, key=key, max_bytes=self._max_bytes)
         if isinstance(message, Rejection):
             return [self._dead_letter(value, key, message, topic, partition, offset, timestamp_ms)]
-        if isinstance(message, Trade | AggTrade):
-            kind, symbol, interval = "trade", message.symbol, ""
+        kind = _KIND_BY_TYPE[type(message)]
+        symbol = message.symbol
+        if kind == "trade":
+            interval = ""
             state_key = symbol
-        elif isinstance(message, DepthUpdate | DepthSnapshot):
-            kind, symbol, interval = "orderbook", message.symbol, ""
+        elif kind == "orderbook":
+            interval = ""
             state_key = symbol + _BOOK_SUFFIX
         else:
-            kind, symbol, interval = "kline", message.symbol, message.kline.interval
+            interval = message.kline.interval  # type: ignore[union-attr]
             state_key = f"{symbol}|{interval}"
         slots = self._partitions.get((topic, partition))
         if slots is None:
