@@ -180,13 +180,23 @@ def read_service(name: str) -> Service | None:
         pid = int(pidfile.read_text().strip())
     except (OSError, ValueError):
         return None
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return None
+    cmdline = _cmdline(pid)
     if str(testbed_dir()) not in cmdline or not pid_alive(pid):
         return None
     return Service(name, pid)
+
+
+def _cmdline(pid: int) -> str:
+    """A process's command line; empty for a moment right after exec, hence the short retry."""
+    for _ in range(20):
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return ""
+        if raw:
+            return raw.replace(b"\0", b" ").decode(errors="replace")
+        time.sleep(0.01)
+    return ""
 
 
 def stop_service(name: str, grace: float = 15.0) -> bool:

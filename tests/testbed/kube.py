@@ -51,7 +51,7 @@ BINARY_ENV = {
 }
 MIN_K8S_MINOR = 33
 MIN_ETCD = (3, 5)
-CONTROLLERS = "deployment,replicaset,garbagecollector,namespace"
+CONTROLLERS = "deployment-controller,replicaset-controller,garbage-collector-controller,namespace-controller"
 OPERATOR_USER = "system:serviceaccount:smc-system:smc-operator"
 OPERATOR_GROUPS = "system:serviceaccounts,system:serviceaccounts:smc-system,system:authenticated"
 READY_TIMEOUT = 90.0
