@@ -134,6 +134,7 @@ _EVENT_DECODER: Final = msgspec.json.Decoder(Trade | AggTrade | DepthUpdate | Kl
 _SNAPSHOT_DECODER: Final = msgspec.json.Decoder(DepthSnapshot, strict=False)
 _SNAPSHOT_MARKER: Final = b'"lastUpdateId"'
 _isfinite = math.isfinite
+_INF = math.inf
 
 
 def symbol_from_topic(topic: str) -> str:
@@ -182,6 +183,8 @@ def decode(value: bytes | None, *, topic: str = "", key: bytes | None = None,
 
 def _check_trade(msg: TradeMessage) -> Rejection | None:
     price, qty = msg.price, msg.quantity
+    if 0.0 < price < _INF and 0.0 < qty < _INF and msg.symbol:
+        return None  # fast path: one chained comparison (NaN fails it too)
     if not (_isfinite(price) and _isfinite(qty)):
         return Rejection(RejectReason.NON_FINITE, f"price {price} / quantity {qty} not finite")
     if price <= 0.0 or qty <= 0.0:
