@@ -68,7 +68,7 @@ def _unsplit(seed: int) -> list[OutputRecord]:
     return _feed(pipeline, records, 0) + pipeline.finalize()
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 3), split=st.floats(0.0, 1.0))
 def test_split_snapshot_restore_equals_unsplit(seed: int, split: float) -> None:
     records = _records(seed)
