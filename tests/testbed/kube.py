@@ -10,7 +10,6 @@ ServiceAccount identity, so RBAC that manifests/ binds to that ServiceAccount re
 
 from __future__ import annotations
 
-import fcntl
 import http.client
 import json
 import os
@@ -20,8 +19,6 @@ import shutil
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,19 +118,6 @@ def _find(name: str) -> Path | None:
     return None
 
 
-@contextmanager
-def _build_lock() -> Iterator[None]:
-    """One build at a time per cache (parallel pytest sessions or a concurrent `make testbed-up`)."""
-    lock = cache_dir() / "k8s-build.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def binaries() -> dict[str, Path]:
     """Resolve all four binaries, building the missing ones from Go modules (slow, once per cache)."""
     found = {name: _find(name) for name in BINARY_ENV}
@@ -143,24 +127,22 @@ def binaries() -> dict[str, Path]:
             raise TestbedError(
                 f"{', '.join(missing)} not found (cache, env or PATH) and `go` is not installed"
             )
-        with _build_lock():
-            progress(
-                f"building {', '.join(missing)} (Kubernetes {k8s_version()}, etcd {etcd_version()}) "
-                f"with {BUILD_SCRIPT.name}; a cold build takes a long while"
-            )
-            started = time.monotonic()
-            env = {
-                **os.environ,
-                "K8S_VERSION": k8s_version(),
-                "ETCD_VERSION": etcd_version(),
-                "SMC_K8S_BINARIES": " ".join(missing),
-            }
-            result = subprocess.run(
-                ["bash", str(BUILD_SCRIPT)], env=env, stdout=subprocess.DEVNULL, check=False
-            )
-            if result.returncode != 0:
-                raise TestbedError(f"{BUILD_SCRIPT} failed with exit code {result.returncode} (output above)")
-            progress(f"build finished in {time.monotonic() - started:.0f}s")
+        # build_k8s.sh serialises concurrent builds itself (flock on the cache).
+        progress(
+            f"building {', '.join(missing)} (Kubernetes {k8s_version()}, etcd {etcd_version()}) "
+            f"with {BUILD_SCRIPT.name}; a cold build takes a long while"
+        )
+        started = time.monotonic()
+        env = {
+            **os.environ,
+            "K8S_VERSION": k8s_version(),
+            "ETCD_VERSION": etcd_version(),
+            "SMC_K8S_BINARIES": " ".join(missing),
+        }
+        result = subprocess.run(["bash", str(BUILD_SCRIPT)], env=env, stdout=subprocess.DEVNULL, check=False)
+        if result.returncode != 0:
+            raise TestbedError(f"{BUILD_SCRIPT} failed with exit code {result.returncode} (output above)")
+        progress(f"build finished in {time.monotonic() - started:.0f}s")
         found = {name: _find(name) for name in BINARY_ENV}
         still = [name for name, path in found.items() if path is None]
         if still:
