@@ -7,6 +7,8 @@ closes when swept: no swing at or after the sweep bar may join.
 
 from __future__ import annotations
 
+import heapq
+
 import msgspec
 
 from .buffer import BarBuffer
@@ -39,7 +41,10 @@ class LiquidityDetector(msgspec.Struct):
     compat: bool
     kind: str  # abs | atr | range
     value: float
-    groups: list[_Group] = []  # open groups of both sides, start order
+    groups: dict[int, _Group] = {}  # open groups of both sides by start index (= start order)
+    unswept_up: list[tuple[float, int]] = []  # (hi, index): swept when high >= hi
+    unswept_down: list[tuple[float, int]] = []  # (-lo, index): swept when -low >= -lo
+    swept_open: list[int] = []  # swept groups waiting for the swings before the sweep to settle
     all_swings: list[SwingPoint] = []  # range mode only
     max_high: float = float("-inf")
     min_low: float = float("inf")
@@ -52,12 +57,23 @@ class LiquidityDetector(msgspec.Struct):
             if lo < self.min_low:
                 self.min_low = lo
             return
-        for g in self.groups:
-            if g.swept < 0 and ((h >= g.hi) if g.direction == 1 else (lo <= g.lo)):
-                g.swept = t
-                if g.event is not None:
-                    g.event = msgspec.structs.replace(g.event, action="swept", swept=t)
-                    out.append(g.event)
+        hits: list[int] = []
+        up = self.unswept_up
+        while up and up[0][0] <= h:
+            hits.append(heapq.heappop(up)[1])
+        down = self.unswept_down
+        while down and down[0][0] <= -lo:
+            hits.append(heapq.heappop(down)[1])
+        if not hits:
+            return
+        hits.sort()
+        for idx in hits:
+            g = self.groups[idx]
+            g.swept = t
+            self.swept_open.append(idx)
+            if g.event is not None:
+                g.event = msgspec.structs.replace(g.event, action="swept", swept=t)
+                out.append(g.event)
 
     def on_finals(self, finals: list[SwingPoint], t: int, buf: BarBuffer, out: list[SmcEvent]) -> None:
         """Offer newly final swings (known through bar ``t``) to the open groups."""
@@ -70,7 +86,7 @@ class LiquidityDetector(msgspec.Struct):
     def _offer(self, s: SwingPoint, t: int, buf: BarBuffer | None, out: list[SmcEvent], p: float) -> None:
         j = s.index
         lvl = s.level
-        for g in self.groups:
+        for g in self.groups.values():
             if g.direction == s.direction and (g.swept < 0 or j < g.swept) and g.lo <= lvl <= g.hi:
                 g.total += lvl
                 g.count += 1
@@ -95,7 +111,14 @@ class LiquidityDetector(msgspec.Struct):
                     if x <= glo:
                         g.swept = j + 1 + k
                         break
-        self.groups.append(g)
+        self.groups[j] = g
+        if g.swept >= 0:
+            self.swept_open.append(j)
+        elif self.kind != "range":
+            if g.direction == 1:
+                heapq.heappush(self.unswept_up, (g.hi, j))
+            else:
+                heapq.heappush(self.unswept_down, (-g.lo, j))
 
     def _event(self, g: _Group, action: str, final_at: int | None = None) -> SmcEvent:
         mean = g.total / g.count
@@ -109,23 +132,19 @@ class LiquidityDetector(msgspec.Struct):
         """Close swept groups once every swing before the sweep bar is final."""
         if self.kind == "range":
             return
-        closing = False
-        for g in self.groups:
-            s = g.swept
-            if s >= 0 and t >= s - 1 + length and (pending_index is None or pending_index >= s):
-                closing = True
-                break
-        if not closing:
+        if not self.swept_open:
             return
-        keep: list[_Group] = []
-        for g in self.groups:
+        keep: list[int] = []
+        for idx in self.swept_open:
+            g = self.groups[idx]
             s = g.swept
-            if s >= 0 and t >= s - 1 + length and (pending_index is None or pending_index >= s):
+            if t >= s - 1 + length and (pending_index is None or pending_index >= s):
+                del self.groups[idx]
                 if g.event is not None:
                     out.append(self._event(g, "final", final_at=t))
             else:
-                keep.append(g)
-        self.groups = keep
+                keep.append(idx)
+        self.swept_open = keep
 
     def finalize(self, buf: BarBuffer, out: list[SmcEvent]) -> None:
         """Compat whole-series rule: the tolerance is known only now; group everything."""
@@ -136,7 +155,7 @@ class LiquidityDetector(msgspec.Struct):
         scratch: list[SmcEvent] = []  # incremental chatter, replaced by one event per group
         for s in sorted(self.all_swings, key=lambda s: s.index):
             self._offer(s, n - 1, buf, scratch, p)
-        for g in self.groups:
+        for g in self.groups.values():
             if g.event is not None:
                 g.confirmed_at = n - 1
                 g.event = self._event(g, "formed")

@@ -3,9 +3,12 @@
 The library decides bar ``i`` from the *final* swing set below ``i``, so a replay cursor trails
 the live bar until that set is settled. Per direction we keep the last swing before the cursor,
 whether it was crossed, and a running extreme of the candles since it, so creation is O(1).
+Open OBs wait in heaps keyed by the price that mitigates / deletes them: O(log n) per change.
 """
 
 from __future__ import annotations
+
+import heapq
 
 import msgspec
 
@@ -43,7 +46,10 @@ class _Side(msgspec.Struct):
     ext_val: float = 0.0
     ext_other: float = 0.0
     ext_ts: int = 0
-    active: list[_Ob] = []
+    obs: dict[int, _Ob] = {}  # by candle, creation order
+    # (key, candle); an entry triggers when key < x (x oriented per side, see _update)
+    unmitigated: list[tuple[float, int]] = []
+    breakers: list[tuple[float, int]] = []
 
 
 class OrderBlockDetector(msgspec.Struct):
@@ -116,31 +122,41 @@ class OrderBlockDetector(msgspec.Struct):
             bear.ext, bear.ext_val, bear.ext_other, bear.ext_ts = i, h, lo, buf.ts[bi]
 
     def _update(self, side: _Side, i: int, t: int, reclaim: float, mit: float, out: list[SmcEvent]) -> None:
-        """Mitigate (``mit`` beyond the far edge) or delete breakers (``reclaim`` beyond the near edge)."""
-        if not side.active:
+        """Delete breakers reclaimed (``reclaim`` beyond the near edge), then mitigate (``mit``
+        beyond the far edge); an OB mitigated on this bar is not tested for deletion until the next."""
+        if not side.obs:
             return
         bull = side.d == 1
-        removed = False
-        for ob in side.active:
-            ev = ob.event
-            assert ev is not None
-            if ob.breaker:
-                if (reclaim > ob.top) if bull else (reclaim < ob.bottom):
-                    out.append(msgspec.structs.replace(ev, action="retracted", final_at=t))
-                    ob.event = None
-                    removed = True
-                    if self.compat and bull and ob.candle in self.bull_mitigated:
-                        self.bull_mitigated[ob.candle] = 0
-            elif (mit < ob.bottom) if bull else (mit > ob.top):
-                ob.breaker = True
-                mi = i - 1 if (self.compat and bull) else i
-                ev = msgspec.structs.replace(ev, action="mitigated", mitigated_index=mi)
-                ob.event = ev
-                out.append(ev)
+        brk = side.breakers
+        x = reclaim if bull else -reclaim
+        if brk and brk[0][0] < x:
+            gone: list[int] = []
+            while brk and brk[0][0] < x:
+                gone.append(heapq.heappop(brk)[1])
+            gone.sort()
+            for candle in gone:
+                ob = side.obs.pop(candle)
+                assert ob.event is not None
+                out.append(msgspec.structs.replace(ob.event, action="retracted", final_at=t))
                 if self.compat and bull:
-                    self.bull_mitigated[ob.candle] = mi
-        if removed:
-            side.active = [ob for ob in side.active if ob.event is not None]
+                    self.bull_mitigated[candle] = 0
+        live = side.unmitigated
+        x = -mit if bull else mit
+        if live and live[0][0] < x:
+            hit: list[int] = []
+            while live and live[0][0] < x:
+                hit.append(heapq.heappop(live)[1])
+            hit.sort()
+            mi = i - 1 if (self.compat and bull) else i
+            for candle in hit:
+                ob = side.obs[candle]
+                assert ob.event is not None
+                ob.breaker = True
+                ob.event = msgspec.structs.replace(ob.event, action="mitigated", mitigated_index=mi)
+                out.append(ob.event)
+                heapq.heappush(brk, (ob.top if bull else -ob.bottom, candle))
+                if self.compat and bull:
+                    self.bull_mitigated[candle] = mi
 
     def _create(self, side: _Side, i: int, t: int, c: float, buf: BarBuffer, out: list[SmcEvent]) -> None:
         if side.swing < 0 or side.crossed:
@@ -180,7 +196,8 @@ class OrderBlockDetector(msgspec.Struct):
             pattern="order_block", action="formed", direction=side.d, index=candle, timestamp_ms=ts,
             confirmed_at=t, top=top, bottom=bottom, volume=volume, percentage=pct, swing_index=side.swing,
         )
-        side.active.append(_Ob(side.d, candle, i, top, bottom, False, ev))
+        side.obs[candle] = _Ob(side.d, candle, i, top, bottom, False, ev)
+        heapq.heappush(side.unmitigated, (-bottom if bull else top, candle))
         out.append(ev)
         if compat and not bull:
             self.bear_candles[candle] = i
@@ -188,35 +205,24 @@ class OrderBlockDetector(msgspec.Struct):
     def resolve_compat(self, buf: BarBuffer, out: list[SmcEvent]) -> None:
         """SPEC 6.8 at end of stream: both passes wrote the same candle-indexed arrays."""
         n = buf.base + len(buf.h)
-        if self.bear_candles:
-            keep: list[_Ob] = []
-            for ob in self.bull.active:
-                if ob.candle in self.bear_candles and ob.event is not None:
-                    out.append(msgspec.structs.replace(ob.event, action="retracted"))
-                else:
-                    keep.append(ob)
-            self.bull.active = keep
-        if self.bull_mitigated:
-            keep = []
-            lows = buf.low
-            for ob in self.bear.active:
-                ev = ob.event
-                assert ev is not None
-                if ob.candle not in self.bull_mitigated:
-                    keep.append(ob)
-                    continue
-                # the bearish OB inherits breaker=True: deleted on any later low below its bottom
-                if any(lows[j - buf.base] < ob.bottom for j in range(ob.created_at + 1, n)):
-                    out.append(msgspec.structs.replace(ev, action="retracted"))
-                    continue
-                inherited = self.bull_mitigated[ob.candle]
-                mi = inherited if inherited != 0 else None
-                if ev.mitigated_index != mi:
-                    ev = msgspec.structs.replace(ev, action="updated", mitigated_index=mi)
-                    out.append(ev)
-                    ob.event = ev
-                keep.append(ob)
-            self.bear.active = keep
+        for candle in [k for k in self.bull.obs if k in self.bear_candles]:
+            ob = self.bull.obs.pop(candle)
+            assert ob.event is not None
+            out.append(msgspec.structs.replace(ob.event, action="retracted"))
+        for candle in [k for k in self.bear.obs if k in self.bull_mitigated]:
+            ob = self.bear.obs[candle]
+            ev = ob.event
+            assert ev is not None
+            # the bearish OB inherits breaker=True: deleted on any later low below its bottom
+            if any(buf.low[j - buf.base] < ob.bottom for j in range(ob.created_at + 1, n)):
+                del self.bear.obs[candle]
+                out.append(msgspec.structs.replace(ev, action="retracted"))
+                continue
+            inherited = self.bull_mitigated[candle]
+            mi = inherited if inherited != 0 else None
+            if ev.mitigated_index != mi:
+                ob.event = msgspec.structs.replace(ev, action="updated", mitigated_index=mi)
+                out.append(ob.event)
 
     def live_window_start(self) -> int:
         """Oldest bar the cursor still needs (volumes of ``i-2``)."""
