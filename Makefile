@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup lint test test-unit test-integration testbed-up testbed-down demo bench clean
+.PHONY: setup lint test test-unit test-integration testbed-up testbed-down testbed-status testbed-fetch demo bench clean
 
 setup: $(VENV)/.installed
 
@@ -23,11 +23,20 @@ lint: setup
 test-unit: setup
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
+# Real Kafka + Kubernetes control plane in the background (idempotent); `source .testbed/env` to use it.
 testbed-up: setup
 	$(PY) -m tests.testbed up
 
+# Stops every test bed process (process groups); nothing is left running.
 testbed-down:
 	$(PY) -m tests.testbed down
+
+testbed-status: setup
+	$(PY) -m tests.testbed status
+
+# Only provision the cache (Kafka jars from Maven Central, K8s binaries built from Go modules).
+testbed-fetch: setup
+	$(PY) -m tests.testbed fetch
 
 # Full suite: lint, then every test against the real Kafka + Kubernetes test bed.
 test: setup lint

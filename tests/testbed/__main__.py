@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import bed
+from . import bed, kafka, kube
 from .common import TestbedError, progress
 
 
@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
             help=f"subset of {', '.join(bed.ALL)} (default: all)",
         )
     sub.add_parser("env", help="print .testbed/env (source-able)")
+    sub.add_parser("fetch", help="only provision the cache: Kafka jars and Kubernetes binaries")
     sub.add_parser("status", help="which components run and answer")
     suite = sub.add_parser("run-suite", help="up, pytest tests <args>, then down if this call started it")
     suite.add_argument("pytest_args", nargs=argparse.REMAINDER)
@@ -44,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
                 progress("test bed is not up (run `python -m tests.testbed up`)")
                 return 1
             sys.stdout.write(bed.env_file().read_text())
+        elif args.command == "fetch":
+            jars = kafka.classpath()
+            bins = kube.binaries()
+            progress(f"kafka classpath {jars}")
+            for name, path in bins.items():
+                progress(f"{name}: {path}")
         elif args.command == "status":
             for name, ok in bed.status().items():
                 print(f"{name}: {'up' if ok else 'down'}")
