@@ -11,9 +11,11 @@ the time of the same loop without it. The library is a benchmark-only dependency
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
@@ -126,10 +128,15 @@ def library_detect(bars: list[Bar]) -> None:
     import pandas as pd
     from smartmoneyconcepts import smc
 
-    df = pd.DataFrame({
-        "open": [b.open for b in bars], "high": [b.high for b in bars], "low": [b.low for b in bars],
-        "close": [b.close for b in bars], "volume": [b.volume for b in bars],
-    })
+    df = pd.DataFrame(
+        {
+            "open": [b.open for b in bars],
+            "high": [b.high for b in bars],
+            "low": [b.low for b in bars],
+            "close": [b.close for b in bars],
+            "volume": [b.volume for b in bars],
+        }
+    )
     shl = smc.swing_highs_lows(df, swing_length=L)
     smc.fvg(df)
     smc.bos_choch(df, shl)
@@ -151,15 +158,18 @@ def main() -> None:
         print(f"| {name:<52} | {us:8.2f} |")
 
     print(f"\n## detect (engine + finalize + JSON lines), L={L}, seconds\n")
-    print(f"| {'bars':>9} | {'ours default':>12} | {'ours compat':>11} | {'library':>9} | {'lib/compat':>10} |")
-    print(f"|{'-' * 11}|{'-' * 14}|{'-' * 13}|{'-' * 11}|{'-' * 12}|")
+    head = ("bars", "ours default", "ours compat", "library", "lib/default", "lib/compat")
+    print("| " + " | ".join(f"{h:>12}" for h in head) + " |")
+    print("|" + "|".join("-" * 14 for _ in head) + "|")
+    default = SmcParams(swing_length=L)
+    compat = SmcParams(swing_length=L, compat=True, liquidity_range="range:0.01")
     for n in (100_000, 1_000_000):
         bars = make_bars(n, seed=2)
-        d = time_it(lambda b=bars: detect_lines(b, SmcParams(swing_length=L)))  # type: ignore[misc]
-        c = time_it(lambda b=bars: detect_lines(b, SmcParams(swing_length=L, compat=True, liquidity_range="range:0.01")))  # type: ignore[misc]
-        lib = time_it(lambda b=bars: library_detect(b)) if (n <= 100_000 or args.full) else float("nan")  # type: ignore[misc]
-        ratio = lib / c if lib == lib else float("nan")
-        print(f"| {n:>9,} | {d:12.2f} | {c:11.2f} | {lib:9.2f} | {ratio:9.1f}x |")
+        d = time_it(partial(detect_lines, bars, default))
+        c = time_it(partial(detect_lines, bars, compat))
+        lib = time_it(partial(library_detect, bars)) if (n <= 100_000 or args.full) else math.nan
+        cells = [f"{n:,}", f"{d:.2f}", f"{c:.2f}", f"{lib:.2f}", f"{lib / d:.1f}x", f"{lib / c:.1f}x"]
+        print("| " + " | ".join(f"{x:>12}" for x in cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

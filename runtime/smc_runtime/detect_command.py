@@ -34,16 +34,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compat", action="store_true", help="reproduce smartmoneyconcepts 0.0.27 exactly")
     parser.add_argument("--swing-length", type=int, required=True, help="swing_length L (>= 1)")
     parser.add_argument(
-        "--close-break", action=argparse.BooleanOptionalAction, default=True,
+        "--close-break",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="BOS/CHoCH broken by the close (else high/low)",
     )
     parser.add_argument(
-        "--close-mitigation", action=argparse.BooleanOptionalAction, default=False,
+        "--close-mitigation",
+        action=argparse.BooleanOptionalAction,
+        default=False,
         help="OB mitigated by the body (else the wick)",
     )
     parser.add_argument("--join-fvg", action="store_true", help="join consecutive same-direction FVGs")
     parser.add_argument(
-        "--liquidity-range", type=float, default=None, metavar="ABS",
+        "--liquidity-range",
+        type=float,
+        default=None,
+        metavar="ABS",
         help="absolute liquidity tolerance (default: compat (max high - min low)*0.01, else atr:0.5)",
     )
 

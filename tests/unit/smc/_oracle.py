@@ -114,24 +114,47 @@ def run_library(
     if "swing" in patterns:
         for i, (d, lv) in enumerate(zip(shl["HighLow"], shl["Level"], strict=True)):
             if not _nan(d):
-                rows.append({"pattern": "swing", "direction": int(d), "index": i, "timestamp_ms": ts[i],
-                             "level": float(lv)})
+                rows.append(
+                    {
+                        "pattern": "swing",
+                        "direction": int(d),
+                        "index": i,
+                        "timestamp_ms": ts[i],
+                        "level": float(lv),
+                    }
+                )
     if "fvg" in patterns:
         f = smc.fvg(df, join_consecutive=join_fvg)
         for i in range(len(f)):
             d = f["FVG"].iloc[i]
             if not _nan(d):
-                rows.append({"pattern": "fvg", "direction": int(d), "index": i, "timestamp_ms": ts[i],
-                             "top": float(f["Top"].iloc[i]), "bottom": float(f["Bottom"].iloc[i]),
-                             "mitigated_index": _i(f["MitigatedIndex"].iloc[i])})
+                rows.append(
+                    {
+                        "pattern": "fvg",
+                        "direction": int(d),
+                        "index": i,
+                        "timestamp_ms": ts[i],
+                        "top": float(f["Top"].iloc[i]),
+                        "bottom": float(f["Bottom"].iloc[i]),
+                        "mitigated_index": _i(f["MitigatedIndex"].iloc[i]),
+                    }
+                )
     if "bos" in patterns:
         bc = smc.bos_choch(df, shl, close_break=close_break)
         for i in range(len(bc)):
             bos, choch, lv, br = (bc[k].iloc[i] for k in ("BOS", "CHOCH", "Level", "BrokenIndex"))
             if not _nan(bos) or not _nan(choch):
                 kind, d = ("bos", bos) if not _nan(bos) else ("choch", choch)
-                rows.append({"pattern": kind, "direction": int(d), "index": i, "timestamp_ms": ts[i],
-                             "level": float(lv), "broken_index": _i(br)})
+                rows.append(
+                    {
+                        "pattern": kind,
+                        "direction": int(d),
+                        "index": i,
+                        "timestamp_ms": ts[i],
+                        "level": float(lv),
+                        "broken_index": _i(br),
+                    }
+                )
             elif not _nan(br):
                 ghosts.append((i, int(br)))
     if "order_block" in patterns:
@@ -139,19 +162,35 @@ def run_library(
         for i in range(len(ob)):
             d = ob["OB"].iloc[i]
             if not _nan(d):
-                rows.append({"pattern": "order_block", "direction": int(d), "index": i, "timestamp_ms": ts[i],
-                             "top": float(ob["Top"].iloc[i]), "bottom": float(ob["Bottom"].iloc[i]),
-                             "volume": float(ob["OBVolume"].iloc[i]),
-                             "percentage": float(ob["Percentage"].iloc[i]),
-                             "mitigated_index": _i(ob["MitigatedIndex"].iloc[i])})
+                rows.append(
+                    {
+                        "pattern": "order_block",
+                        "direction": int(d),
+                        "index": i,
+                        "timestamp_ms": ts[i],
+                        "top": float(ob["Top"].iloc[i]),
+                        "bottom": float(ob["Bottom"].iloc[i]),
+                        "volume": float(ob["OBVolume"].iloc[i]),
+                        "percentage": float(ob["Percentage"].iloc[i]),
+                        "mitigated_index": _i(ob["MitigatedIndex"].iloc[i]),
+                    }
+                )
     if "liquidity" in patterns:
         lq = smc.liquidity(df, shl, range_percent=range_percent)
         for i in range(len(lq)):
             d = lq["Liquidity"].iloc[i]
             if not _nan(d):
-                rows.append({"pattern": "liquidity", "direction": int(d), "index": i, "timestamp_ms": ts[i],
-                             "level": float(lq["Level"].iloc[i]), "end": _i(lq["End"].iloc[i]),
-                             "swept": _i(lq["Swept"].iloc[i])})
+                rows.append(
+                    {
+                        "pattern": "liquidity",
+                        "direction": int(d),
+                        "index": i,
+                        "timestamp_ms": ts[i],
+                        "level": float(lq["Level"].iloc[i]),
+                        "end": _i(lq["End"].iloc[i]),
+                        "swept": _i(lq["Swept"].iloc[i]),
+                    }
+                )
     order = {"swing": 0, "fvg": 1, "bos": 2, "choch": 3, "order_block": 4, "liquidity": 5}
     rows.sort(key=lambda r: (order[r["pattern"]], r["index"], r["direction"]))
     return rows, sorted(ghosts)

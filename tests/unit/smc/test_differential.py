@@ -39,7 +39,12 @@ def check(bars: list[Bar], length: int, combo: tuple[bool, bool, bool, float, bo
     else:
         liq = "atr:0.5"  # compat without an explicit range: the library's whole-series rule
     params = SmcParams(
-        swing_length=length, close_break=cb, close_mitigation=cm, join_fvg=jf, liquidity_range=liq, compat=True
+        swing_length=length,
+        close_break=cb,
+        close_mitigation=cm,
+        join_fvg=jf,
+        liquidity_range=liq,
+        compat=True,
     )
     ours = run_engine(bars, params)
     assert ours == lib_rows, f"L={length} combo={combo}\n" + diff_report(ours, lib_rows)

@@ -26,13 +26,23 @@ def bar_series(draw: st.DrawFn, max_len: int = 120) -> list[Bar]:
     """Integer-tick OHLC (lots of ties and flat bars), valid by construction."""
     n = draw(st.integers(0, max_len))
     steps = draw(st.lists(st.integers(-3, 3), min_size=n, max_size=n))
-    wicks = draw(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2), st.integers(0, 5)), min_size=n, max_size=n))
+    wicks = draw(
+        st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2), st.integers(0, 5)), min_size=n, max_size=n)
+    )
     price = 100
     out: list[Bar] = []
     for i, (s, (wu, wd, v)) in enumerate(zip(steps, wicks, strict=True)):
         o, c = price, price + s
-        out.append(Bar(1_700_000_000_000 + i * 60_000, float(o), float(max(o, c) + wu), float(min(o, c) - wd),
-                       float(c), float(v)))
+        out.append(
+            Bar(
+                1_700_000_000_000 + i * 60_000,
+                float(o),
+                float(max(o, c) + wu),
+                float(min(o, c) - wd),
+                float(c),
+                float(v),
+            )
+        )
         price = c
     return out
 
@@ -48,7 +58,9 @@ def default_params(draw: st.DrawFn) -> SmcParams:
     )
 
 
-def run(bars: list[Bar], params: SmcParams, keep_final: bool = True) -> tuple[list[list[SmcEvent]], SmcEngine]:
+def run(
+    bars: list[Bar], params: SmcParams, keep_final: bool = True
+) -> tuple[list[list[SmcEvent]], SmcEngine]:
     eng = SmcEngine(params, keep_final=keep_final)
     per_bar = [eng.on_bar(b) for b in bars]
     per_bar.append(eng.finalize())
@@ -58,7 +70,9 @@ def run(bars: list[Bar], params: SmcParams, keep_final: bool = True) -> tuple[li
 # -- causality ---------------------------------------------------------------------------------
 @SETTINGS
 @given(bars=bar_series(), params=default_params(), data=st.data())
-def test_events_at_t_do_not_depend_on_later_bars(bars: list[Bar], params: SmcParams, data: st.DataObject) -> None:
+def test_events_at_t_do_not_depend_on_later_bars(
+    bars: list[Bar], params: SmcParams, data: st.DataObject
+) -> None:
     """Runs sharing bars 0..k emit identical events at on_bar(t) for every t <= k."""
     if not bars:
         return
@@ -74,7 +88,9 @@ def test_events_at_t_do_not_depend_on_later_bars(bars: list[Bar], params: SmcPar
 
 @SETTINGS
 @given(bars=bar_series(), params=default_params(), data=st.data())
-def test_final_events_identical_in_prefix_run(bars: list[Bar], params: SmcParams, data: st.DataObject) -> None:
+def test_final_events_identical_in_prefix_run(
+    bars: list[Bar], params: SmcParams, data: st.DataObject
+) -> None:
     """An event with final_at = t (not eos) is identical in a prefix run over bars 0..t."""
     _, full = run(bars, params)
     finals = [e for e in full.alive() if e.final_at is not None]
@@ -119,8 +135,13 @@ def test_snapshot_restore_at_random_split(
     bars: list[Bar], params: SmcParams, compat: bool, data: st.DataObject
 ) -> None:
     if compat:
-        params = SmcParams(swing_length=params.swing_length, close_break=params.close_break,
-                           close_mitigation=params.close_mitigation, join_fvg=params.join_fvg, compat=True)
+        params = SmcParams(
+            swing_length=params.swing_length,
+            close_break=params.close_break,
+            close_mitigation=params.close_mitigation,
+            join_fvg=params.join_fvg,
+            compat=True,
+        )
     full, eng_full = run(bars, params, keep_final=False)
     k = data.draw(st.integers(0, len(bars)))
     eng = SmcEngine(params)

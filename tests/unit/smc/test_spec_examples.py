@@ -18,7 +18,10 @@ from smc_runtime.analytics.smc.params import SmcParams
 
 from ._oracle import Row, bars_from_ohlc, bars_from_prices, negate, run_engine, run_engine_ghosts
 
-COMPAT = {"compat": True, "liquidity_range": "abs:1e-9"}
+
+def cp(length: int) -> SmcParams:
+    """Compat-mode params (a tiny explicit liquidity range keeps liquidity out of the way)."""
+    return SmcParams(swing_length=length, compat=True, liquidity_range="abs:1e-9")
 
 
 def of(rows: list[Row], pattern: str) -> list[tuple[Any, ...]]:
@@ -37,13 +40,13 @@ def swings(rows: list[Row]) -> list[tuple[int, int, float]]:
 # -- 6.1 asymmetric window -------------------------------------------------------------------
 def test_6_1_no_swing_compat_one_high_default() -> None:
     bars = bars_from_prices([10, 11, 20, 13, 12, 11, 10, 9])
-    assert swings(run_engine(bars, SmcParams(swing_length=2, **COMPAT))) == []
+    assert swings(run_engine(bars, cp(2))) == []
     assert swings(run_engine(bars, SmcParams(swing_length=2))) == [(2, 1, 20.0)]
 
 
 def test_6_1_late_swings_compat_one_high_default() -> None:
     bars = bars_from_prices([1, 2, 30, 5, 25, 6, 7, 3, 2, 1])
-    got = swings(run_engine(bars, SmcParams(swing_length=2, **COMPAT)))
+    got = swings(run_engine(bars, cp(2)))
     assert got == [(0, 1, 1.0), (3, -1, 5.0), (4, 1, 25.0), (9, -1, 1.0)]
     assert swings(run_engine(bars, SmcParams(swing_length=2))) == [(2, 1, 30.0)]
 
@@ -55,21 +58,32 @@ def test_6_2_flat_is_a_high_in_compat_nothing_in_default(neg: bool) -> None:
     if neg:
         bars = negate(bars)
     p = -5.0 if neg else 5.0
-    assert swings(run_engine(bars, SmcParams(swing_length=2, **COMPAT))) == [(0, -1, p), (3, 1, p), (7, -1, p)]
+    assert swings(run_engine(bars, cp(2))) == [
+        (0, -1, p),
+        (3, 1, p),
+        (7, -1, p),
+    ]
     assert swings(run_engine(bars, SmcParams(swing_length=2))) == []
 
 
 OUTSIDE = [
-    (10, 11, 9, 10), (10, 12, 10, 11), (11, 13, 11, 12), (12, 12.5, 10.5, 11), (11, 14, 8, 9),
-    (9, 11, 9, 10), (10, 12, 9.5, 11), (11, 13, 10, 12), (12, 13.5, 11, 13),
+    (10, 11, 9, 10),
+    (10, 12, 10, 11),
+    (11, 13, 11, 12),
+    (12, 12.5, 10.5, 11),
+    (11, 14, 8, 9),
+    (9, 11, 9, 10),
+    (10, 12, 9.5, 11),
+    (11, 13, 10, 12),
+    (12, 13.5, 11, 13),
 ]
 
 
 def test_6_2_outside_bar_high_both_ways_in_compat_none_in_default() -> None:
     bars = bars_from_ohlc(OUTSIDE)
-    got = [s for s in swings(run_engine(bars, SmcParams(swing_length=2, **COMPAT))) if s[0] == 4]
+    got = [s for s in swings(run_engine(bars, cp(2))) if s[0] == 4]
     assert got == [(4, 1, 14.0)]
-    got_neg = [s for s in swings(run_engine(negate(bars), SmcParams(swing_length=2, **COMPAT))) if s[0] == 4]
+    got_neg = [s for s in swings(run_engine(negate(bars), cp(2))) if s[0] == 4]
     assert got_neg == [(4, 1, -8.0)]
     assert swings(run_engine(bars, SmcParams(swing_length=2))) == []
     assert swings(run_engine(negate(bars), SmcParams(swing_length=2))) == []
@@ -81,7 +95,7 @@ GHOST = [2, 1, 9, 6, 6, 3, 6, 6, 2, 8, 1, 3, 2]
 
 def test_6_4_ghost_row_compat() -> None:
     bars = bars_from_prices(GHOST)
-    params = SmcParams(swing_length=2, **COMPAT)
+    params = cp(2)
     rows = run_engine(bars, params)
     assert [(s[0], s[1]) for s in swings(rows)] == [(0, -1), (4, 1), (5, -1), (9, 1), (10, -1), (12, 1)]
     assert of(rows, "bos") == []
@@ -106,9 +120,9 @@ BULL_65 = [1.27, 1.26, 1.25, 1.24, 1.28, 1.30, 1.27, 1.26, 1.30, 1.32, 1.35, 1.3
 
 
 def test_6_5_float32_break_compat_vs_float64_default() -> None:
-    rows = run_engine(bars_from_prices(BEAR_65), SmcParams(swing_length=2, **COMPAT))
+    rows = run_engine(bars_from_prices(BEAR_65), cp(2))
     assert of(rows, "bos") == [(-1, 5, 1.100000023841858, 8)]
-    rows = run_engine(bars_from_prices(BULL_65), SmcParams(swing_length=2, **COMPAT))
+    rows = run_engine(bars_from_prices(BULL_65), cp(2))
     assert of(rows, "bos") == [(1, 5, 1.2999999523162842, 8)]
     assert f32(1.30) == 1.2999999523162842
     assert of(run_engine(bars_from_prices(BEAR_65), SmcParams(swing_length=2)), "bos") == [(-1, 5, 1.1, 9)]
@@ -117,23 +131,32 @@ def test_6_5_float32_break_compat_vs_float64_default() -> None:
 
 # -- 6.6 OB mitigated index off by one ---------------------------------------------------------
 OB_66 = [
-    (10, 10.5, 9.5, 10), (10, 11, 9.8, 10.8), (10.8, 11.5, 10.5, 11.2), (11.2, 12, 11, 11.5),
-    (11.5, 11.8, 10, 10.2), (10.2, 10.5, 9, 9.5), (9.5, 11.9, 9.4, 11.8), (11.8, 13, 11.7, 12.8),
-    (12.8, 13.5, 12.5, 13.2), (13.2, 13.4, 10, 10.5), (10.5, 10.8, 8.5, 9.6), (9.6, 10, 9.2, 9.8),
+    (10, 10.5, 9.5, 10),
+    (10, 11, 9.8, 10.8),
+    (10.8, 11.5, 10.5, 11.2),
+    (11.2, 12, 11, 11.5),
+    (11.5, 11.8, 10, 10.2),
+    (10.2, 10.5, 9, 9.5),
+    (9.5, 11.9, 9.4, 11.8),
+    (11.8, 13, 11.7, 12.8),
+    (12.8, 13.5, 12.5, 13.2),
+    (13.2, 13.4, 10, 10.5),
+    (10.5, 10.8, 8.5, 9.6),
+    (9.6, 10, 9.2, 9.8),
 ]
 VOL_66 = [100.0 + i for i in range(len(OB_66))]
 
 
 @pytest.mark.parametrize(("compat", "bull_mit", "bear_mit"), [(True, 9, 10), (False, 10, 10)])
 def test_6_6_ob_mitigated_index(compat: bool, bull_mit: int, bear_mit: int) -> None:
-    kw: dict[str, Any] = COMPAT if compat else {}
+    params = cp(2) if compat else SmcParams(swing_length=2)
     bars = bars_from_ohlc(OB_66, VOL_66)
-    obs = [r for r in run_engine(bars, SmcParams(swing_length=2, **kw)) if r["pattern"] == "order_block"]
+    obs = [r for r in run_engine(bars, params) if r["pattern"] == "order_block"]
     bull = [r for r in obs if r["direction"] == 1 and r["index"] == 5]
     assert len(bull) == 1
     assert (bull[0]["top"], bull[0]["bottom"], bull[0]["volume"]) == (10.5, 9.0, 318.0)
     assert bull[0]["mitigated_index"] == bull_mit
-    obs_n = [r for r in run_engine(negate(bars), SmcParams(swing_length=2, **kw)) if r["pattern"] == "order_block"]
+    obs_n = [r for r in run_engine(negate(bars), params) if r["pattern"] == "order_block"]
     bear = [r for r in obs_n if r["direction"] == -1 and r["index"] == 5]
     assert len(bear) == 1
     assert bear[0]["mitigated_index"] == bear_mit
@@ -141,14 +164,20 @@ def test_6_6_ob_mitigated_index(compat: bool, bull_mit: int, bear_mit: int) -> N
 
 # -- 6.7 swapped bullish OB ---------------------------------------------------------------------
 OB_67 = [
-    (100, 101, 98, 100), (100, 103, 99.5, 102.5), (102.5, 105, 102, 104.5), (104.5, 105.5, 101.5, 102),
-    (102, 107, 101.8, 106.5), (106.5, 108, 106, 107.5), (107.5, 109, 107, 108.5), (108.5, 108.8, 106.5, 107),
+    (100, 101, 98, 100),
+    (100, 103, 99.5, 102.5),
+    (102.5, 105, 102, 104.5),
+    (104.5, 105.5, 101.5, 102),
+    (102, 107, 101.8, 106.5),
+    (106.5, 108, 106, 107.5),
+    (107.5, 109, 107, 108.5),
+    (108.5, 108.8, 106.5, 107),
 ]
 
 
 def test_6_7_swapped_ob_compat_only() -> None:
     bars = bars_from_ohlc(OB_67)
-    rows = run_engine(bars, SmcParams(swing_length=2, **COMPAT))
+    rows = run_engine(bars, cp(2))
     at0 = [r for r in rows if r["pattern"] == "order_block" and r["index"] == 0]
     assert len(at0) == 1
     assert (at0[0]["direction"], at0[0]["top"], at0[0]["bottom"]) == (1, 98.0, 101.0)
@@ -158,29 +187,43 @@ def test_6_7_swapped_ob_compat_only() -> None:
 
 # -- 6.8 shared OB state ------------------------------------------------------------------------
 OB_68 = [
-    (0, 6, 0, 5), (1, 2, 1, 2), (2, 3, 2, 3), (0, 3, -2, 3), (1, 1, 1, 1), (4, 4, -1, 0), (3, 5, 1, 5),
-    (1, 6, 0, 5), (3, 5, 1, 1), (5, 7, 3, 5),
+    (0, 6, 0, 5),
+    (1, 2, 1, 2),
+    (2, 3, 2, 3),
+    (0, 3, -2, 3),
+    (1, 1, 1, 1),
+    (4, 4, -1, 0),
+    (3, 5, 1, 5),
+    (1, 6, 0, 5),
+    (3, 5, 1, 1),
+    (5, 7, 3, 5),
 ]
 OB_68_DEFAULT = [(0, 1, 0, 1), (2, 4, 2, 3), (2, 4, 1, 3), (4, 6, 1, 3), (4, 5, 4, 5), (5, 7, 0, 0)]
 
 
 def test_6_8_shared_candle_compat() -> None:
-    rows = run_engine(bars_from_ohlc(OB_68), SmcParams(swing_length=1, **COMPAT))
-    obs = [(r["direction"], r["index"], r["top"], r["bottom"], r["mitigated_index"])
-           for r in rows if r["pattern"] == "order_block" and r["index"] == 3]
+    rows = run_engine(bars_from_ohlc(OB_68), cp(1))
+    obs = [
+        (r["direction"], r["index"], r["top"], r["bottom"], r["mitigated_index"])
+        for r in rows
+        if r["pattern"] == "order_block" and r["index"] == 3
+    ]
     assert obs == [(-1, 3, 3.0, -2.0, 6)]
 
 
 def test_6_8_separate_state_default() -> None:
     rows = run_engine(bars_from_ohlc(OB_68_DEFAULT), SmcParams(swing_length=1))
-    obs = [(r["direction"], r["index"], r["top"], r["bottom"], r["mitigated_index"])
-           for r in rows if r["pattern"] == "order_block"]
+    obs = [
+        (r["direction"], r["index"], r["top"], r["bottom"], r["mitigated_index"])
+        for r in rows
+        if r["pattern"] == "order_block"
+    ]
     assert (1, 3, 6.0, 1.0, 5) in obs
     assert (-1, 3, 6.0, 1.0, None) in obs
 
 
 # -- section 7 worked example, through the command ------------------------------------------------
-def _detect(tmp_path: Path, argv: list[str]) -> tuple[int, list[dict[str, Any]]]:
+def _detect(tmp_path: Path, argv: list[str]) -> tuple[int, list[dict[str, Any]], str]:
     csv = tmp_path / "bars.csv"
     lines = ["timestamp_ms,open,high,low,close,volume"]
     lines += [f"{1704067200000 + i * 3_600_000},{p},{p},{p},{p},1" for i, p in enumerate(BEAR_65)]
@@ -192,7 +235,7 @@ def _detect(tmp_path: Path, argv: list[str]) -> tuple[int, list[dict[str, Any]]]
     with redirect_stdout(buf):
         rc = detect_command.main(args)
     text = buf.getvalue()
-    return rc, [json.loads(x) for x in text.splitlines()], text  # type: ignore[return-value]
+    return rc, [json.loads(x) for x in text.splitlines()], text
 
 
 def test_7_worked_example_compat(tmp_path: Path) -> None:
@@ -203,11 +246,18 @@ def test_7_worked_example_compat(tmp_path: Path) -> None:
         '{"pattern": "swing", "direction": -1, "index": 0, "timestamp_ms": 1704067200000, "level": 1.13}'
     )
     assert [(r["direction"], r["index"], r["level"]) for r in rows if r["pattern"] == "swing"] == [
-        (-1, 0, 1.13), (1, 3, 1.16), (-1, 5, 1.1), (1, 7, 1.14), (-1, 10, 1.05), (1, 12, 1.09)]
+        (-1, 0, 1.13),
+        (1, 3, 1.16),
+        (-1, 5, 1.1),
+        (1, 7, 1.14),
+        (-1, 10, 1.05),
+        (1, 12, 1.09),
+    ]
     assert of(rows, "bos") == [(-1, 5, 1.100000023841858, 8)]
     assert of(rows, "order_block") == [
         (-1, 3, 1.159999966621399, 1.159999966621399, 3.0, 50.0, 0),
-        (-1, 7, 1.1399999856948853, 1.1399999856948853, 3.0, 50.0, 0)]
+        (-1, 7, 1.1399999856948853, 1.1399999856948853, 3.0, 50.0, 0),
+    ]
     assert of(rows, "liquidity") == [(1, 3, 1.149999976158142, 7, 0)]
     assert list(rows[-1]) == ["pattern", "direction", "index", "timestamp_ms", "level", "end", "swept"]
 

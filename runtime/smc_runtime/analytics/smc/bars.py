@@ -43,7 +43,5 @@ def validate_bar(bar: Bar, prev_timestamp_ms: int | None, *, ohlc_consistency: b
         if v < 0:
             return f"negative_volume: volume {v!r} < 0"
     if prev_timestamp_ms is not None and bar.timestamp_ms <= prev_timestamp_ms:
-        return (
-            f"timestamp_not_increasing: timestamp_ms {bar.timestamp_ms} <= previous {prev_timestamp_ms}"
-        )
+        return f"timestamp_not_increasing: timestamp_ms {bar.timestamp_ms} <= previous {prev_timestamp_ms}"
     return None

@@ -31,10 +31,18 @@ class FvgDetector(msgspec.Struct):
     bear_heap: list[tuple[float, int]] = []  # (bottom, index): mitigated when high >= bottom
     open_events: dict[int, SmcEvent] = {}
 
-    def _form(self, t: int, d: int, idx: int, ts: int, top: float, bottom: float, out: list[SmcEvent]) -> None:
+    def _form(
+        self, t: int, d: int, idx: int, ts: int, top: float, bottom: float, out: list[SmcEvent]
+    ) -> None:
         ev = SmcEvent(
-            pattern="fvg", action="formed", direction=d, index=idx, timestamp_ms=ts,
-            confirmed_at=t, top=top, bottom=bottom,
+            pattern="fvg",
+            action="formed",
+            direction=d,
+            index=idx,
+            timestamp_ms=ts,
+            confirmed_at=t,
+            top=top,
+            bottom=bottom,
         )
         out.append(ev)
         self.open_events[idx] = ev

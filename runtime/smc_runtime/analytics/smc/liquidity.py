@@ -123,9 +123,16 @@ class LiquidityDetector(msgspec.Struct):
     def _event(self, g: _Group, action: str, final_at: int | None = None) -> SmcEvent:
         mean = g.total / g.count
         return SmcEvent(
-            pattern="liquidity", action=action, direction=g.direction, index=g.index,
-            timestamp_ms=g.timestamp_ms, confirmed_at=g.confirmed_at, final_at=final_at,
-            level=f32(mean) if self.compat else mean, end=g.end, swept=g.swept if g.swept >= 0 else None,
+            pattern="liquidity",
+            action=action,
+            direction=g.direction,
+            index=g.index,
+            timestamp_ms=g.timestamp_ms,
+            confirmed_at=g.confirmed_at,
+            final_at=final_at,
+            level=f32(mean) if self.compat else mean,
+            end=g.end,
+            swept=g.swept if g.swept >= 0 else None,
         )
 
     def check_final(self, t: int, length: int, pending_index: int | None, out: list[SmcEvent]) -> None:

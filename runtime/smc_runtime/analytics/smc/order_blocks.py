@@ -193,8 +193,17 @@ class OrderBlockDetector(msgspec.Struct):
             mx = max(hv, v2)
             pct = min(hv, v2) / mx * 100.0 if mx != 0 else 100.0
         ev = SmcEvent(
-            pattern="order_block", action="formed", direction=side.d, index=candle, timestamp_ms=ts,
-            confirmed_at=t, top=top, bottom=bottom, volume=volume, percentage=pct, swing_index=side.swing,
+            pattern="order_block",
+            action="formed",
+            direction=side.d,
+            index=candle,
+            timestamp_ms=ts,
+            confirmed_at=t,
+            top=top,
+            bottom=bottom,
+            volume=volume,
+            percentage=pct,
+            swing_index=side.swing,
         )
         side.obs[candle] = _Ob(side.d, candle, i, top, bottom, False, ev)
         heapq.heappush(side.unmitigated, (-bottom if bull else top, candle))

@@ -73,13 +73,21 @@ class StructureDetector(msgspec.Struct):
                 if d.broken == t and not d.emitted:
                     self._emit(d, t, "formed", out)
 
-    def _emit(self, d: _Tracked, t: int, action: str, out: list[SmcEvent], final_at: int | None = None) -> None:
+    def _emit(
+        self, d: _Tracked, t: int, action: str, out: list[SmcEvent], final_at: int | None = None
+    ) -> None:
         d.emitted = True
         out.append(
             SmcEvent(
-                pattern=d.kind, action=action, direction=d.direction, index=d.index,
-                timestamp_ms=d.timestamp_ms, confirmed_at=max(d.detected_at, d.broken),
-                final_at=final_at, level=d.cmp, broken_index=d.broken if d.broken >= 0 else None,
+                pattern=d.kind,
+                action=action,
+                direction=d.direction,
+                index=d.index,
+                timestamp_ms=d.timestamp_ms,
+                confirmed_at=max(d.detected_at, d.broken),
+                final_at=final_at,
+                level=d.cmp,
+                broken_index=d.broken if d.broken >= 0 else None,
             )
         )
 
@@ -103,7 +111,9 @@ class StructureDetector(msgspec.Struct):
     def on_finals(self, finals: list[SwingPoint], t: int, buf: BarBuffer, out: list[SmcEvent]) -> None:
         """Append newly final swings (known through bar ``t``) and test the pattern on each."""
         for s in finals:
-            tr = _Tracked(s.index, s.direction, s.level, f32(s.level) if self.compat else s.level, s.timestamp_ms)
+            tr = _Tracked(
+                s.index, s.direction, s.level, f32(s.level) if self.compat else s.level, s.timestamp_ms
+            )
             self._scan_break(tr, t, buf)
             self.recent.append(tr)
             if len(self.recent) > 4:
