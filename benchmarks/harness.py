@@ -28,7 +28,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from benchmarks import procstat, profiling
@@ -165,10 +172,18 @@ class Offsets:
                                    "enable.auto.commit": False})
 
     def high(self, partitions: Sequence[TopicPartition]) -> int:
+        """Sum of high watermarks; retried while a fresh topic's leaders settle."""
         total = 0
         for tp in partitions:
-            _, high = self._consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=5,
-                                                           cached=False)
+            for attempt in range(50):
+                try:
+                    _, high = self._consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition),
+                                                                   timeout=5, cached=False)
+                    break
+                except KafkaException:
+                    if attempt == 49:
+                        raise
+                    time.sleep(0.1)
             total += high
         return total
 
@@ -294,7 +309,8 @@ def pick(metrics: dict[str, float], *needles: str) -> float | None:
 
 
 def run_drain(target: Target, bootstrap: str, inputs: Sequence[TopicPartition], timeout_s: float = 300.0,
-              show_progress: bool = True, profile_to: Path | None = None) -> DrainResult:
+              show_progress: bool = True, profile_to: Path | None = None,
+              profile_idle: bool = False) -> DrainResult:
     """Start the processor on a pre-loaded input and time how fast it commits all of it."""
     offsets = Offsets(bootstrap)
     total = offsets.high(inputs)
@@ -302,7 +318,7 @@ def run_drain(target: Target, bootstrap: str, inputs: Sequence[TopicPartition], 
     bar = Progress(f"{target.framework}", total, enabled=show_progress)
     launched = time.monotonic()
     proc = start(target)
-    recorder = profiling.attach(proc.pid, profile_to) if profile_to else None
+    recorder = profiling.attach(proc.pid, profile_to, idle=profile_idle) if profile_to else None
     t_first: float | None = None
     cpu_first = 0.0
     committed = 0
@@ -395,7 +411,8 @@ def _percentile(sorted_values: Sequence[float], q: float) -> float:
 
 def run_steady(target: Target, bootstrap: str, topic_of_kind: dict[str, str], messages: Sequence[Message],
                rate: float, warmup_s: float = 3.0, settle_s: float = 10.0, ready_timeout_s: float = 90.0,
-               show_progress: bool = True, profile_to: Path | None = None) -> SteadyResult:
+               show_progress: bool = True, profile_to: Path | None = None,
+               profile_idle: bool = False) -> SteadyResult:
     """Produce ``messages`` at ``rate``/s (after a warm-up) and measure end-to-end latency."""
     collector = _LatencyCollector(bootstrap, target.output_topic, target.id_field)
     collector.start()
@@ -429,7 +446,7 @@ def run_steady(target: Target, bootstrap: str, topic_of_kind: dict[str, str], me
         sent_at = collector.sent_at
         bar = Progress(f"{target.framework}", total, enabled=show_progress)
         cpu_start = procstat.sample(proc.pid)
-        recorder = profiling.attach(proc.pid, profile_to) if profile_to else None
+        recorder = profiling.attach(proc.pid, profile_to, idle=profile_idle) if profile_to else None
         t0 = time.monotonic()
         measure_from = t0 + warmup_s
         index = 0

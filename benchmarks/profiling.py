@@ -23,15 +23,18 @@ def py_spy() -> str | None:
     return shutil.which("py-spy")
 
 
-def attach(pid: int, output: Path, rate: int = 200) -> subprocess.Popen[bytes] | None:
-    """Start recording ``pid`` into a collapsed-stack file; None when py-spy is not installed."""
+def attach(pid: int, output: Path, rate: int = 200, idle: bool = False) -> subprocess.Popen[bytes] | None:
+    """Start recording ``pid`` into a collapsed-stack file; None when py-spy is not installed.
+
+    ``idle=True`` also samples waiting threads (a wall-clock view: where latency goes, not CPU)."""
     binary = py_spy()
     if binary is None:
         print("py-spy not found (pip install -e '.[bench]'): no profile", file=sys.stderr)
         return None
     output.parent.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen([binary, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
-                             "--output", str(output), "--nonblocking", "--threads"],
+                             "--output", str(output), "--nonblocking", "--threads",
+                             *(["--idle"] if idle else [])],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -47,10 +50,13 @@ def detach(recorder: subprocess.Popen[bytes] | None) -> None:
         recorder.wait(5)
 
 
-def _short(frame: str) -> str:
-    """``func (path/to/module.py:12)`` -> ``func (module.py:12)``."""
+def _short(frame: str, line: bool = True) -> str:
+    """``func (path/to/module.py:12)`` -> ``func (module.py:12)`` (or ``func (module.py)``)."""
     name, _, where = frame.partition(" (")
-    return f"{name} ({where.rsplit('/', 1)[-1]}" if where else name
+    if not where:
+        return name
+    where = where.rsplit("/", 1)[-1]
+    return f"{name} ({where}" if line else f"{name} ({where.split(':', 1)[0].rstrip(')')})"
 
 
 def top_frames(path: Path, limit: int = 15) -> tuple[int, list[tuple[str, float]], list[tuple[str, float]]]:
@@ -63,12 +69,12 @@ def top_frames(path: Path, limit: int = 15) -> tuple[int, list[tuple[str, float]
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [_short(f) for f in stack.split(";") if not f.startswith(("thread ", "process "))]
-        if not frames:
+        raw = [f for f in stack.split(";") if not f.startswith(("thread ", "process "))]
+        if not raw:
             continue
         total += count
-        leaf[frames[-1]] += count
-        for frame in set(frames):
+        leaf[_short(raw[-1])] += count
+        for frame in {_short(f, line=False) for f in raw}:
             inclusive[frame] += count
     if total == 0:
         return 0, [], []

@@ -58,6 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workdir", default="/tmp/smc-load-test")
     parser.add_argument("--profile", default=None, metavar="FILE",
                         help="record the runtime with py-spy into FILE (collapsed stacks); print top frames")
+    parser.add_argument("--profile-idle", action="store_true",
+                        help="profile wall-clock time (waiting threads too), not only CPU")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     return parser.parse_args(argv)
 
@@ -100,9 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.scenario == "drain":
             preload(bootstrap, topic_of_kind, messages)
             result = run_drain(target, bootstrap, topic_partitions(bootstrap, list(topic_of_kind.values())),
-                               timeout_s=args.timeout, profile_to=profile)
+                               timeout_s=args.timeout, profile_to=profile,
+                               profile_idle=args.profile_idle)
         else:
-            result = run_steady(target, bootstrap, topic_of_kind, messages, args.rate, profile_to=profile)
+            result = run_steady(target, bootstrap, topic_of_kind, messages, args.rate, profile_to=profile,
+                                profile_idle=args.profile_idle)
     finally:
         broker.release(started)
     title = (f"smc-runtime {args.scenario} | {args.mode} | commit {target.commit} | {args.symbols} symbols | "

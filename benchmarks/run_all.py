@@ -1,0 +1,173 @@
+"""Side-by-side benchmark: smc-stream, Quix Streams, faust-streaming and a bare confluent-kafka loop.
+
+    make bench                                  # installs the bench extra into .venv-bench, then this
+    python -m benchmarks.run_all --count 300000 --rate 2000 --json
+
+One broker, one pre-loaded trades-only input (same bytes for everyone), one process per framework, the
+same partitions, the same commit interval (``--commit-interval-ms``) and also each framework's default.
+Drain throughput and CPU come from the pre-loaded input; p50/p99 latency from a steady run at
+``--rate`` msgs/s on a fresh input. Results go to ``benchmarks/results/`` as JSON and Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import broker, targets
+from benchmarks.harness import (
+    DrainResult,
+    SteadyResult,
+    Target,
+    as_dict,
+    create_topics,
+    preload,
+    run_drain,
+    run_steady,
+    topic_partitions,
+    unique,
+)
+from benchmarks.report import table
+from benchmarks.workload import TRADES_ONLY, market_messages
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+FRAMEWORKS = ("smc-stream", "bare", "quix", "faust")
+MODES = ("exactly_once", "at_least_once")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bootstrap", default=None, help="default: $KAFKA_BOOTSTRAP_SERVERS or the test bed")
+    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS))
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--count", type=int, default=300_000, help="trades pre-loaded for the drain runs")
+    parser.add_argument("--symbols", type=int, default=1000)
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--commit-interval-ms", type=int, default=100, help="the common commit interval")
+    parser.add_argument("--no-defaults", action="store_true", help="skip the framework-default commit runs")
+    parser.add_argument("--rate", type=float, default=2000.0, help="steady rate for the latency columns")
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds of steady production")
+    parser.add_argument("--no-steady", action="store_true")
+    parser.add_argument("--drain-timeout", type=float, default=90.0,
+                        help="stop a drain run after this many seconds (the rate so far is reported)")
+    parser.add_argument("--workdir", default="/tmp/smc-bench")
+    parser.add_argument("--json", action="store_true", help="print all results as one JSON object last")
+    return parser.parse_args(argv)
+
+
+def make_target(framework: str, bootstrap: str, topic: str, partitions: int, mode: str,
+                commit_ms: int | None, workdir: Path) -> Target:
+    if framework == "smc-stream":
+        return targets.smc_stream(bootstrap, [topic], partitions, mode, commit_ms, workdir,
+                                  trade_windows_like_peers=True)
+    return targets.peer(framework, bootstrap, topic, partitions, mode, commit_ms, workdir)
+
+
+def commit_settings(framework: str, common_ms: int, with_defaults: bool) -> list[int | None]:
+    """The common interval, plus the framework default when it differs from it."""
+    settings: list[int | None] = [common_ms]
+    if with_defaults and targets.DEFAULT_COMMIT[framework] != f"{common_ms} ms":
+        settings.append(None)
+    return settings
+
+
+def summary_rows(drains: list[DrainResult], steadies: list[SteadyResult]) -> list[list[object]]:
+    latency = {(s.framework, s.mode, s.commit): s for s in steadies}
+    smc = {(d.mode, d.commit.startswith("default")): d.msgs_per_s
+           for d in drains if d.framework == "smc-stream"}
+    rows: list[list[object]] = []
+    for d in drains:
+        s = latency.get((d.framework, d.mode, d.commit))
+        ref = smc.get((d.mode, d.commit.startswith("default")))
+        ratio = f"{ref / d.msgs_per_s:.2f}x" if ref and d.msgs_per_s else "-"
+        rows.append([
+            targets.FRAMEWORK_NAMES[d.framework], d.mode, d.commit,
+            f"{d.msgs_per_s:,.0f}" + ("" if d.complete else "*"),
+            s.p50_ms if s else None, s.p99_ms if s else None,
+            d.cpu_s_per_1k, d.peak_rss_mb, ratio,
+        ])
+    return rows
+
+
+HEADERS = ["framework", "mode", "commit", "msgs/s", "p50 ms", "p99 ms", "CPU s/1k", "RSS MB",
+           "smc-stream / this"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    frameworks = [f for f in args.frameworks.split(",") if f]
+    modes = [m for m in args.modes.split(",") if m]
+    workdir = Path(args.workdir)
+    bootstrap, started = broker.resolve(args.bootstrap)
+    drains: list[DrainResult] = []
+    steadies: list[SteadyResult] = []
+    try:
+        print(f"generating {args.count:,} trades over {args.symbols} symbols (seed {args.seed})",
+              file=sys.stderr)
+        messages = market_messages(args.symbols, args.count, TRADES_ONLY, args.seed)
+        source = unique("bench.trades")
+        create_topics(bootstrap, {source: args.partitions})
+        preload(bootstrap, {"trades": source}, messages)
+        inputs = topic_partitions(bootstrap, [source])
+        for framework in frameworks:
+            for mode in modes:
+                for commit_ms in commit_settings(framework, args.commit_interval_ms, not args.no_defaults):
+                    target = make_target(framework, bootstrap, source, args.partitions, mode, commit_ms,
+                                         workdir)
+                    print(f"\n== drain: {framework} {mode} commit {target.commit}", file=sys.stderr,
+                          flush=True)
+                    result = run_drain(target, bootstrap, inputs, timeout_s=args.drain_timeout)
+                    print(f"   {result.msgs_per_s:,.0f} msgs/s  cpu {result.cpu_s_per_1k} s/1k  "
+                          f"rss {result.peak_rss_mb} MB  {result.error or ''}", file=sys.stderr, flush=True)
+                    drains.append(result)
+        if not args.no_steady:
+            steady_count = int(args.rate * args.duration) + 5_000
+            steady_messages = market_messages(args.symbols, steady_count, TRADES_ONLY, args.seed + 1)
+            for framework in frameworks:
+                for mode in modes:
+                    topic = unique("bench.steady")
+                    create_topics(bootstrap, {topic: args.partitions})
+                    target = make_target(framework, bootstrap, topic, args.partitions, mode,
+                                         args.commit_interval_ms, workdir)
+                    print(f"\n== steady {args.rate:,.0f}/s: {framework} {mode} commit {target.commit}",
+                          file=sys.stderr, flush=True)
+                    steady = run_steady(target, bootstrap, {"trades": topic}, steady_messages, args.rate)
+                    print(f"   p50 {steady.p50_ms} ms  p99 {steady.p99_ms} ms  "
+                          f"({steady.received:,}/{steady.sent:,})  {steady.error or ''}", file=sys.stderr,
+                          flush=True)
+                    steadies.append(steady)
+    finally:
+        broker.release(started)
+    rows = summary_rows(drains, steadies)
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    machine = f"{os.cpu_count()} cores, {memory_gib:.0f} GiB"
+    header = (f"{args.count:,} trades, {args.symbols} symbols, {args.partitions} partitions; latency at "
+              f"{args.rate:,.0f} msgs/s; {machine}; load average at end {os.getloadavg()[0]:.1f}")
+    print("\n" + header)
+    print(table(HEADERS, rows))
+    print("* drain stopped at --drain-timeout: rate over the part that was committed")
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    doc: dict[str, Any] = {
+        "finished_at": stamp, "machine": machine, "python": platform.python_version(),
+        "load_average": list(os.getloadavg()), "arguments": vars(args),
+        "drain": [as_dict(d) for d in drains], "steady": [as_dict(s) for s in steadies],
+    }
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / f"bench-{stamp}.json").write_text(json.dumps(doc, indent=2))
+    (RESULTS_DIR / "latest.json").write_text(json.dumps(doc, indent=2))
+    (RESULTS_DIR / "latest.md").write_text(f"{header}\n\n{table(HEADERS, rows, markdown=True)}\n")
+    if args.json:
+        print(json.dumps(doc))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
