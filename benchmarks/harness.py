@@ -36,7 +36,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from benchmarks import procstat, profiling
 from benchmarks.workload import Message
@@ -205,7 +205,8 @@ def count_committed(bootstrap: str, topic: str, idle_s: float = 2.0) -> int:
                          "isolation.level": "read_committed", "enable.auto.commit": False,
                          "enable.partition.eof": True, "fetch.max.bytes": 52_428_800})
     consumer.assign([TopicPartition(tp.topic, tp.partition, 0) for tp in parts])
-    count, eof, last = 0, set(), time.monotonic()
+    eof: set[int] = set()
+    count, last = 0, time.monotonic()
     while len(eof) < len(parts) and time.monotonic() - last < idle_s + 30:
         batch = consumer.consume(num_messages=10_000, timeout=idle_s)
         if not batch:
@@ -216,7 +217,7 @@ def count_committed(bootstrap: str, topic: str, idle_s: float = 2.0) -> int:
             if err is None:
                 count += 1
             elif err.code() == KafkaError._PARTITION_EOF:
-                eof.add(msg.partition())
+                eof.add(msg.partition() or 0)
     consumer.close()
     return count
 

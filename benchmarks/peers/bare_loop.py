@@ -51,9 +51,13 @@ def main() -> int:
     while running:
         batch = consumer.consume(num_messages=1000, timeout=0.05)
         for msg in batch:
-            if msg.error():
-                if msg.error().code() != KafkaError._PARTITION_EOF:
-                    raise RuntimeError(str(msg.error()))
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    raise RuntimeError(str(err))
+                continue
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            if topic is None or partition is None or offset is None:
                 continue
             while True:
                 try:
@@ -61,7 +65,7 @@ def main() -> int:
                     break
                 except BufferError:
                     producer.poll(0.01)
-            positions[(msg.topic(), msg.partition())] = msg.offset() + 1
+            positions[(topic, partition)] = offset + 1
         producer.poll(0)
         if positions and time.monotonic() - last_commit >= interval:
             offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]

@@ -35,7 +35,7 @@ def build_app(argv: list[str]) -> tuple[faust.App, Any]:
     enriched = app.topic(args.output_topic, key_type=bytes, value_serializer="json")
     windows = app.Table("windows", default=list, partitions=args.partitions)
 
-    @app.agent(trades)
+    @app.agent(trades)  # type: ignore[untyped-decorator]
     async def enrich_trades(stream: Any) -> None:
         async for event in stream.events():
             symbol = event.key
