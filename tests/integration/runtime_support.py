@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -26,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from benchmarks.workload import MarketData, Mix
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from smc_runtime.config import ProcessorSettings, parse_config
 from smc_runtime.pipeline import Pipeline
+from smc_runtime.sample_data import generate_market_data
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ROLES = ("enriched_trades", "orderbook_metrics", "kline_metrics", "smc_signals", "alerts", "dead_letters")
@@ -99,19 +100,35 @@ def write_config(path: Path, bootstrap: str, processors: Mapping[str, dict[str, 
     return doc
 
 
-def market_data(count: int, symbols: int = 12, seed: int = 11) -> list[tuple[str, bytes, bytes]]:
-    """(kind, key, value) of a seeded stream with trades, order book updates and klines."""
-    stream = MarketData(symbols, Mix(trades=0.7, orderbook=0.2, klines=0.1), seed=seed)
-    return [(m.kind, m.key, m.value) for m in stream.take(count)]
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT", "AVAXUSDT",
+           "DOTUSDT", "LINKUSDT", "LTCUSDT", "TRXUSDT")
 
 
-def feed(bootstrap: str, topology: Topology, messages: Iterable[tuple[str, bytes, bytes]],
-         extra: Iterable[tuple[str, bytes | None, bytes | None]] = ()) -> int:
-    """Produce inputs keyed by symbol (idempotent producer: no duplicates in the input itself)."""
+def market_data(count: int, symbols: int = 12, seed: int = 11,
+                malformed_every: int = 0) -> list[tuple[str, bytes, bytes]]:
+    """(kind, key, value) of the first ``count`` records of the seeded sample-data generator:
+    trades, order book snapshots and diffs, closed 1m klines (``kind`` = the stream suffix)."""
+    names = SYMBOLS[:symbols]
+    per_symbol = count // len(names) + 100  # about 1.4 records per trade: plenty
+    records = generate_market_data(names, trades_per_symbol=per_symbol, seed=seed,
+                                   malformed_every=malformed_every)
+    return [(r.topic.rsplit(".", 1)[1], r.key, r.value) for r in itertools.islice(records, count)]
+
+
+def feed(bootstrap: str, topology: Topology, messages: Iterable[tuple[str, bytes | None, bytes | None]],
+         rate: float | None = None) -> int:
+    """Produce inputs keyed by symbol (idempotent producer: no duplicates in the input itself),
+    at most ``rate`` records per second if given."""
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20,
                          "compression.type": "lz4", "queue.buffering.max.messages": 500_000})
     count = 0
-    for kind, key, value in [*messages, *extra]:
+    started = time.monotonic()
+    for kind, key, value in messages:
+        if rate is not None and count % 500 == 0:
+            ahead = count / rate - (time.monotonic() - started)
+            producer.poll(0)
+            if ahead > 0:
+                time.sleep(ahead)
         while True:
             try:
                 producer.produce(topology.inputs[kind], value=value, key=key)

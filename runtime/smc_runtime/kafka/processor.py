@@ -224,6 +224,8 @@ class ProcessorRunner:
             return
         self._resume("breaker")
         messages = consumer.consume(num_messages=self.settings.max_poll_records, timeout=0.05)
+        if self._async_error is not None:
+            raise self._async_error
         if messages:
             try:
                 self._process_batch(messages)
@@ -472,6 +474,9 @@ class ProcessorRunner:
     # rebalance callbacks (run inside consume(); keep them short)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._guarded(self._on_assign_impl, consumer, partitions)
+
+    def _on_assign_impl(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(tp.topic, tp.partition) for tp in partitions]
         self.metrics.rebalances.labels(self.name, "assign").inc()
         if not tps:
@@ -510,16 +515,33 @@ class ProcessorRunner:
                       restore_seconds=round(time.monotonic() - started, 3))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._guarded(self._on_revoke_impl, consumer, partitions)
+
+    def _on_revoke_impl(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalances.labels(self.name, "revoke").inc()
         if self._dirty and not self._failed:
             self._commit()
         self._forget([(tp.topic, tp.partition) for tp in partitions], "revoked")
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._guarded(self._on_lost_impl, consumer, partitions)
+
+    def _on_lost_impl(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalances.labels(self.name, "lost").inc()
         if self._dirty and not self._failed:
             self._abort("partitions lost")
         self._forget([(tp.topic, tp.partition) for tp in partitions], "lost")
+
+    def _guarded(self, callback: Callable[[Consumer, list[TopicPartition]], None], consumer: Consumer,
+                 partitions: list[TopicPartition]) -> None:
+        """Exceptions must not cross librdkafka's callback boundary (they come out mangled):
+        keep the first one and re-raise it from the loop."""
+        try:
+            callback(consumer, partitions)
+        except BaseException as exc:
+            self.log.exception("rebalance callback failed", error=str(exc))
+            if self._async_error is None:
+                self._async_error = exc
 
     def _forget(self, tps: list[TP], why: str) -> None:
         for tp in tps:
