@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_CONFIG_PATH = "/app/config/streams-config.yaml"
 CONFIG_PATH_ENV = "STREAMS_CONFIG"
@@ -146,6 +154,58 @@ class AlertSettings(_Model):
     orderbook_gaps: bool = True
 
 
+PLUGIN_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
+_PLUGIN_NAME_RE = re.compile(PLUGIN_NAME_PATTERN)
+
+
+class PluginSettings(_Model):
+    """Plugins enabled for a processor: entry-point name -> parameters, per group (see docs/plugins.md).
+
+    Groups are the entry-point groups ``smc_stream.enrichers|detectors|alert_rules``; plugins run
+    after the built-ins, in the order listed. A plugin that raises is isolated: the message is
+    dead-lettered; after ``max_consecutive_failures`` failures in a row the plugin is disabled with
+    an alert (``on_failure: disable``) or the processor stops (``on_failure: stop``)."""
+
+    enrichers: dict[str, dict[str, Any]] = {}
+    detectors: dict[str, dict[str, Any]] = {}
+    alert_rules: dict[str, dict[str, Any]] = {}
+    on_failure: Literal["disable", "stop"] = "disable"
+    max_consecutive_failures: int = Field(5, ge=1, le=1_000_000)
+
+    @field_validator("enrichers", "detectors", "alert_rules", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            bad = [str(name) for name in value if not _PLUGIN_NAME_RE.fullmatch(str(name))]
+            if bad:
+                raise ValueError(f"plugin names must match {PLUGIN_NAME_PATTERN}: {bad}")
+            return {name: {} if params is None else params for name, params in value.items()}
+        return value
+
+    def is_empty(self) -> bool:
+        return not (self.enrichers or self.detectors or self.alert_rules)
+
+
+class KafkaClientSettings(_Model):
+    """librdkafka tunables per client role; keys the runtime owns are rejected with the reason.
+
+    See ``smc_runtime.client_settings`` for the allow-lists and docs/plugins.md for tuning advice."""
+
+    consumer: dict[str, Any] = {}
+    producer: dict[str, Any] = {}
+    admin: dict[str, Any] = {}
+
+    @field_validator("consumer", "producer", "admin")
+    @classmethod
+    def _allowed_keys(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from smc_runtime.client_settings import check_client_settings
+
+        problems = check_client_settings(info.field_name, value)  # type: ignore[arg-type]
+        if problems:
+            raise ValueError("; ".join(f"{key!r}: {reason}" for key, reason in problems))
+        return value
+
+
 class ProcessorSettings(_Model):
     consumer_group: str = Field(min_length=1, max_length=249)
     processing_mode: ProcessingMode = ProcessingMode.EXACTLY_ONCE
@@ -158,12 +218,26 @@ class ProcessorSettings(_Model):
     enrichment: EnrichmentSettings = EnrichmentSettings()
     detection: DetectionSettings = DetectionSettings()
     alerts: AlertSettings = AlertSettings()
+    plugins: PluginSettings = PluginSettings()
+    kafka_clients: KafkaClientSettings = KafkaClientSettings()
 
     @model_validator(mode="after")
     def _outputs_are_not_inputs(self) -> ProcessorSettings:
         clash = set(self.input_topics) & set(self.output_topics.by_role().values())
         if clash:
             raise ValueError(f"topics used as both input and output: {sorted(clash)}")
+        return self
+
+    @model_validator(mode="after")
+    def _librdkafka_accepts_client_settings(self) -> ProcessorSettings:
+        from smc_runtime.client_settings import CLIENT_ROLES, probe_client_settings
+
+        eos = self.processing_mode is ProcessingMode.EXACTLY_ONCE
+        problems = [reason for role in CLIENT_ROLES
+                    for _, reason in probe_client_settings(role, getattr(self.kafka_clients, role),
+                                                           exactly_once=eos)]
+        if problems:
+            raise ValueError("kafka_clients: " + "; ".join(problems))
         return self
 
     def changelog_topic_name(self) -> str:
