@@ -10,10 +10,10 @@ Failures set ``Degraded`` and retry with backoff; one CR's trouble never blocks 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,8 +36,6 @@ from smc_operator.status import (
     workload_state,
 )
 
-TIMER_INTERVAL_ENV = "SMC_OPERATOR_TIMER_INTERVAL"
-TIMER_INTERVAL = float(os.environ.get(TIMER_INTERVAL_ENV, "1.0"))
 MAX_BACKOFF_S = 120.0
 
 log = logging.getLogger("smc_operator")
@@ -67,7 +65,7 @@ def _memory(memo: Any) -> _Memory:
 def _log(event: str, namespace: str, name: str, **context: Any) -> None:
     """One structured log line (fields become JSON keys with ``--log-format=json``)."""
     fields = {"event": event, "resource": f"{namespace}/{name}", **context}
-    log.info("%s %s", event, json.dumps(fields, default=str, sort_keys=True), extra={"smc": fields})
+    log.info("%s %s", event, json.dumps(context, default=str, sort_keys=True), extra={"smc": fields})
 
 
 def _backoff(attempt: int, base: float = 2.0) -> float:
@@ -262,20 +260,52 @@ def _kafka_client_config(namespace: str, spec: StreamProcessorSpec) -> dict[str,
     return client_config(spec.kafka.bootstrap_servers, sec.protocol, sasl, ca_pem)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=TIMER_INTERVAL, id="poll")
-def poll(
-    name: str, namespace: str | None, spec: Any, status: Any, meta: Any, body: Any, memo: Any, **_: Any
+@kopf.daemon(GROUP, VERSION, PLURAL, id="poll", cancellation_timeout=10.0)
+async def poll_loop(
+    name: str,
+    namespace: str | None,
+    spec: Any,
+    status: Any,
+    meta: Any,
+    body: Any,
+    memo: Any,
+    stopped: kopf.DaemonStopped,
+    **_: Any,
 ) -> None:
+    """One loop per CR, every ``autoscaling.pollIntervalSeconds`` (``spec``/``status`` are live views).
+
+    A daemon rather than a timer: the interval is per CR, and the blocking Kafka/API calls run in a
+    worker thread so a slow broker delays only this CR.
+    """
     assert namespace is not None  # a namespaced resource
     mem = _memory(memo)
+    while not stopped:
+        try:
+            await asyncio.to_thread(poll, name, namespace, dict(spec), dict(status), dict(meta), body, mem)
+        except Exception as exc:  # report and keep polling: one bad poll must not end the loop
+            metrics.ERRORS.labels("PollFailed").inc()
+            log.exception("poll failed for %s/%s: %s", namespace, name, exc)
+            mem.next_poll = time.time() + _backoff(mem.failures + 1, base=1.0)
+        await stopped.wait(max(0.1, mem.next_poll - time.time()))
+
+
+def poll(
+    name: str,
+    namespace: str,
+    spec: dict[str, Any],
+    status: dict[str, Any],
+    meta: dict[str, Any],
+    body: Any,
+    mem: _Memory,
+) -> None:
+    """Read lag, decide replicas (autoscaling on), refresh status; sets ``mem.next_poll``."""
     now = time.time()
-    if now < mem.next_poll:
-        return
-    parsed = parse_spec(dict(spec))
+    parsed = parse_spec(spec)
     auto = parsed.autoscaling
     mem.next_poll = now + auto.poll_interval_seconds
     sts = kube.get("apps/v1", "StatefulSet", namespace, name)
     if sts is None:
+        mem.next_poll = now + min(auto.poll_interval_seconds, 1.0)
         return  # reconcile has not created it yet
     current = int((sts.get("spec") or {}).get("replicas") or 0)
     group = str(parsed.processor.get("consumerGroup", ""))

@@ -47,7 +47,7 @@ def apply(obj: dict[str, Any], *, field_manager: str = FIELD_MANAGER) -> dict[st
         "PATCH",
         query_params=[("fieldManager", field_manager), ("force", "true")],
         header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
-        body=json.dumps(obj),
+        body=obj,  # the client JSON-encodes it; JSON is valid YAML for apply-patch+yaml
         response_type="object",
         auth_settings=["BearerToken"],
         _return_http_data_only=True,

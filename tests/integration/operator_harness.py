@@ -1,0 +1,163 @@
+"""Helpers for the operator integration tests: run `smc-operator` as a subprocess against the test bed's
+real kube-apiserver, apply StreamProcessors with kubectl, wait for conditions."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from tests.testbed.common import free_ports
+from tests.testbed.fixture_types import Kubectl
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "manifests" / "samples" / "market-data-processor.yaml"
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.25) -> T:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+class OperatorProcess:
+    """`smc-operator --standalone -A` in a subprocess with its own kubeconfig; stopped by its own pid."""
+
+    def __init__(self, kubeconfig: Path, env: Mapping[str, str], log_path: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.env = dict(env)
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.health_port = 0
+        self.metrics_port = 0
+
+    def start(self) -> None:
+        self.health_port, self.metrics_port = free_ports(2)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "smc_operator.cli",
+                "--standalone",
+                "--all-namespaces",
+                f"--liveness=http://127.0.0.1:{self.health_port}/healthz",
+                f"--metrics-port={self.metrics_port}",
+                "--metrics-address=127.0.0.1",
+            ],
+            env={**self.env, "KUBECONFIG": str(self.kubeconfig)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        wait_for(self.alive, timeout=60, what="operator liveness endpoint")
+
+    def alive(self) -> bool:
+        if self.proc is None or self.proc.poll() is not None:
+            raise AssertionError(f"operator exited:\n{self.log()[-4000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            text: str = r.read().decode()
+            return text
+
+    def kill(self) -> None:
+        """SIGKILL: no graceful shutdown, as in a crash."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def install_manifests(kubectl: Kubectl) -> None:
+    """CRD, namespace, RBAC and operator Deployment, as a user would: `kubectl apply -k manifests/`."""
+    kubectl("apply", "--server-side", "--force-conflicts", "-k", str(REPO / "manifests"))
+    kubectl("wait", "--for=condition=Established", "crd/streamprocessors.smc-trading.io", "--timeout=60s")
+
+
+def sample_cr(name: str, bootstrap: str, topics: list[str], **spec_overrides: Any) -> dict[str, Any]:
+    """The sample CR pointed at the bed's broker and the test's own topics."""
+    cr: dict[str, Any] = yaml.safe_load(SAMPLE.read_text())
+    cr = copy.deepcopy(cr)
+    cr["metadata"] = {"name": name}
+    cr["spec"]["kafka"]["bootstrapServers"] = bootstrap
+    cr["spec"]["processor"]["inputTopics"] = topics
+    cr["spec"]["processor"]["consumerGroup"] = f"{name}-group"
+    for key, value in spec_overrides.items():
+        cr["spec"][key] = value
+    return cr
+
+
+def apply(
+    kubectl: Kubectl, namespace: str, obj: Mapping[str, Any], check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump(dict(obj)), check=check)
+
+
+def get(kubectl: Kubectl, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
+    result = kubectl("-n", namespace, "get", kind, name, "-o", "json", check=False)
+    if result.returncode != 0:
+        if "NotFound" in result.stderr or "not found" in result.stderr:
+            return None
+        raise AssertionError(result.stderr)
+    out: dict[str, Any] = json.loads(result.stdout)
+    return out
+
+
+def status_of(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]:
+    cr = get(kubectl, namespace, "streamprocessor", name) or {}
+    status: dict[str, Any] = cr.get("status") or {}
+    return status
+
+
+def condition(status: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == kind:
+            found: dict[str, Any] = cond
+            return found
+    return {}
+
+
+def sts_replicas(kubectl: Kubectl, namespace: str, name: str) -> int | None:
+    sts = get(kubectl, namespace, "statefulset", name)
+    return None if sts is None else int(sts["spec"].get("replicas", 0))
+
+
+def events(kubectl: Kubectl, namespace: str, name: str) -> list[dict[str, Any]]:
+    out = kubectl(
+        "-n", namespace, "get", "events", "-o", "json", f"--field-selector=involvedObject.name={name}"
+    )
+    items: list[dict[str, Any]] = json.loads(out.stdout)["items"]
+    return items
