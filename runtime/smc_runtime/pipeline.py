@@ -9,6 +9,11 @@ State is scoped to the source partition ``(topic, partition)`` and, within it, t
 ``SYMBOL`` (trades, plus bars built from trades), ``SYMBOL|book`` (order book) and
 ``SYMBOL|<interval>`` (klines). The Kafka edge snapshots touched keys into its changelog and
 drops a partition's state when the partition is revoked.
+
+Plugins (``settings.plugins``, see ``smc_runtime.plugins``) run after the built-ins of their kind,
+through the same interfaces and the same state handling. A plugin that raises costs one
+dead-letter record (reason ``plugin_error``) and never the processor; the built-ins are not
+wrapped, so they pay nothing for the isolation.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import msgspec
 from smc_runtime.analytics.alerts import default_alert_rules
 from smc_runtime.analytics.detectors import SmcDetectorFactory, smc_engine_available
 from smc_runtime.analytics.enrichers import TradeEnricher
-from smc_runtime.analytics.interfaces import AlertRule, BarDetector, DetectorFactory, Enricher
+from smc_runtime.analytics.interfaces import Alert, AlertRule, BarDetector, DetectorFactory, Enricher
 from smc_runtime.analytics.klines import KlineEnricher, TradeBarBuilder, kline_bar
 from smc_runtime.analytics.orderbook import OrderBookEnricher
 from smc_runtime.analytics.smc.bars import Bar
@@ -37,6 +42,7 @@ from smc_runtime.messages import (
     Trade,
     decode,
 )
+from smc_runtime.plugins import LoadedPlugins, PluginFailed, check_unique_names, load_plugins
 from smc_runtime.state import SNAPSHOT_VERSION, KeySnapshot, decode_snapshot, encode_snapshot
 
 ROLE_BY_KIND = {"trade": "enriched_trades", "orderbook": "orderbook_metrics", "kline": "kline_metrics"}
@@ -88,24 +94,33 @@ class Pipeline:
     def __init__(self, settings: ProcessorSettings, *,
                  enrichers: Sequence[Enricher[Any, Any]] | None = None,
                  detectors: Sequence[DetectorFactory] | None = None,
-                 alert_rules: Sequence[AlertRule] | None = None) -> None:
+                 alert_rules: Sequence[AlertRule] | None = None,
+                 plugins: LoadedPlugins | None = None) -> None:
+        """``enrichers``/``detectors``/``alert_rules`` replace the built-ins (tests); ``plugins``
+        replaces loading ``settings.plugins`` from entry points (raises ``PluginConfigError``)."""
         self.settings = settings
+        self._plugins = load_plugins(settings.plugins) if plugins is None else plugins
         enrichment = settings.enrichment
         self._max_bytes = enrichment.max_message_bytes
         if enrichers is None:
             enrichers = [TradeEnricher(enrichment.trades), OrderBookEnricher(enrichment.orderbook),
                          KlineEnricher(enrichment.klines)]
+        enrichers = [*enrichers, *self._plugins.enrichers]
         self._enrichers: dict[str, list[Enricher[Any, Any]]] = {kind: [] for kind in ROLE_BY_KIND}
         for enricher in enrichers:
             self._enrichers[enricher.kind].append(enricher)
         if detectors is None:
             enabled = settings.detection.enabled and smc_engine_available()
             detectors = [SmcDetectorFactory(settings.detection)] if enabled else []
-        self._detector_factories = list(detectors)
+        self._detector_factories: list[DetectorFactory] = [*detectors, *self._plugins.detectors]
         klines = enrichment.klines
         self._bar_builder = (TradeBarBuilder(klines.trade_bar_interval_ms)
                              if klines.bars_from_trades and self._detector_factories else None)
         rules = list(default_alert_rules(settings.alerts) if alert_rules is None else alert_rules)
+        rules.extend(self._plugins.alert_rules)
+        check_unique_names("enricher", [*(e.name for e in enrichers), TradeBarBuilder.name])
+        check_unique_names("detector", [f.name for f in self._detector_factories])
+        check_unique_names("alert_rule", [r.name for r in rules])
         self._rules: dict[str, list[AlertRule]] = {
             kind: [r for r in rules if kind in r.kinds] for kind in (*ROLE_BY_KIND, "signal")
         }
@@ -145,17 +160,30 @@ class Pipeline:
         rules = self._rules[kind]
         encode = self._encode
         key_bytes = slot.key_bytes
+        failures: list[PluginFailed] = []
         for enricher, state in zip(self._enrichers[kind], slot.states, strict=True):
-            document = enricher.update(state, message)
+            try:
+                document = enricher.update(state, message)
+            except PluginFailed as failure:
+                failures.append(failure)
+                continue
             if document is None:
                 continue
             if isinstance(document, Rejection):
                 outputs.append(
                     self._dead_letter(value, key, document, topic, partition, offset, timestamp_ms))
+                if failures:
+                    self._plugin_failures(failures, slot, value, key, topic, partition, offset,
+                                          timestamp_ms, outputs)
                 return outputs
             outputs.append(OutputRecord(role, key_bytes, encode(document)))
             for rule in rules:
-                for alert in rule.evaluate(kind, symbol, timestamp_ms, document, slot.active):
+                try:
+                    alerts = rule.evaluate(kind, symbol, timestamp_ms, document, slot.active)
+                except PluginFailed as failure:
+                    failures.append(failure)
+                    continue
+                for alert in alerts:
                     outputs.append(OutputRecord("alerts", key_bytes, encode(alert)))
 
         if slot.detectors:
@@ -167,11 +195,13 @@ class Pipeline:
             if bar is not None:
                 source = "klines" if kind == "kline" else "trades"
                 try:
-                    self._detect(slot, bar, source, timestamp_ms, outputs)
+                    self._detect(slot, bar, source, timestamp_ms, outputs, failures)
                 except ValueError as exc:  # a detector refusing a bar: a value, not a crash
                     rejection = Rejection(RejectReason.SCHEMA, f"bar rejected by detector: {exc}")
                     outputs.append(
                         self._dead_letter(value, key, rejection, topic, partition, offset, timestamp_ms))
+        if failures:
+            self._plugin_failures(failures, slot, value, key, topic, partition, offset, timestamp_ms, outputs)
         return outputs
 
     def finalize(self) -> list[OutputRecord]:
@@ -186,25 +216,38 @@ class Pipeline:
                 if not slot.detectors:
                     continue
                 source = "trades" if slot.kind == "trade" else "klines"
+                failures: list[PluginFailed] = []
+                last_ts = 0
                 if self._bar_builder is not None and slot.bar_state is not None:
                     bar = self._bar_builder.flush(slot.bar_state)
                     if bar is not None:
-                        self._detect(slot, bar, source, bar.timestamp_ms, outputs)
-                last_ts = 0
+                        last_ts = bar.timestamp_ms
+                        self._detect(slot, bar, source, bar.timestamp_ms, outputs, failures)
                 for factory, detector in zip(self._detector_factories, slot.detectors, strict=True):
-                    events = detector.finalize()
-                    self._signals(slot, factory.name, source, events, last_ts, outputs)
+                    try:
+                        events = detector.finalize()
+                    except PluginFailed as failure:
+                        failures.append(failure)
+                        continue
+                    self._signals(slot, factory.name, source, events, 0, outputs, failures)
+                if failures:
+                    self._plugin_failures(failures, slot, None, None, topic_partition[0], topic_partition[1],
+                                          -1, last_ts, outputs)
         return outputs
 
     def _detect(self, slot: _Slot, bar: Bar, source: str, timestamp_ms: int,
-                outputs: list[OutputRecord]) -> None:
+                outputs: list[OutputRecord], failures: list[PluginFailed]) -> None:
         for factory, detector in zip(self._detector_factories, slot.detectors, strict=True):
-            events = detector.on_bar(bar)
+            try:
+                events = detector.on_bar(bar)
+            except PluginFailed as failure:
+                failures.append(failure)
+                continue
             if events:
-                self._signals(slot, factory.name, source, events, timestamp_ms, outputs)
+                self._signals(slot, factory.name, source, events, timestamp_ms, outputs, failures)
 
     def _signals(self, slot: _Slot, detector_name: str, source: str, events: Sequence[Any],
-                 timestamp_ms: int, outputs: list[OutputRecord]) -> None:
+                 timestamp_ms: int, outputs: list[OutputRecord], failures: list[PluginFailed]) -> None:
         interval = slot.interval or (self._bar_builder.label if self._bar_builder else "")
         rules = self._rules["signal"]
         for event in events:
@@ -215,8 +258,50 @@ class Pipeline:
                 record = {"symbol": slot.symbol, "interval": interval, "source": source, "event": event_dict}
                 alert_ts = timestamp_ms or int(event_dict.get("timestamp_ms") or 0)
                 for rule in rules:
-                    for alert in rule.evaluate("signal", slot.symbol, alert_ts, record, slot.active):
+                    try:
+                        alerts = rule.evaluate("signal", slot.symbol, alert_ts, record, slot.active)
+                    except PluginFailed as failure:
+                        failures.append(failure)
+                        continue
+                    for alert in alerts:
                         outputs.append(OutputRecord("alerts", slot.key_bytes, self._encode(alert)))
+
+    def _plugin_failures(self, failures: list[PluginFailed], slot: _Slot, value: bytes | None,
+                         key: bytes | None, topic: str, partition: int, offset: int, timestamp_ms: int,
+                         outputs: list[OutputRecord]) -> None:
+        """One dead letter per failed plugin call (the original bytes, the plugin and its error) and a
+        ``plugin_disabled`` alert when that failure disabled the plugin."""
+        for failure in failures:
+            health = failure.health
+            headers = (
+                ("reason", b"plugin_error"),
+                ("error", failure.error.encode("utf-8", "replace")),
+                ("plugin", health.name.encode()),
+                ("plugin_kind", health.kind.encode()),
+                ("source_topic", topic.encode()),
+                ("source_partition", str(partition).encode()),
+                ("source_offset", str(offset).encode()),
+                ("source_timestamp", str(timestamp_ms).encode()),
+            )
+            outputs.append(OutputRecord("dead_letters", key or slot.key_bytes, value or b"", headers))
+            if failure.just_disabled:
+                alert = Alert("plugin_disabled", "critical", slot.symbol, timestamp_ms,
+                              f"{health.kind} plugin {health.name!r} disabled after {health.consecutive} "
+                              f"consecutive failures; last error: {failure.error}",
+                              {"plugin": health.name, "plugin_kind": health.kind,
+                               "consecutive_failures": health.consecutive, "failures": health.failures,
+                               "error": failure.error})
+                outputs.append(OutputRecord("alerts", slot.key_bytes, self._encode(alert)))
+
+    # -- plugins ----------------------------------------------------------------------------------
+
+    def plugin_failures(self) -> dict[str, int]:
+        """Failures per plugin (``kind:name``) since start: for the runtime's metrics."""
+        return self._plugins.failures()
+
+    def disabled_plugins(self) -> list[str]:
+        """Plugins (``kind:name``) disabled after too many consecutive failures."""
+        return self._plugins.disabled()
 
     def _new_slot(self, kind: str, symbol: str, interval: str) -> _Slot:
         slot = _Slot(kind, symbol, interval)
