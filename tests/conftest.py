@@ -95,7 +95,7 @@ def kafka_admin(kafka_bootstrap: str) -> Any:
 @pytest.fixture
 def make_topic(kafka_admin: Any) -> Iterator[MakeTopic]:
     """Factory creating uniquely named topics (RF 1); they are deleted after the test."""
-    from confluent_kafka.admin import NewTopic
+    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
     created: list[str] = []
 
@@ -136,16 +136,16 @@ def kubectl(_testbed_k8s: Testbed, kubeconfig: Path) -> Kubectl:
     """Run the bed's kubectl (admin by default): `kubectl("get", "ns", check=False, input=yaml_text)`."""
     binary = _testbed_k8s.kubectl
     assert binary is not None
-    env = _testbed_k8s.env
+    env, admin = _testbed_k8s.env, kubeconfig
 
     def run(
         *args: str,
         check: bool = True,
         input: str | None = None,
         timeout: float = 60.0,
-        kubeconfig: str | Path | None = kubeconfig,
+        kubeconfig: str | Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        argv = [str(binary), f"--kubeconfig={kubeconfig}", *args]
+        argv = [str(binary), f"--kubeconfig={kubeconfig or admin}", *args]
         result = subprocess.run(
             argv, input=input, capture_output=True, text=True, timeout=timeout, env=env, check=False
         )

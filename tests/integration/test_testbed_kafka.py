@@ -7,8 +7,8 @@ import uuid
 from typing import Any
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import ConfigResource
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka.admin import ConfigResource  # type: ignore[attr-defined]
 
 from tests.testbed.fixture_types import MakeTopic
 
@@ -48,14 +48,21 @@ def _drain(
             msg = consumer.poll(0.5)
             if msg is None:
                 continue
-            if msg.error() is not None:
-                assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
-                at_end.add(msg.partition())
+            error = msg.error()
+            if error is not None:
+                assert error.code() == KafkaError._PARTITION_EOF, error
+                at_end.add(msg.partition() or 0)
                 continue
-            values.append(msg.value().decode())
+            values.append(_text(msg))
     finally:
         consumer.close()
     return values
+
+
+def _text(msg: Message) -> str:
+    value = msg.value()
+    assert value is not None
+    return value.decode()
 
 
 def test_topic_creation_with_partitions_and_config(kafka_admin: Any, make_topic: MakeTopic) -> None:
@@ -136,14 +143,15 @@ def test_consume_transform_produce_commits_offsets_in_the_transaction(
             if msg is None or msg.error() is not None:
                 continue
             producer.begin_transaction()
-            producer.produce(sink, msg.value().upper())
+            text = _text(msg)
+            producer.produce(sink, text.upper().encode())
             producer.send_offsets_to_transaction(
-                [TopicPartition(msg.topic(), msg.partition(), msg.offset() + 1)],
+                [TopicPartition(source, msg.partition() or 0, (msg.offset() or 0) + 1)],
                 consumer.consumer_group_metadata(),
                 30,
             )
             producer.commit_transaction(30)
-            seen.append(msg.value().decode())
+            seen.append(text)
     finally:
         consumer.close()
 
