@@ -57,6 +57,9 @@ class LiquidityDetector(msgspec.Struct):
             if lo < self.min_low:
                 self.min_low = lo
             return
+        self._sweep(t, h, lo, out)
+
+    def _sweep(self, t: int, h: float, lo: float, out: list[SmcEvent]) -> None:
         hits: list[int] = []
         up = self.unswept_up
         while up and up[0][0] <= h:
@@ -114,7 +117,7 @@ class LiquidityDetector(msgspec.Struct):
         self.groups[j] = g
         if g.swept >= 0:
             self.swept_open.append(j)
-        elif self.kind != "range":
+        else:
             if g.direction == 1:
                 heapq.heappush(self.unswept_up, (g.hi, j))
             else:
@@ -160,10 +163,32 @@ class LiquidityDetector(msgspec.Struct):
         p = (self.max_high - self.min_low) * self.value
         n = buf.base + len(buf.h)
         scratch: list[SmcEvent] = []  # incremental chatter, replaced by one event per group
+        done: list[_Group] = []
+        base = buf.base
+        hs, ls = buf.h, buf.low
+        cursor = base
         for s in sorted(self.all_swings, key=lambda s: s.index):
-            self._offer(s, n - 1, buf, scratch, p)
-        for g in self.groups.values():
+            j = s.index
+            while cursor <= j:  # sweeps through bar j are all a swing at j can depend on
+                self._sweep(cursor, hs[cursor - base], ls[cursor - base], scratch)
+                cursor += 1
+            if self.swept_open:
+                keep: list[int] = []
+                for idx in self.swept_open:
+                    g = self.groups[idx]
+                    if g.swept <= j:
+                        done.append(self.groups.pop(idx))
+                    else:
+                        keep.append(idx)
+                self.swept_open = keep
+            self._offer(s, j, None, scratch, p)
+        while cursor < n:
+            self._sweep(cursor, hs[cursor - base], ls[cursor - base], scratch)
+            cursor += 1
+        done.extend(self.groups.values())
+        for g in sorted(done, key=lambda g: g.index):
             if g.event is not None:
                 g.confirmed_at = n - 1
                 g.event = self._event(g, "formed")
                 out.append(g.event)
+        self.groups = {g.index: g for g in done if g.event is not None}

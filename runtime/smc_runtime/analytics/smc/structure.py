@@ -7,6 +7,8 @@ emitted only once broken; a later-positioned detection that breaks no later retr
 
 from __future__ import annotations
 
+import heapq
+
 import msgspec
 
 from .buffer import BarBuffer
@@ -39,7 +41,10 @@ class StructureDetector(msgspec.Struct):
     recent: list[_Tracked] = []  # last <= 4 final swings
     n_final: int = 0
     alive: list[_Tracked] = []  # detections not retracted and not final, increasing index
-    ghost_watch: list[_Tracked] = []  # compat: retracted before their break, tracked for ghost rows
+    # compat: detections retracted before their break, still tracked for ghost rows:
+    # (level, index) broken when above level; (-level, index) broken when below level
+    ghost_up: list[tuple[float, int]] = []
+    ghost_down: list[tuple[float, int]] = []
     ghosts: list[tuple[int, int]] = []  # compat: (index, broken_index) rows with NaN BOS/CHOCH/Level
 
     # -- per bar -------------------------------------------------------------------------------
@@ -59,14 +64,13 @@ class StructureDetector(msgspec.Struct):
             if d.broken < 0 and t >= d.index + 2 and ((up > d.cmp) if d.direction == 1 else (down < d.cmp)):
                 d.broken = t
                 top_new = d  # alive is index-ordered: the last one is the highest index
-        if self.ghost_watch:
-            keep: list[_Tracked] = []
-            for g in self.ghost_watch:
-                if t >= g.index + 2 and ((up > g.cmp) if g.direction == 1 else (down < g.cmp)):
-                    self.ghosts.append((g.index, t))
-                else:
-                    keep.append(g)
-            self.ghost_watch = keep
+        # retracted at a bar >= index + 2, so every later bar is in their break range
+        gu = self.ghost_up
+        while gu and gu[0][0] < up:
+            self.ghosts.append((heapq.heappop(gu)[1], t))
+        gd = self.ghost_down
+        while gd and gd[0][0] < -down:
+            self.ghosts.append((heapq.heappop(gd)[1], t))
         if top_new is not None:
             self._retract_before(top_new, t, t, out)
             for d in self.alive:
@@ -102,7 +106,8 @@ class StructureDetector(msgspec.Struct):
                     if k.broken >= 0:
                         self.ghosts.append((k.index, k.broken))
                     else:
-                        self.ghost_watch.append(k)
+                        heap = self.ghost_up if k.direction == 1 else self.ghost_down
+                        heapq.heappush(heap, (k.cmp if k.direction == 1 else -k.cmp, k.index))
             else:
                 keep.append(k)
         self.alive = keep
@@ -192,4 +197,5 @@ class StructureDetector(msgspec.Struct):
     def finalize(self) -> None:
         """End of stream: unbroken detections vanish (never emitted, no ghost row)."""
         self.alive = [d for d in self.alive if d.broken >= 0]
-        self.ghost_watch = []
+        self.ghost_up = []
+        self.ghost_down = []
