@@ -28,6 +28,7 @@ from typing import IO, Any, NamedTuple
 
 from smc_runtime.config import ConfigError, ProcessorSettings, load_config
 from smc_runtime.pipeline import OutputRecord, Pipeline
+from smc_runtime.plugins import load_plugins
 
 FALLBACK_TOPIC = "replay.input"
 _STREAM_BY_EVENT = {"trade": "trades", "aggTrade": "trades", "depthUpdate": "orderbook", "kline": "klines"}
@@ -188,6 +189,7 @@ def replay(lines: Iterable[bytes], settings: ProcessorSettings, output: str, *,
 def main(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(args)
+        load_plugins(settings.plugins)  # unknown plugins or bad params: exit 2 before reading input
     except ConfigError as exc:
         print(json.dumps({"event": "config_error", "problems": exc.problems}), file=sys.stderr)
         return 2
