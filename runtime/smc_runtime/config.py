@@ -78,6 +78,10 @@ class KafkaSecurity(_Model):
 class KafkaSettings(_Model):
     bootstrap_servers: str = "localhost:9092"
     security: KafkaSecurity = KafkaSecurity()
+    # Static group membership (group.instance.id = PROCESSOR_ID.<processor>): a restarted instance
+    # takes its partitions straight back, but a stopped one keeps them until the session times out
+    # (no LeaveGroup). Worth it with stable ids (StatefulSet); off by default so SIGTERM leaves at once.
+    static_membership: bool = False
 
     @field_validator("bootstrap_servers")
     @classmethod

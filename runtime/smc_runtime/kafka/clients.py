@@ -42,12 +42,9 @@ def base_settings(kafka: KafkaSettings, client_id: str) -> dict[str, Any]:
 
 
 def consumer_settings(kafka: KafkaSettings, settings: ProcessorSettings, client_id: str) -> dict[str, Any]:
-    return {
+    conf: dict[str, Any] = {
         **base_settings(kafka, client_id),
         "group.id": settings.consumer_group,
-        # Static membership: a restarted instance (same PROCESSOR_ID) takes its partitions straight
-        # back instead of waiting out the session timeout of its dead predecessor.
-        "group.instance.id": client_id,
         "partition.assignment.strategy": "cooperative-sticky",
         "isolation.level": "read_committed",
         "enable.auto.commit": False,
@@ -56,12 +53,17 @@ def consumer_settings(kafka: KafkaSettings, settings: ProcessorSettings, client_
         # Low fetch waits keep end-to-end latency in the tens of ms.
         "fetch.wait.max.ms": 20,
         "fetch.queue.backoff.ms": 50,
-        "session.timeout.ms": 10_000,
+        # A crashed member's partitions move after this long (the broker's minimum is 6 s).
+        "session.timeout.ms": 6_000,
         "heartbeat.interval.ms": 1_000,
         "max.poll.interval.ms": 120_000,
         "reconnect.backoff.ms": 50,
         "reconnect.backoff.max.ms": 1_000,
     }
+    if kafka.static_membership:
+        # A restarted instance (same PROCESSOR_ID) takes its partitions straight back.
+        conf["group.instance.id"] = client_id
+    return conf
 
 
 def producer_settings(kafka: KafkaSettings, settings: ProcessorSettings, client_id: str,
@@ -112,4 +114,5 @@ def describe(kafka: KafkaSettings) -> dict[str, Any]:
         "sasl_mechanism": sec.sasl_mechanism,
         "sasl_credentials_configured": bool(sec.sasl_username_file or sec.sasl_password_file),
         "tls_ca_configured": bool(sec.ssl_ca_file),
+        "static_membership": kafka.static_membership,
     }

@@ -45,7 +45,7 @@ TP = tuple[str, int]
 StateId = tuple[str, int, str]
 
 KAFKA_CALL_TIMEOUT_S = 10.0
-RETRY_DEADLINE_S = 30.0
+RETRY_DEADLINE_S = 60.0  # outlasts a broker restart
 LAG_REFRESH_S = 1.0
 EXIT_FATAL = 3
 EXIT_CRASHED = 4
@@ -623,9 +623,12 @@ class ProcessorRunner:
             self.status.producer_queue = queued
 
     def _on_delivery_error(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self._delivery_errors += 1
-            self.log.warning("delivery failed", topic=msg.topic(), error=err.str())
+        if err is None:
+            return
+        if err.code() in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):
+            return  # records of an aborted transaction: expected, and invisible to readers
+        self._delivery_errors += 1
+        self.log.warning("delivery failed", topic=msg.topic(), error=err.str())
 
     def _on_client_error(self, err: KafkaError) -> None:
         if err.fatal():
