@@ -277,6 +277,7 @@ def status_schema() -> dict[str, Any]:
                     },
                     "produceRate": {"type": "number"},
                     "perReplicaRate": {"type": "number"},
+                    "recommendedReplicas": integer,
                     "decision": text,
                 },
             },

@@ -336,13 +336,16 @@ def poll(
             decision = decide(auto, current, sample, memory)
             mem.scaler = decision.memory
             desired = decision.desired
-            patch["autoscaler"] = {**memory_to_status(decision.memory), "decision": decision.reason}
+            patch["autoscaler"] = {
+                **memory_to_status(decision.memory),
+                "recommendedReplicas": decision.recommended,
+                "decision": decision.reason,
+            }
             _log(
                 "scale_decision",
                 namespace=namespace,
                 name=name,
                 desired=desired,
-                current=current,
                 recommended=decision.recommended,
                 reason=decision.reason,
                 **decision.inputs,

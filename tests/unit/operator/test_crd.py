@@ -107,7 +107,7 @@ def test_everything_status_py_writes_is_declared() -> None:
         "consumerLag": lag_status(10, {"a": 10}, 3, 0.0),
         "lastScaleTime": "2026-01-01T00:00:00Z",
         "lastScaleReason": "why",
-        "autoscaler": {**memory_to_status(ScalerMemory()), "decision": "d"},
+        "autoscaler": {**memory_to_status(ScalerMemory()), "recommendedReplicas": 2, "decision": "d"},
     }
     _assert_conforms(status, status_schema, "status")
 
