@@ -38,6 +38,8 @@ class MakeTopic(Protocol):
 class Testbed:
     """The `testbed` fixture: how to reach the bed; `env` is os.environ plus the bed's variables."""
 
+    __test__ = False  # not a test class, despite the name
+
     kafka_bootstrap: str | None
     kubeconfig: Path | None
     operator_kubeconfig: Path | None

@@ -191,8 +191,9 @@ def start() -> dict[str, object]:
         cp,
     ]
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    # `--cluster-id=...` keeps an id that starts with "-" from being parsed as an option.
     fmt = subprocess.run(
-        [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), "--ignore-formatted"],
+        [*jvm, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "--config", str(props)],
         capture_output=True,
         text=True,
         check=False,
