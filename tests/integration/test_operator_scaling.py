@@ -50,6 +50,8 @@ def namespace(kubectl: Kubectl, operator: OperatorProcess) -> Iterator[str]:
     name = f"scale-{uuid.uuid4().hex[:8]}"
     kubectl("create", "namespace", name)
     yield name
+    # CRs carry the operator's finalizer: delete them while the operator runs, then the namespace.
+    kubectl("-n", name, "delete", "streamprocessors", "--all", "--timeout=60s", check=False)
     kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
