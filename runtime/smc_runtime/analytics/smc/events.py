@@ -45,6 +45,11 @@ class SmcEvent(msgspec.Struct, frozen=True, kw_only=True):
     a causal detector could emit it, ``final_at`` the bar after which it can no longer change
     (``None``: not yet, or only at end of stream). Index-valued fields use ``None`` for "never";
     compat mode converts that to the library's 0 sentinel only when printing.
+
+    Pattern fields: swing ``level`` (``artificial`` for compat's endpoint swings); fvg ``top``,
+    ``bottom``, ``mitigated_index``; bos/choch ``level``, ``broken_index``; order_block ``top``,
+    ``bottom``, ``volume``, ``percentage``, ``mitigated_index``, ``swing_index`` (the crossed swing),
+    ``formed_at`` (the breakout bar); liquidity ``level``, ``end``, ``swept``.
     """
 
     pattern: str
@@ -64,6 +69,7 @@ class SmcEvent(msgspec.Struct, frozen=True, kw_only=True):
     end: int | None = None
     swept: int | None = None
     swing_index: int | None = None
+    formed_at: int | None = None
     artificial: bool = False
 
     def to_dict(self) -> dict[str, object]:

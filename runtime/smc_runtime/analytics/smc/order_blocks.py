@@ -204,6 +204,7 @@ class OrderBlockDetector(msgspec.Struct):
             volume=volume,
             percentage=pct,
             swing_index=side.swing,
+            formed_at=i,
         )
         side.obs[candle] = _Ob(side.d, candle, i, top, bottom, False, ev)
         heapq.heappush(side.unmitigated, (-bottom if bull else top, candle))
