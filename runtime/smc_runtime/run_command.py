@@ -44,7 +44,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"smc-runtime: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     logs.configure(config.monitoring.log_level)
-    app = RuntimeApp(config, load_pipeline_factory(args.pipeline), bind_address=args.bind_address)
+    try:
+        app = RuntimeApp(config, load_pipeline_factory(args.pipeline), bind_address=args.bind_address)
+    except ConfigError as exc:  # plugins (built with the pipelines): unknown names or bad params
+        print(f"smc-runtime: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         app.stop()

@@ -309,3 +309,18 @@ def test_raising_detector_and_rule_are_isolated() -> None:
 def test_no_plugins_configured_means_none_loaded() -> None:
     loaded = load_plugins(PluginSettings())
     assert (loaded.enrichers, loaded.detectors, loaded.alert_rules) == ((), (), ())
+
+
+def test_run_exits_2_on_bad_plugin_params(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from smc_runtime import run_command
+
+    config = tmp_path / "streams-config.yaml"
+    config.write_text(json.dumps({"stream_processors": {"p": {
+        "consumer_group": "g", "input_topics": [TRADES],
+        "plugins": {"enrichers": {"counter": {"step": -1}}}}}}))
+    parser = argparse.ArgumentParser()
+    run_command.add_arguments(parser)
+    assert run_command.main(parser.parse_args(["--config", str(config)])) == 2
+    assert "plugins.enrichers.counter" in capsys.readouterr().err

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from smc_runtime import client_settings
 from smc_runtime.config import KafkaSettings, ProcessingMode, ProcessorSettings
 from smc_runtime.kafka import changelog as cl
 from smc_runtime.kafka import clients
@@ -162,11 +163,14 @@ class ProcessorRunner:
 
     def _start(self) -> None:
         self.status.set_state(ProcessorState.STARTING)
-        base = clients.base_settings(self.kafka, f"{self.client_id}.admin")
+        user = self.settings.kafka_clients  # kafka_clients tunables over the runtime's settings
+        base = client_settings.admin_config(clients.base_settings(self.kafka, f"{self.client_id}.admin"),
+                                            user.admin)
         admin = AdminClient(base, logger=logging.getLogger("smc_runtime.librdkafka.admin"))
         self.changelog_partitions = cl.ensure_changelog_topic(admin, self.changelog_topic,
                                                               self.settings.input_topics)
-        pconf = clients.producer_settings(self.kafka, self.settings, self.client_id, self.txn_id)
+        pconf = client_settings.producer_config(
+            clients.producer_settings(self.kafka, self.settings, self.client_id, self.txn_id), user.producer)
         pconf["on_delivery"] = self._on_delivery_error
         pconf["error_cb"] = self._on_client_error
         pconf["logger"] = logging.getLogger("smc_runtime.librdkafka.producer")
@@ -179,7 +183,8 @@ class ProcessorRunner:
         rconf = clients.restore_consumer_settings(self.kafka, self.settings, f"{self.client_id}.restore")
         rconf["logger"] = logging.getLogger("smc_runtime.librdkafka.restore")
         self._restore_consumer = Consumer(rconf)
-        cconf = clients.consumer_settings(self.kafka, self.settings, self.client_id)
+        cconf = client_settings.consumer_config(
+            clients.consumer_settings(self.kafka, self.settings, self.client_id), user.consumer)
         cconf["error_cb"] = self._on_client_error
         cconf["logger"] = logging.getLogger("smc_runtime.librdkafka.consumer")
         self._consumer = Consumer(cconf)
@@ -274,7 +279,12 @@ class ProcessorRunner:
                 self._produce(out_topic, record.key, record.value, record.headers or None)
                 outputs[out_topic] += 1
                 if record.role == "dead_letters":
-                    failed[(topic, _header(record.headers, "reason"))] += 1
+                    reason = _header(record.headers, "reason")
+                    failed[(topic, reason)] += 1
+                    if reason == "plugin_error":
+                        self.metrics.plugin_failures.labels(
+                            self.name, f"{_header(record.headers, 'plugin_kind')}:"
+                                       f"{_header(record.headers, 'plugin')}").inc()
                 elif record.role == "smc_signals":
                     patterns[self._pattern_of(record.value)] += 1
             self._positions[tp] = offset + 1

@@ -22,6 +22,9 @@ class RuntimeMetrics:
         self.messages_failed = Counter(
             "smc_runtime_messages_failed", "Input messages rejected (sent to dead letters)",
             ["processor", "topic", "reason"], registry=r)
+        self.plugin_failures = Counter(
+            "smc_runtime_plugin_failures", "Messages a plugin raised on (dead-lettered)",
+            ["processor", "plugin"], registry=r)
         self.dead_letters = Counter(
             "smc_runtime_dead_letters", "Records produced to the dead-letter topic", ["processor", "reason"],
             registry=r)
