@@ -48,6 +48,7 @@ BINARY_ENV = {
 }
 MIN_K8S_MINOR = 33
 MIN_ETCD = (3, 5)
+# Override with SMC_KCM_CONTROLLERS (e.g. add statefulset-controller) if a test needs more.
 CONTROLLERS = "deployment-controller,replicaset-controller,garbage-collector-controller,namespace-controller"
 OPERATOR_USER = "system:serviceaccount:smc-system:smc-operator"
 OPERATOR_GROUPS = "system:serviceaccounts,system:serviceaccounts:smc-system,system:authenticated"
@@ -369,7 +370,7 @@ def start() -> dict[str, object]:
             f"--authentication-kubeconfig={layout.kcm_kubeconfig}",
             f"--authorization-kubeconfig={layout.kcm_kubeconfig}",
             "--leader-elect=false",
-            f"--controllers={CONTROLLERS}",
+            f"--controllers={os.environ.get('SMC_KCM_CONTROLLERS') or CONTROLLERS}",
             "--use-service-account-credentials=false",
             "--bind-address=127.0.0.1",
             f"--secure-port={kcm_port}",
