@@ -44,7 +44,7 @@ def free_port() -> int:
 
 def smc_stream(bootstrap: str, inputs: list[str], partitions: int, mode: str, commit_interval_ms: int | None,
                workdir: Path, *, trade_windows_like_peers: bool = False, max_poll_records: int | None = None,
-               batch_size: int | None = None) -> Target:
+               batch_size: int | None = None, processor_overrides: dict[str, object] | None = None) -> Target:
     """``smc-runtime run`` on a generated config; output topics are created here (fresh names)."""
     run = unique("smc")
     outputs = {role: f"{run}.{role}" for role in OUTPUT_ROLES}
@@ -62,6 +62,7 @@ def smc_stream(bootstrap: str, inputs: list[str], partitions: int, mode: str, co
         processor["max_poll_records"] = max_poll_records
     if batch_size is not None:
         processor["batch_size"] = batch_size
+    processor.update(processor_overrides or {})  # e.g. kafka_clients (benchmarks/bench_client_tuning.py)
     if trade_windows_like_peers:  # same windows as the peer workload; the other indicators still run
         processor["enrichment"] = {"trades": {"sma_windows": [20], "vwap_window": 100}}
     metrics_port, health_port = free_port(), free_port()
