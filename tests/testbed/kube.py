@@ -3,8 +3,8 @@
 Binaries come from `ETCD_BIN`/`KUBE_APISERVER_BIN`/`KUBE_CONTROLLER_MANAGER_BIN`/`KUBECTL_BIN`, else the
 cache built by `build_k8s.sh` (pinned versions), else version-compatible ones on PATH, else a fresh build.
 No scheduler or kubelet runs, so pods stay Pending; the controller manager runs only the controllers that
-tests need (deployment, replicaset, garbage collector, namespace). RBAC is enforced: the admin uses a client
-certificate in `system:masters`, the operator a bearer token for the `smc-system/smc-operator`
+tests need (deployment, replicaset, statefulset, garbage collector, namespace). RBAC is enforced: the
+admin uses a client certificate in `system:masters`, the operator a bearer token for the `smc-system/smc-operator`
 ServiceAccount identity, so RBAC that manifests/ binds to that ServiceAccount really applies.
 """
 
@@ -49,7 +49,10 @@ BINARY_ENV = {
 MIN_K8S_MINOR = 33
 MIN_ETCD = (3, 5)
 # Override with SMC_KCM_CONTROLLERS (e.g. add statefulset-controller) if a test needs more.
-CONTROLLERS = "deployment-controller,replicaset-controller,garbage-collector-controller,namespace-controller"
+CONTROLLERS = (
+    "deployment-controller,replicaset-controller,statefulset-controller,"
+    "garbage-collector-controller,namespace-controller"
+)
 OPERATOR_USER = "system:serviceaccount:smc-system:smc-operator"
 OPERATOR_GROUPS = "system:serviceaccounts,system:serviceaccounts:smc-system,system:authenticated"
 READY_TIMEOUT = 90.0
