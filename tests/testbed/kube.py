@@ -4,8 +4,9 @@ Binaries come from `ETCD_BIN`/`KUBE_APISERVER_BIN`/`KUBE_CONTROLLER_MANAGER_BIN`
 cache built by `build_k8s.sh` (pinned versions), else version-compatible ones on PATH, else a fresh build.
 No scheduler or kubelet runs, so pods stay Pending; the controller manager runs only the controllers that
 tests need (deployment, replicaset, statefulset, garbage collector, namespace). RBAC is enforced: the
-admin uses a client certificate in `system:masters`, the operator a bearer token for the `smc-system/smc-operator`
-ServiceAccount identity, so RBAC that manifests/ binds to that ServiceAccount really applies.
+admin uses a client certificate in `system:masters`, the operator a bearer token for the
+`smc-system/smc-operator` ServiceAccount identity, so RBAC that manifests/ binds to that ServiceAccount
+really applies.
 """
 
 from __future__ import annotations
