@@ -43,8 +43,11 @@ testbed-fetch: setup
 test: setup lint
 	$(PY) -m tests.testbed run-suite -- $(PYTEST_ARGS)
 
+# `make demo DEMO_PLUGINS=1` also runs the example plugin (examples/smc-example-plugin) in every processor.
+DEMO_PLUGINS ?=
+EXAMPLE_PLUGINS := {"enrichers": {"trade_streak": {"min_streak": 4}}, "detectors": {"range_breakout": {"lookback": 20}}, "alert_rules": {"price_level": {"levels": {"BTCUSDT": [64000, 65000, 66000], "ETHUSDT": [3150, 3200, 3250]}}}}
 demo: setup
-	$(PY) -m smc_runtime.demo
+	if [ -n "$(DEMO_PLUGINS)" ]; then export SMC_PLUGINS='$(EXAMPLE_PLUGINS)'; fi; $(PY) -m smc_runtime.demo
 
 # Side-by-side benchmark (Quix Streams, Faust, bare client, smc-stream). The peers live in their own venv:
 # quixstreams pins confluent-kafka<2.13 and must not downgrade .venv. BENCH_ARGS passes flags to run_all.

@@ -296,6 +296,8 @@ _ENV_PROCESSOR: dict[str, str] = {
     "MAX_POLL_RECORDS": "max_poll_records",
     "PROCESSING_MODE": "processing_mode",
 }
+# Processor-level sections given as one YAML/JSON mapping (e.g. `make demo DEMO_PLUGINS=1`).
+_ENV_PROCESSOR_SECTIONS: dict[str, str] = {"SMC_PLUGINS": "plugins"}
 
 
 def _set_path(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
@@ -323,7 +325,20 @@ def apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str
                 for var, field in _ENV_PROCESSOR.items():
                     if var in env and env[var] != "":
                         proc[field] = env[var]
+                for var, field in _ENV_PROCESSOR_SECTIONS.items():
+                    if env.get(var, "") != "":
+                        proc[field] = _section_from_env(var, env[var])
     return tree
+
+
+def _section_from_env(var: str, text: str) -> dict[str, Any]:
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([(var, f"invalid YAML/JSON: {exc}")]) from None
+    if not isinstance(value, dict):
+        raise ConfigError([(var, "must be a mapping (YAML or JSON object)")])
+    return value
 
 
 def _format_loc(loc: tuple[int | str, ...]) -> str:

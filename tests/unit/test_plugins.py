@@ -324,3 +324,28 @@ def test_run_exits_2_on_bad_plugin_params(tmp_path: Path, capsys: pytest.Capture
     run_command.add_arguments(parser)
     assert run_command.main(parser.parse_args(["--config", str(config)])) == 2
     assert "plugins.enrichers.counter" in capsys.readouterr().err
+
+
+def test_smc_plugins_env_sets_every_processors_plugins() -> None:
+    from smc_runtime.config import parse_config
+
+    raw = {"stream_processors": {"a": {"consumer_group": "ga", "input_topics": [TRADES]},
+                                 "b": {"consumer_group": "gb", "input_topics": [TRADES]}}}
+    config = parse_config(raw, {"SMC_PLUGINS": '{"enrichers": {"counter": {"step": 2}}}'})
+    assert [p.plugins.enrichers for p in config.stream_processors.values()] == [{"counter": {"step": 2}}] * 2
+    with pytest.raises(ConfigError, match="SMC_PLUGINS"):
+        parse_config(raw, {"SMC_PLUGINS": "[1, 2]"})
+
+
+def test_make_demo_flag_enables_the_installed_example_plugin() -> None:
+    """`make demo DEMO_PLUGINS=1` exports the Makefile's EXAMPLE_PLUGINS as SMC_PLUGINS."""
+    from smc_runtime.config import parse_config
+
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    [line] = [ln for ln in makefile.splitlines() if ln.startswith("EXAMPLE_PLUGINS :=")]
+    raw = {"stream_processors": {"a": {"consumer_group": "ga", "input_topics": [TRADES]}}}
+    settings = parse_config(raw, {"SMC_PLUGINS": line.split(":=", 1)[1].strip()}).stream_processors["a"]
+    loaded = load_plugins(settings.plugins)
+    assert [e.name for e in loaded.enrichers] == ["trade_streak"]
+    assert [d.name for d in loaded.detectors] == ["range_breakout"]
+    assert [r.name for r in loaded.alert_rules] == ["price_level"]
