@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -171,7 +172,10 @@ def test_restore_in_fresh_process() -> None:
         "e.finalize()\n"
         "sys.stdout.buffer.write(e.snapshot())\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], input=eng.snapshot(), capture_output=True, check=True)
+    root = Path(__file__).resolve().parents[3]
+    proc = subprocess.run(
+        [sys.executable, "-c", code], input=eng.snapshot(), capture_output=True, check=True, cwd=root
+    )
     for b in bars[1700:]:
         eng.on_bar(b)
     eng.finalize()
