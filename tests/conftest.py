@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -104,6 +105,7 @@ def make_topic(kafka_admin: Any) -> Iterator[MakeTopic]:
         topic = NewTopic(name, num_partitions=partitions, replication_factor=1, config=dict(config or {}))
         kafka_admin.create_topics([topic], operation_timeout=30)[name].result(timeout=30)
         created.append(name)
+        _wait_for_topic_metadata(kafka_admin, name, partitions)
         return name
 
     yield create
@@ -112,6 +114,19 @@ def make_topic(kafka_admin: Any) -> Iterator[MakeTopic]:
             # best effort: a leftover topic in a throw-away broker is harmless
             with contextlib.suppress(Exception):
                 future.result(timeout=30)
+
+
+def _wait_for_topic_metadata(admin: Any, name: str, partitions: int, timeout: float = 30.0) -> None:
+    """CreateTopics returns once the controller has the topic; the broker's metadata may lag behind."""
+    deadline = time.monotonic() + timeout
+    while True:
+        topic = admin.list_topics(topic=name, timeout=10).topics.get(name)
+        ready = topic is not None and topic.error is None and len(topic.partitions) == partitions
+        if ready and all(p.leader >= 0 for p in topic.partitions.values()):
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"topic {name} has no metadata/leaders {timeout:.0f}s after creation", pytrace=False)
+        time.sleep(0.1)
 
 
 # --- Kubernetes ------------------------------------------------------------------------------------------

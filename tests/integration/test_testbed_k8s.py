@@ -168,22 +168,27 @@ def test_deleting_an_owner_garbage_collects_the_owned_configmap(kubectl: Kubectl
 
 
 def test_operator_identity_is_subject_to_rbac(
-    kubectl: Kubectl, namespace: str, operator_kubeconfig: Path
+    kubectl: Kubectl, namespace: str, widget_crd: tuple[str, str], operator_kubeconfig: Path
 ) -> None:
-    kubectl("create", "configmap", "visible", "-n", namespace)
-    as_operator = ("get", "configmap", "visible", "-n", namespace)
+    """The operator identity gets only what is bound to its ServiceAccount.
+
+    Uses this session's unique Widget kind: no RBAC (e.g. manifests/ applied by other tests) can cover it.
+    """
+    group, resource = widget_crd
+    kubectl("apply", "-n", namespace, "-f", "-", input=_widget(group, "guarded", {"size": 2}))
+    as_operator = ("get", resource, "guarded", "-n", namespace)
     denied = kubectl(*as_operator, kubeconfig=operator_kubeconfig, check=False)
     assert denied.returncode != 0
     assert "forbidden" in denied.stderr
     assert "system:serviceaccount:smc-system:smc-operator" in denied.stderr
 
     # A binding to the ServiceAccount (as manifests/ will create) grants exactly that access.
-    kubectl("create", "role", "cm-reader", "--verb=get,list", "--resource=configmaps", "-n", namespace)
+    kubectl("create", "role", "widget-reader", "--verb=get,list", f"--resource={resource}", "-n", namespace)
     kubectl(
         "create",
         "rolebinding",
-        "cm-reader",
-        "--role=cm-reader",
+        "widget-reader",
+        "--role=widget-reader",
         "--serviceaccount=smc-system:smc-operator",
         "-n",
         namespace,
@@ -193,7 +198,7 @@ def test_operator_identity_is_subject_to_rbac(
         lambda: kubectl(*as_operator, kubeconfig=operator_kubeconfig, check=False).returncode == 0,
     )
     still_denied = kubectl(
-        "delete", "configmap", "visible", "-n", namespace, kubeconfig=operator_kubeconfig, check=False
+        "delete", resource, "guarded", "-n", namespace, kubeconfig=operator_kubeconfig, check=False
     )
     assert still_denied.returncode != 0 and "forbidden" in still_denied.stderr
 
