@@ -287,3 +287,23 @@ def test_7_malformed_input_exits_nonzero(tmp_path: Path, capsys: pytest.CaptureF
     csv.write_text("timestamp_ms,open,high,low,close,volume\n1,1,0.5,0,1,1\n")
     assert detect_command.main(parser.parse_args(["--input", str(csv), "--swing-length", "2"])) != 0
     assert "high_below_body" in capsys.readouterr().err
+
+
+# -- 5.2 item 10: liquidity tolerance atr:K, frozen at the group's first swing --------------------
+def _atr(prices: list[float]) -> list[float]:
+    out: list[float] = []
+    trs: list[float] = []
+    for t, p in enumerate(prices):
+        tr = 0.0 if t == 0 else max(p, prices[t - 1]) - min(p, prices[t - 1])
+        trs.append(tr)
+        out.append(sum(trs) / len(trs) if t < 14 else (13 * out[-1] + tr) / 14)
+    return out
+
+
+@pytest.mark.parametrize(("k", "grouped"), [(3.0, True), (2.0, False)])
+def test_5_2_10_liquidity_atr_tolerance(k: float, grouped: bool) -> None:
+    p = k * _atr(BEAR_65)[3]  # swing high at 3 (1.16) anchors; the high at 7 (1.14) joins iff 0.02 <= p
+    assert (p >= 0.02 - 1e-12) == grouped
+    rows = run_engine(bars_from_prices(BEAR_65), SmcParams(swing_length=2, liquidity_range=f"atr:{k}"))
+    liq = of(rows, "liquidity")
+    assert liq == ([(1, 3, (1.16 + 1.14) / 2, 7, None)] if grouped else [])
