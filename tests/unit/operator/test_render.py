@@ -143,3 +143,13 @@ def test_decamelize_follows_the_model_and_keeps_unknown_keys() -> None:
         ProcessorSettings,
     )
     assert tree == {"consumer_group": "g", "enrichment": {"trades": {"sma_windows": [3]}}, "bogusKey": 1}
+
+
+def test_plugin_and_client_setting_keys_are_data_not_field_names() -> None:
+    spec = sample_spec()
+    spec["processor"]["plugins"] = {"enrichers": {"my_plugin": {"window_size": 3}}}
+    spec["processor"]["kafkaClients"] = {"producer": {"linger.ms": 7}}
+    r = rendered(spec)
+    proc = r.config.stream_processors["market_data_processor"]
+    assert proc.plugins.enrichers == {"my_plugin": {"window_size": 3}}
+    assert proc.kafka_clients.producer == {"linger.ms": 7}
