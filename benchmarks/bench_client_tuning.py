@@ -13,10 +13,13 @@ noisy: compare rows of one run, not runs of different days.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from benchmarks import broker, targets
 from benchmarks.harness import (
@@ -32,6 +35,17 @@ from benchmarks.report import table
 from benchmarks.workload import KINDS, Mix, market_messages
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+T = TypeVar("T")
+
+
+def _twice(what: str, run: Callable[[], T]) -> T:
+    """One retry: a freshly created topic is sometimes not yet in the metadata the harness reads."""
+    try:
+        return run()
+    except (KeyError, RuntimeError) as exc:
+        print(f"   {what} failed ({type(exc).__name__}: {exc}); retrying once", file=sys.stderr, flush=True)
+        time.sleep(2.0)
+        return run()
 
 # name -> processor overrides (one change from the defaults each)
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -49,6 +63,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "commit_interval_ms=20": {"commit_interval_ms": 20},
     "commit_interval_ms=1000": {"commit_interval_ms": 1000},
 }
+
+
+def _drain(target: Callable[[], Any], bootstrap: str, inputs: Any) -> Any:
+    return run_drain(target(), bootstrap, inputs, timeout_s=300)
+
+
+def _steady(bootstrap: str, kinds: list[str], args: argparse.Namespace, workdir: Path,
+            overrides: dict[str, Any], messages: Any) -> Any:
+    steady_topics = {k: unique(f"tuning.steady.{k}") for k in kinds}
+    create_topics(bootstrap, dict.fromkeys(steady_topics.values(), args.partitions))
+    target = targets.smc_stream(bootstrap, list(steady_topics.values()), args.partitions, "exactly_once",
+                                None, workdir, processor_overrides=overrides)
+    return run_steady(target, bootstrap, steady_topics, messages, args.rate)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,19 +109,17 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(args.workdir)
         for name in names:
             overrides = VARIANTS[name]
-            target = targets.smc_stream(bootstrap, list(drain_topics.values()), args.partitions,
-                                        "exactly_once", None, workdir, processor_overrides=overrides)
             print(f"\n== drain: {name}", file=sys.stderr, flush=True)
-            drain = run_drain(target, bootstrap, inputs, timeout_s=300)
+            target = functools.partial(targets.smc_stream, bootstrap, list(drain_topics.values()),
+                                       args.partitions, "exactly_once", None, workdir,
+                                       processor_overrides=overrides)
+            drain = _twice("drain", functools.partial(_drain, target, bootstrap, inputs))
             row: list[Any] = [name, drain.msgs_per_s, drain.cpu_s_per_1k]
             result: dict[str, Any] = {"variant": name, "overrides": overrides, "drain": as_dict(drain)}
             if not args.no_steady:
-                steady_topics = {k: unique(f"tuning.steady.{k}") for k in kinds}
-                create_topics(bootstrap, dict.fromkeys(steady_topics.values(), args.partitions))
-                target = targets.smc_stream(bootstrap, list(steady_topics.values()), args.partitions,
-                                            "exactly_once", None, workdir, processor_overrides=overrides)
                 print(f"== steady {args.rate:,.0f}/s: {name}", file=sys.stderr, flush=True)
-                steady = run_steady(target, bootstrap, steady_topics, steady_messages, args.rate)
+                steady = _twice("steady", functools.partial(_steady, bootstrap, kinds, args, workdir,
+                                                            overrides, steady_messages))
                 row += [steady.p50_ms, steady.p99_ms, steady.cpu_s_per_1k]
                 result["steady"] = as_dict(steady)
             rows.append(row)
