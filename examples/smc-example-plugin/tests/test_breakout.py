@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
-
 from smc_example_plugin.breakout import RangeBreakoutFactory
+
 from smc_runtime.analytics.smc.bars import Bar
 
 closes = st.lists(st.floats(90, 110, allow_nan=False), min_size=1, max_size=80)

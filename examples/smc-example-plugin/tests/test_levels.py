@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from smc_example_plugin.levels import PriceLevelRule
+
 from smc_runtime.analytics.enrichers import EnrichedTrade
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from smc_example_plugin.streak import TradeStreak, TradeStreakEnricher
+
 from smc_runtime.messages import Trade
 
 
@@ -17,7 +19,7 @@ def _trade(i: int, price: float) -> Trade:
 def _brute_streak(prices: list[float]) -> int:
     """Signed length of the run of strict moves ending at the last price (0 if it did not move)."""
     streak = 0
-    for prev, cur in zip(prices, prices[1:], strict=False):
+    for prev, cur in itertools.pairwise(prices):
         if cur > prev:
             streak = streak + 1 if streak > 0 else 1
         elif cur < prev:
