@@ -239,5 +239,5 @@ def test_memory_bounded_on_long_stream() -> None:
         if i % 10_000 == 9_999:
             sizes.append(len(eng.snapshot()))
     state = eng._s
-    assert len(state.buf.h) < 2048 + 200
+    assert len(state.buf.h) < 256 + 200
     assert sizes[-1] < 4 * sizes[0] + 50_000

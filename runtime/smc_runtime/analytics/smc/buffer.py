@@ -11,10 +11,10 @@ import msgspec
 
 __all__ = ["BarBuffer"]
 
-_PRUNE_CHUNK = 2048  # drop in chunks: amortised O(1) per bar instead of a shift per bar
+_PRUNE_CHUNK = 256  # drop in chunks: amortised O(1) per bar, small snapshots
 
 
-class BarBuffer(msgspec.Struct):
+class BarBuffer(msgspec.Struct, array_like=True):
     """Bars ``base .. base+len-1`` by absolute index ``i`` at list position ``i - base``."""
 
     base: int = 0

@@ -33,7 +33,7 @@ class InvalidBarError(ValueError):
         self.reason = reason
 
 
-class _State(msgspec.Struct):
+class _State(msgspec.Struct, array_like=True):
     """Everything an engine needs to continue: the snapshot payload."""
 
     version: int

@@ -17,7 +17,7 @@ from .events import SmcEvent
 __all__ = ["FvgDetector"]
 
 
-class FvgDetector(msgspec.Struct):
+class FvgDetector(msgspec.Struct, array_like=True):
     """Plain or joined FVGs with first-touch mitigation."""
 
     join: bool

@@ -19,7 +19,7 @@ from .swings import SwingPoint
 __all__ = ["LiquidityDetector"]
 
 
-class _Group(msgspec.Struct):
+class _Group(msgspec.Struct, array_like=True):
     """A group of same-side swings within ``[lo, hi]`` of its first level."""
 
     direction: int
@@ -35,7 +35,7 @@ class _Group(msgspec.Struct):
     event: SmcEvent | None = None
 
 
-class LiquidityDetector(msgspec.Struct):
+class LiquidityDetector(msgspec.Struct, array_like=True):
     """Streaming grouping for ``abs``/``atr`` tolerances; ``range`` (compat) runs at finalize."""
 
     compat: bool

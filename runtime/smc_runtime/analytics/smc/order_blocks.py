@@ -20,7 +20,7 @@ from .swings import SwingPoint
 __all__ = ["OrderBlockDetector"]
 
 
-class _Ob(msgspec.Struct):
+class _Ob(msgspec.Struct, array_like=True):
     """One order block and its life state."""
 
     direction: int
@@ -32,7 +32,7 @@ class _Ob(msgspec.Struct):
     event: SmcEvent | None = None
 
 
-class _Side(msgspec.Struct):
+class _Side(msgspec.Struct, array_like=True):
     """Bullish (``d = 1``: swing highs, lowest-low candle) or bearish mirror state."""
 
     d: int
@@ -52,7 +52,7 @@ class _Side(msgspec.Struct):
     breakers: list[tuple[float, int]] = []
 
 
-class OrderBlockDetector(msgspec.Struct):
+class OrderBlockDetector(msgspec.Struct, array_like=True):
     """Replay-cursor OB detector; compat also records what SPEC 6.8's shared arrays need."""
 
     compat: bool

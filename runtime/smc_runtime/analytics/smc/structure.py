@@ -19,7 +19,7 @@ from .swings import SwingPoint
 __all__ = ["StructureDetector"]
 
 
-class _Tracked(msgspec.Struct):
+class _Tracked(msgspec.Struct, array_like=True):
     """A final swing (``kind == ""``) or a detection, with its break search state."""
 
     index: int
@@ -33,7 +33,7 @@ class _Tracked(msgspec.Struct):
     emitted: bool = False
 
 
-class StructureDetector(msgspec.Struct):
+class StructureDetector(msgspec.Struct, array_like=True):
     """Pattern test on the last four final swings, break tracking, retraction, finality."""
 
     compat: bool

@@ -15,7 +15,7 @@ from .events import SmcEvent
 __all__ = ["SwingDetector", "SwingPoint"]
 
 
-class SwingPoint(msgspec.Struct):
+class SwingPoint(msgspec.Struct, array_like=True):
     """A swing (candidate or final) as the other detectors consume it."""
 
     index: int
@@ -27,7 +27,7 @@ class SwingPoint(msgspec.Struct):
     artificial: bool = False
 
 
-class SwingDetector(msgspec.Struct):
+class SwingDetector(msgspec.Struct, array_like=True):
     """Window test + run reduction; compat adds the artificial endpoint swings."""
 
     length: int
