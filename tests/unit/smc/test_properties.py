@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -241,3 +242,20 @@ def test_memory_bounded_on_long_stream() -> None:
     state = eng._s
     assert len(state.buf.h) < 256 + 200
     assert sizes[-1] < 4 * sizes[0] + 50_000
+
+
+def test_pruning_does_not_change_outputs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Default mode drops old bars; dropping them eagerly or never must give the same events."""
+    from smc_runtime.analytics.smc import buffer
+
+    for seed, kind in ((1, "grid"), (2, "walk"), (3, "flat")):
+        bars = random_series(seed, 4000, kind)
+        for params in (
+            SmcParams(swing_length=2),
+            SmcParams(swing_length=5, close_break=False, join_fvg=True),
+        ):
+            results = []
+            for chunk in (1, 10**9):
+                monkeypatch.setattr(buffer, "_PRUNE_CHUNK", chunk)
+                results.append(run(bars, params)[0])
+            assert results[0] == results[1]

@@ -133,11 +133,7 @@ class StructureDetector(msgspec.Struct, array_like=True):
         start = tr.index + 2
         if start > t:
             return
-        if self.close_break:
-            series = buf.c
-            src = series
-        else:
-            src = buf.h if tr.direction == 1 else buf.low
+        src = buf.c if self.close_break else (buf.h if tr.direction == 1 else buf.low)
         lvl = tr.cmp
         seg = src[start - base : t + 1 - base]
         if tr.direction == 1:
