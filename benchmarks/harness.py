@@ -157,9 +157,16 @@ def preload(bootstrap: str, topic_of_kind: dict[str, str], messages: Sequence[Me
     return counts
 
 
-def topic_partitions(bootstrap: str, topics: Sequence[str]) -> list[TopicPartition]:
-    metadata = admin(bootstrap).list_topics(timeout=10)
-    return [TopicPartition(t, p) for t in topics for p in sorted(metadata.topics[t].partitions)]
+def topic_partitions(bootstrap: str, topics: Sequence[str], wait_s: float = 30.0) -> list[TopicPartition]:
+    """Every partition of ``topics``; waits for freshly created topics to appear in the metadata."""
+    client = admin(bootstrap)
+    deadline = time.monotonic() + wait_s
+    while True:
+        metadata = client.list_topics(timeout=10)
+        if all(t in metadata.topics and metadata.topics[t].partitions and metadata.topics[t].error is None
+               for t in topics) or time.monotonic() > deadline:
+            return [TopicPartition(t, p) for t in topics for p in sorted(metadata.topics[t].partitions)]
+        time.sleep(0.2)
 
 
 class Offsets:

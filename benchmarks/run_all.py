@@ -101,6 +101,27 @@ HEADERS = ["framework", "mode", "commit", "msgs/s", "p50 ms", "p99 ms", "CPU s/1
            "smc-stream / this"]
 
 
+def save(args: argparse.Namespace, drains: list[DrainResult], steadies: list[SteadyResult],
+         partial: bool) -> dict[str, Any]:
+    """Write results so far: ``partial.json`` while running; a stamped file and latest.json at the end."""
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    doc: dict[str, Any] = {
+        "finished_at": stamp, "machine": f"{os.cpu_count()} cores, {memory_gib:.0f} GiB",
+        "python": platform.python_version(), "load_average": list(os.getloadavg()), "arguments": vars(args),
+        "drain": [as_dict(d) for d in drains], "steady": [as_dict(s) for s in steadies],
+    }
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(doc, indent=2)
+    if partial:
+        (RESULTS_DIR / "partial.json").write_text(text)
+    else:
+        (RESULTS_DIR / f"bench-{stamp}.json").write_text(text)
+        (RESULTS_DIR / "latest.json").write_text(text)
+        (RESULTS_DIR / "partial.json").unlink(missing_ok=True)
+    return doc
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     frameworks = [f for f in args.frameworks.split(",") if f]
@@ -124,10 +145,15 @@ def main(argv: list[str] | None = None) -> int:
                                          workdir)
                     print(f"\n== drain: {framework} {mode} commit {target.commit}", file=sys.stderr,
                           flush=True)
-                    result = run_drain(target, bootstrap, inputs, timeout_s=args.drain_timeout)
+                    try:
+                        result = run_drain(target, bootstrap, inputs, timeout_s=args.drain_timeout)
+                    except Exception as exc:  # one broken run must not lose the others
+                        print(f"   failed: {exc!r}", file=sys.stderr, flush=True)
+                        continue
                     print(f"   {result.msgs_per_s:,.0f} msgs/s  cpu {result.cpu_s_per_1k} s/1k  "
                           f"rss {result.peak_rss_mb} MB  {result.error or ''}", file=sys.stderr, flush=True)
                     drains.append(result)
+                    save(args, drains, steadies, partial=True)
         if not args.no_steady:
             steady_count = int(args.rate * args.duration) + 5_000
             steady_messages = market_messages(args.symbols, steady_count, TRADES_ONLY, args.seed + 1)
@@ -139,11 +165,16 @@ def main(argv: list[str] | None = None) -> int:
                                          args.commit_interval_ms, workdir)
                     print(f"\n== steady {args.rate:,.0f}/s: {framework} {mode} commit {target.commit}",
                           file=sys.stderr, flush=True)
-                    steady = run_steady(target, bootstrap, {"trades": topic}, steady_messages, args.rate)
+                    try:
+                        steady = run_steady(target, bootstrap, {"trades": topic}, steady_messages, args.rate)
+                    except Exception as exc:
+                        print(f"   failed: {exc!r}", file=sys.stderr, flush=True)
+                        continue
                     print(f"   p50 {steady.p50_ms} ms  p99 {steady.p99_ms} ms  "
                           f"({steady.received:,}/{steady.sent:,})  {steady.error or ''}", file=sys.stderr,
                           flush=True)
                     steadies.append(steady)
+                    save(args, drains, steadies, partial=True)
     finally:
         broker.release(started)
     rows = summary_rows(drains, steadies)
@@ -154,15 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + header)
     print(table(HEADERS, rows))
     print("* drain stopped at --drain-timeout: rate over the part that was committed")
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    doc: dict[str, Any] = {
-        "finished_at": stamp, "machine": machine, "python": platform.python_version(),
-        "load_average": list(os.getloadavg()), "arguments": vars(args),
-        "drain": [as_dict(d) for d in drains], "steady": [as_dict(s) for s in steadies],
-    }
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / f"bench-{stamp}.json").write_text(json.dumps(doc, indent=2))
-    (RESULTS_DIR / "latest.json").write_text(json.dumps(doc, indent=2))
+    doc = save(args, drains, steadies, partial=False)
     (RESULTS_DIR / "latest.md").write_text(f"{header}\n\n{table(HEADERS, rows, markdown=True)}\n")
     if args.json:
         print(json.dumps(doc))
