@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from smc_runtime.config import ProcessorSettings, parse_config
 from smc_runtime.pipeline import Pipeline
@@ -240,7 +240,14 @@ def committed_count(bootstrap: str, topology: Topology) -> int:
 
 
 def group_lag(bootstrap: str, topology: Topology) -> int:
-    """Input records not yet covered by the group's committed offsets."""
+    """Input records not yet covered by the group's committed offsets (-1: broker not answering)."""
+    try:
+        return _group_lag(bootstrap, topology)
+    except KafkaException:
+        return -1
+
+
+def _group_lag(bootstrap: str, topology: Topology) -> int:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": topology.group,
                          "enable.auto.commit": False})
     try:
@@ -326,6 +333,13 @@ class RuntimeProcess:
         except subprocess.TimeoutExpired:
             self.kill()
             raise
+
+    def dump_stacks(self) -> None:
+        """SIGUSR1: the runtime writes every thread's Python stack to its log (faulthandler)."""
+        if self.alive():
+            assert self.proc is not None
+            os.kill(self.proc.pid, signal.SIGUSR1)
+            time.sleep(0.5)
 
     def log_tail(self, lines: int = 40) -> str:
         if not self.log.exists():

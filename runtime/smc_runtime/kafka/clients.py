@@ -14,7 +14,7 @@ from smc_runtime.config import KafkaSettings, ProcessingMode, ProcessorSettings
 
 # A restarted instance with the same transactional.id fences its predecessor at once; a dead
 # instance's open transaction otherwise blocks read_committed readers for this long.
-TRANSACTION_TIMEOUT_MS = 15_000
+TRANSACTION_TIMEOUT_MS = 60_000
 
 
 def transactional_id(processor_id: str, processor_name: str) -> str:

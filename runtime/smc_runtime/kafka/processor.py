@@ -382,9 +382,11 @@ class ProcessorRunner:
             snapshots = self._write_snapshots()                                   # 1
             offsets = [TopicPartition(t, p, self._positions[(t, p)]) for t, p in sorted(self._dirty)]
             if self.eos:
+                # Not retried: after a broker restart a resumed send_offsets call can block for
+                # good; aborting and rewinding is always safe and takes a fresh path.
                 call_with_retry(lambda: producer.send_offsets_to_transaction(      # 2
                     offsets, consumer.consumer_group_metadata(), KAFKA_CALL_TIMEOUT_S),
-                    "send_offsets_to_transaction", RETRY_DEADLINE_S, self._log_retry("send_offsets"))
+                    "send_offsets_to_transaction", 0.0)
                 call_with_retry(lambda: producer.commit_transaction(KAFKA_CALL_TIMEOUT_S),  # 3
                                 "commit_transaction", RETRY_DEADLINE_S, self._log_retry("commit_transaction"))
             else:

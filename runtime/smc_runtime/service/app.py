@@ -6,6 +6,8 @@ process with that code, so the orchestrator restarts it; SIGTERM/SIGINT stop all
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -17,9 +19,15 @@ from smc_runtime.kafka.processor import PipelineLike, ProcessorRunner
 from smc_runtime.logs import get_logger
 from smc_runtime.service.health import HealthReport, HealthServer
 from smc_runtime.service.metrics import RuntimeMetrics
-from smc_runtime.service.status import ProcessorStatus
+from smc_runtime.service.status import ProcessorState, ProcessorStatus
 
 PipelineFactory = Callable[[ProcessorSettings], PipelineLike]
+
+# A processor loop that has not come round for this long is wedged inside a Kafka call (seen with
+# transactional calls cut off by a broker restart); the process exits non-zero so that the
+# orchestrator restarts it, and the restart fences the wedged producer and rewinds to the last commit.
+WEDGED_AFTER_S = float(os.environ.get("SMC_WEDGED_AFTER_S", "90"))
+EXIT_WEDGED = 5
 
 log = get_logger("smc_runtime.service.app")
 
@@ -83,11 +91,23 @@ class RuntimeApp:
         while any(t.is_alive() for t in threads):
             for thread in threads:
                 thread.join(timeout=0.2)
+            self._check_wedged(time.monotonic())
         self.health.stop()
         failures = [code for code in self.exit_codes.values() if code != 0]
         code = failures[0] if failures else 0
         log.info("runtime stopped", exit_code=code)
         return code
+
+    def _check_wedged(self, now: float) -> None:
+        for name, status in self.statuses.items():
+            with status.lock:
+                stalled = now - status.heartbeat
+                state = status.state
+            if stalled > WEDGED_AFTER_S and state is not ProcessorState.STOPPED:
+                log.error("processor loop wedged: exiting for a restart", processor=name,
+                          stalled_seconds=round(stalled, 1), state=state.value)
+                logging.shutdown()
+                os._exit(EXIT_WEDGED)  # the stuck thread cannot be joined; a restart recovers cleanly
 
     def _run_one(self, name: str) -> None:
         code = self.runners[name].run(self.stop_event)
