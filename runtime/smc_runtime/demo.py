@@ -1,0 +1,415 @@
+"""``make demo``: the whole runtime end to end on this machine, then a readable summary.
+
+1. Start the test bed's Kafka (reused if already running), create the demo topics.
+2. Start ``smc-runtime run`` (exactly-once) as a subprocess with a demo config; print its URLs.
+3. Replay seeded market data (many symbols: trades, order book snapshots/diffs, 1m klines, a few
+   malformed records): first as fast as possible (throughput), then at a steady live-like rate
+   (end-to-end latency, from the runtime's own histogram), with progress lines.
+4. Wait until every input record is committed, read the outputs back under read_committed and
+   print the summary: records in/out per topic, dead letters by reason, SMC patterns by type with
+   examples, throughput, latency p50/p99.
+5. Stop everything this command started (the runtime; Kafka only if the demo started it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from smc_runtime.config import OutputTopics, parse_config
+from smc_runtime.sample_data import MarketRecord, generate_market_data
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT", "AVAXUSDT")
+COMMIT_INTERVAL_MS = 100
+
+
+def say(message: str) -> None:
+    print(f"[demo {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- Kafka ------------------------------------------------------------------------------------------------
+
+
+def start_kafka() -> tuple[str, list[str]]:
+    """The test bed's broker: (bootstrap, components this call started)."""
+    sys.path.insert(0, str(REPO_ROOT))
+    try:
+        from tests.testbed import bed
+    except ImportError as exc:  # the demo needs the repository checkout, not just the package
+        raise SystemExit(f"the demo runs from a clone of the repository ({exc})") from None
+    started = bed.up(["kafka"])
+    state = bed.load_state()  # type: ignore[attr-defined]
+    return str(state["kafka"]["bootstrap"]), list(started)
+
+
+def stop_kafka(started: list[str]) -> None:
+    if started:
+        from tests.testbed import bed
+
+        bed.down(started)
+
+
+def recreate_topics(admin: AdminClient, topics: dict[str, int]) -> None:
+    """Fresh topics for this run (a reused broker may hold a previous demo's)."""
+    existing = set(admin.list_topics(timeout=10).topics)
+    stale = [t for t in topics if t in existing]
+    if stale:
+        for future in admin.delete_topics(stale, operation_timeout=30).values():
+            future.result()
+        deadline = time.monotonic() + 30
+        while set(stale) & set(admin.list_topics(timeout=10).topics) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    new = [NewTopic(t, num_partitions=n, replication_factor=1) for t, n in topics.items()]
+    for topic, future in admin.create_topics(new, operation_timeout=30).items():
+        try:
+            future.result()
+        except Exception as exc:  # a topic still being deleted: one retry after a pause
+            say(f"retrying creation of {topic}: {exc}")
+            time.sleep(2)
+            admin.create_topics([NewTopic(topic, num_partitions=topics[topic], replication_factor=1)])[
+                topic].result()
+
+
+def read_topic(bootstrap: str, topic: str) -> list[Any]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-read-{uuid.uuid4().hex[:8]}",
+                         "isolation.level": "read_committed", "enable.auto.commit": False,
+                         "enable.partition.eof": True})
+    try:
+        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        remaining, records = set(partitions), []
+        deadline = time.monotonic() + 60
+        while remaining and time.monotonic() < deadline:
+            for msg in consumer.consume(10_000, timeout=0.5):
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        remaining.discard(msg.partition())
+                    continue
+                records.append(msg)
+        return records
+    finally:
+        consumer.close()
+
+
+def committed_lag(bootstrap: str, group: str, topics: Sequence[str]) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        tps = [TopicPartition(t, p) for t in topics
+               for p in consumer.list_topics(t, timeout=10).topics[t].partitions]
+        lag = 0
+        for tp in consumer.committed(tps, timeout=10):
+            _, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)
+            lag += high - max(tp.offset, 0)
+        return lag
+    except Exception:
+        return -1
+    finally:
+        consumer.close()
+
+
+# --- the runtime ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Runtime:
+    proc: subprocess.Popen[bytes]
+    health_port: int
+    metrics_port: int
+    log: Path
+
+    def get(self, url: str) -> str:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return str(resp.read().decode())
+
+    def health(self) -> dict[str, Any]:
+        try:
+            return dict(json.loads(self.get(f"http://127.0.0.1:{self.health_port}/health")))
+        except (OSError, ValueError):
+            return {}
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/ready", timeout=2) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        return self.get(f"http://127.0.0.1:{self.metrics_port}/metrics")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        return self.proc.wait()
+
+
+def start_runtime(config: Path, health_port: int, metrics_port: int, log: Path) -> Runtime:
+    env = {**os.environ, "HTTP_BIND_ADDRESS": "127.0.0.1"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT / "runtime"), env.get("PYTHONPATH")]))
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "smc_runtime.cli", "run", "--config", str(config)],
+                                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return Runtime(proc, health_port, metrics_port, log)
+
+
+# --- metrics arithmetic -----------------------------------------------------------------------------------
+
+
+def histogram(text: str, name: str) -> dict[float, float]:
+    """Cumulative bucket counts of a Prometheus histogram (summed over label sets)."""
+    buckets: dict[float, float] = collections.defaultdict(float)
+    for match in re.finditer(rf'^{re.escape(name)}_bucket{{.*?le="([^"]+)".*?}} (\S+)$', text, re.M):
+        buckets[float(match.group(1))] += float(match.group(2))
+    return dict(buckets)
+
+
+def counter(text: str, name: str) -> float:
+    return sum(float(m.group(1)) for m in re.finditer(rf"^{re.escape(name)}(?:{{.*?}})? (\S+)$", text, re.M))
+
+
+def quantile(before: dict[float, float], after: dict[float, float], q: float) -> float | None:
+    """q-quantile of the observations between two scrapes, interpolated within its bucket."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = counts[-1] if counts else 0.0
+    if total <= 0:
+        return None
+    rank, lower, prev = q * total, 0.0, 0.0
+    for bound, count in zip(bounds, counts, strict=True):
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            return lower + (bound - lower) * ((rank - prev) / (count - prev) if count > prev else 1.0)
+        lower, prev = bound, count
+    return lower
+
+
+# --- replay -----------------------------------------------------------------------------------------------
+
+
+def market_records(symbols: Sequence[str], trades_per_symbol: int) -> list[MarketRecord]:
+    return list(generate_market_data(symbols, trades_per_symbol=trades_per_symbol, seed=7,
+                                     malformed_every=2_000))
+
+
+def replay(producer: Producer, records: Sequence[MarketRecord], rate: float | None, runtime: Runtime,
+           label: str) -> None:
+    started = last_report = time.monotonic()
+    for count, record in enumerate(records, start=1):
+        while True:
+            try:
+                producer.produce(record.topic, value=record.value, key=record.key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        if count % 500 == 0:
+            producer.poll(0)
+            if rate is not None:
+                ahead = count / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+            now = time.monotonic()
+            if now - last_report >= 2:
+                last_report = now
+                processed = runtime.health().get("processors", {}).get("demo", {}).get("metrics", {})
+                say(f"  {label}: sent {count:,}/{len(records):,}, runtime processed "
+                    f"{processed.get('messages_processed', 0):,} "
+                    f"({processed.get('throughput_per_second', 0):,.0f} msg/s)")
+    producer.flush(60)
+
+
+# --- summary ----------------------------------------------------------------------------------------------
+
+
+def summarize(bootstrap: str, inputs: dict[str, int], outputs: OutputTopics, drain: tuple[int, float],
+              latency: tuple[float | None, float | None], metrics: str, rate: float) -> None:
+    print()
+    print("=" * 78)
+    print("smc-stream demo summary (exactly-once, commit interval "
+          f"{COMMIT_INTERVAL_MS} ms)")
+    print("=" * 78)
+    print(f"\nInput: {sum(inputs.values()):,} records")
+    for kind, count in sorted(inputs.items()):
+        print(f"  {kind:<12} {count:>10,}")
+    print("\nOutput topics (read_committed):")
+    by_role: dict[str, list[Any]] = {}
+    for role, topic in outputs.by_role().items():
+        by_role[role] = read_topic(bootstrap, topic)
+        print(f"  {topic:<36} {len(by_role[role]):>10,}   ({role})")
+    reasons = collections.Counter(
+        dict(msg.headers() or []).get("reason", b"?").decode() for msg in by_role["dead_letters"])
+    print("\nDead letters by reason:")
+    for reason, count in reasons.most_common():
+        print(f"  {reason:<20} {count:>6,}")
+    patterns: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for msg in by_role["smc_signals"]:
+        doc = json.loads(msg.value())
+        event = doc.get("event", {})
+        patterns[str(event.get("pattern", "?"))].append({"symbol": doc.get("symbol"),
+                                                         "interval": doc.get("interval"), **event})
+    print("\nSMC patterns by type (examples):")
+    for pattern, events in sorted(patterns.items(), key=lambda kv: -len(kv[1])):
+        print(f"  {pattern:<16} {len(events):>6,}")
+        for event in events[:2]:
+            when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(int(event.get("timestamp_ms", 0)) / 1000))
+            extra = {k: v for k, v in event.items() if k in ("action", "direction", "level", "top", "bottom")}
+            print(f"      {event['symbol']} {event.get('interval')} {when} {json.dumps(extra)}")
+    count, seconds = drain
+    p50, p99 = latency
+    print("\nPerformance (this machine, exactly-once):")
+    print(f"  throughput (backlog drain)   {count / seconds:>10,.0f} msg/s  "
+          f"({count:,} records in {seconds:.1f} s)")
+
+    def fmt(value: float | None) -> str:
+        return "n/a" if value is None else f"{value * 1000:.0f} ms"
+
+    print(f"  end-to-end latency at {rate:,.0f} msg/s: p50 {fmt(p50)}, p99 {fmt(p99)} "
+          "(commit time - input record timestamp)")
+    print(f"  transactions committed {counter(metrics, 'smc_runtime_transactions_committed_total'):,.0f}, "
+          f"aborted {counter(metrics, 'smc_runtime_transactions_aborted_total'):,.0f}")
+    print()
+
+
+# --- main -------------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m smc_runtime.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--symbols", type=int, default=8, help="number of symbols (max 8)")
+    parser.add_argument("--trades-per-symbol", type=int, default=9_000)
+    parser.add_argument("--rate", type=float, default=2_000.0, help="records/s of the live phase")
+    parser.add_argument("--live-share", type=float, default=0.3, help="share of the data replayed live")
+    parser.add_argument("--keep-running", action="store_true", help="leave the runtime up until Ctrl-C")
+    args = parser.parse_args(argv)
+
+    say("starting the test bed's Kafka (first run downloads the Kafka jars; later runs reuse them)")
+    bootstrap, started = start_kafka()
+    say(f"Kafka at {bootstrap}")
+    runtime: Runtime | None = None
+    workdir = Path(tempfile.mkdtemp(prefix="smc-demo-"))
+    try:
+        symbols = SYMBOLS[:max(1, min(args.symbols, len(SYMBOLS)))]
+        say(f"generating market data for {len(symbols)} symbols")
+        records = market_records(symbols, args.trades_per_symbol)
+        input_topics = sorted({r.topic for r in records})
+        outputs = OutputTopics()
+        group = f"smc-demo-{uuid.uuid4().hex[:6]}"
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        recreate_topics(admin, {**dict.fromkeys(input_topics, 1),
+                                **dict.fromkeys(outputs.by_role().values(), 3)})
+        say(f"created {len(input_topics)} input topics (market_data.binance.<symbol>.<type>) and "
+            f"{len(outputs.by_role())} output topics")
+
+        health_port, metrics_port = free_port(), free_port()
+        doc = {
+            "kafka": {"bootstrap_servers": bootstrap},
+            "processor_id": "smc-demo-0",
+            "stream_processors": {"demo": {
+                "consumer_group": group, "processing_mode": "exactly_once",
+                "commit_interval_ms": COMMIT_INTERVAL_MS, "batch_size": 2_000, "max_poll_records": 1_000,
+                "input_topics": input_topics, "output_topics": outputs.by_role(),
+                "enrichment": {"klines": {"bars_from_trades": False}},
+            }},
+            "monitoring": {"metrics_port": metrics_port, "health_check_port": health_port,
+                           "log_level": "INFO"},
+        }
+        parse_config(doc)
+        config = workdir / "streams-config.yaml"
+        config.write_text(yaml.safe_dump(doc, sort_keys=False))
+        runtime = start_runtime(config, health_port, metrics_port, workdir / "runtime.log")
+        say(f"smc-runtime run started (pid {runtime.proc.pid}, log {runtime.log})")
+        say(f"  health   http://127.0.0.1:{health_port}/health   /ready   /status")
+        say(f"  metrics  http://127.0.0.1:{metrics_port}/metrics")
+        deadline = time.monotonic() + 90
+        while not runtime.ready():
+            if runtime.proc.poll() is not None or time.monotonic() > deadline:
+                say("the runtime did not become ready; last log lines:")
+                print("\n".join(runtime.log.read_text(errors="replace").splitlines()[-20:]))
+                return 1
+            time.sleep(0.3)
+        say("runtime ready (partitions assigned, state restored)")
+
+        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True,
+                             "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000})
+        split = int(len(records) * (1 - args.live_share))
+        say(f"phase 1: replaying {split:,} records as fast as possible (throughput)")
+        t0 = time.monotonic()
+        replay(producer, records[:split], None, runtime, "backlog")
+        wait_committed(bootstrap, group, input_topics, runtime)
+        drain_seconds = time.monotonic() - t0
+        before = runtime.metrics()
+        say(f"phase 2: replaying {len(records) - split:,} records at {args.rate:,.0f} msg/s (latency)")
+        replay(producer, records[split:], args.rate, runtime, "live")
+        wait_committed(bootstrap, group, input_topics, runtime)
+        after = runtime.metrics()
+        e2e_before = histogram(before, "smc_runtime_end_to_end_latency_seconds")
+        e2e_after = histogram(after, "smc_runtime_end_to_end_latency_seconds")
+        latency = (quantile(e2e_before, e2e_after, 0.5), quantile(e2e_before, e2e_after, 0.99))
+        kinds = collections.Counter(r.topic.rsplit(".", 1)[1] for r in records)
+        summarize(bootstrap, dict(kinds), outputs, (split, drain_seconds), latency, after, args.rate)
+        say(f"health  http://127.0.0.1:{health_port}/health -> healthy={runtime.health().get('healthy')}")
+        if args.keep_running:
+            say("runtime left running; Ctrl-C stops it")
+            with_interrupt_wait()
+        return 0
+    finally:
+        if runtime is not None:
+            code = runtime.stop()
+            say(f"runtime stopped (exit code {code})")
+        stop_kafka(started)
+        if started:
+            say("Kafka stopped")
+
+
+def wait_committed(bootstrap: str, group: str, topics: Sequence[str], runtime: Runtime) -> None:
+    deadline = time.monotonic() + 300
+    while committed_lag(bootstrap, group, topics) != 0:
+        if runtime.proc.poll() is not None:
+            raise SystemExit(f"the runtime exited with code {runtime.proc.returncode}; see {runtime.log}")
+        if time.monotonic() > deadline:
+            raise SystemExit("the runtime did not catch up within 300 s")
+        time.sleep(0.2)
+
+
+def with_interrupt_wait() -> None:
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
