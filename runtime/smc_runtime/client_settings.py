@@ -18,13 +18,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from smc_runtime.kafka.clients import TRANSACTION_TIMEOUT_MS
+
 ClientRole = Literal["consumer", "producer", "admin"]
 CLIENT_ROLES: tuple[ClientRole, ...] = ("consumer", "producer", "admin")
 SettingValue = str | int | float | bool
 
-# Must equal smc_runtime.kafka.clients.TRANSACTION_TIMEOUT_MS (a unit test checks it): the probe
-# checks cross-key constraints such as message.timeout.ms <= transaction.timeout.ms.
-PROBE_TRANSACTION_TIMEOUT_MS = 15_000
 
 # Tunables every client role accepts: connections, sockets, metadata, diagnostics.
 _COMMON: frozenset[str] = frozenset({
@@ -83,8 +82,8 @@ OWNED: dict[str, str] = {
                        "processed",
     "enable.partition.eof": "the runtime decides where it needs end-of-partition events (changelog restore)",
     "transactional.id": "derived per instance slot so a restarted instance fences its predecessor",
-    "transaction.timeout.ms": "kept short (15 s) so a dead instance's open transaction does not block "
-                              "read_committed readers for long",
+    "transaction.timeout.ms": "bounds how long a dead instance's open transaction blocks read_committed "
+                              "readers; the runtime's watchdog and retries are tuned to it",
     "enable.idempotence": "required by transactions (exactly-once)",
     "enable.gapless.guarantee": "the runtime handles producer errors by aborting the transaction",
     "acks": "acks=all is required by the idempotent/transactional producer",
@@ -169,7 +168,7 @@ def _probe_base(role: ClientRole, exactly_once: bool) -> dict[str, Any]:
                 "isolation.level": "read_committed"}
     if role == "producer" and exactly_once:
         return {"transactional.id": "smc-settings-probe", "enable.idempotence": True, "acks": "all",
-                "transaction.timeout.ms": PROBE_TRANSACTION_TIMEOUT_MS}
+                "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS}
     if role == "producer":
         return {"enable.idempotence": True, "acks": "all"}
     return {}
