@@ -218,9 +218,12 @@ def quantile(before: dict[float, float], after: dict[float, float], q: float) ->
 # --- replay -----------------------------------------------------------------------------------------------
 
 
-def market_records(symbols: Sequence[str], trades_per_symbol: int) -> list[MarketRecord]:
-    return list(generate_market_data(symbols, trades_per_symbol=trades_per_symbol, seed=7,
-                                     malformed_every=2_000))
+def market_records(symbols: Sequence[str], trades_per_symbol: int, exchange: str) -> list[MarketRecord]:
+    """The seeded sample data, on topics ``market_data.<exchange>.<symbol>.<type>``."""
+    records = generate_market_data(symbols, trades_per_symbol=trades_per_symbol, seed=7,
+                                   malformed_every=2_000)
+    return [r._replace(topic=r.topic.replace("market_data.binance.", f"market_data.{exchange}.", 1))
+            for r in records]
 
 
 def replay(producer: Producer, records: Sequence[MarketRecord], rate: float | None, runtime: Runtime,
@@ -233,12 +236,12 @@ def replay(producer: Producer, records: Sequence[MarketRecord], rate: float | No
                 break
             except BufferError:
                 producer.poll(0.05)
+        if rate is not None and count % 20 == 0:  # a smooth live-like stream, not bursts
+            ahead = count / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
         if count % 500 == 0:
             producer.poll(0)
-            if rate is not None:
-                ahead = count / rate - (time.monotonic() - started)
-                if ahead > 0:
-                    time.sleep(ahead)
             now = time.monotonic()
             if now - last_report >= 2:
                 last_report = now
@@ -296,6 +299,11 @@ def summarize(bootstrap: str, inputs: dict[str, int], outputs: OutputTopics, dra
 
     print(f"  end-to-end latency at {rate:,.0f} msg/s: p50 {fmt(p50)}, p99 {fmt(p99)} "
           "(commit time - input record timestamp)")
+    commit = histogram(metrics, "smc_runtime_commit_latency_seconds")
+    per_batch = max(1.0, counter(metrics, "smc_runtime_processing_latency_seconds_count"))
+    print(f"  commit (snapshots + offsets + commit) p50 {fmt(quantile({}, commit, 0.5))}, "
+          f"p99 {fmt(quantile({}, commit, 0.99))}; pipeline "
+          f"{1e6 * counter(metrics, 'smc_runtime_processing_latency_seconds_sum') / per_batch:.0f} us/record")
     print(f"  transactions committed {counter(metrics, 'smc_runtime_transactions_committed_total'):,.0f}, "
           f"aborted {counter(metrics, 'smc_runtime_transactions_aborted_total'):,.0f}")
     print()
@@ -318,24 +326,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     bootstrap, started = start_kafka()
     say(f"Kafka at {bootstrap}")
     runtime: Runtime | None = None
+    created: list[str] = []
+    admin = AdminClient({"bootstrap.servers": bootstrap})
     workdir = Path(tempfile.mkdtemp(prefix="smc-demo-"))
     try:
         symbols = SYMBOLS[:max(1, min(args.symbols, len(SYMBOLS)))]
-        say(f"generating market data for {len(symbols)} symbols")
-        records = market_records(symbols, args.trades_per_symbol)
+        # Every name carries a run tag: demos sharing one broker never collide or fence each other.
+        tag = uuid.uuid4().hex[:6]
+        say(f"generating market data for {len(symbols)} symbols (run {tag})")
+        records = market_records(symbols, args.trades_per_symbol, exchange=f"binance-{tag}")
         input_topics = sorted({r.topic for r in records})
-        outputs = OutputTopics()
-        group = f"smc-demo-{uuid.uuid4().hex[:6]}"
-        admin = AdminClient({"bootstrap.servers": bootstrap})
+        outputs = OutputTopics.model_validate({role: f"{topic}.{tag}"
+                                               for role, topic in OutputTopics().by_role().items()})
+        group = f"smc-demo-{tag}"
         recreate_topics(admin, {**dict.fromkeys(input_topics, 1),
                                 **dict.fromkeys(outputs.by_role().values(), 3)})
-        say(f"created {len(input_topics)} input topics (market_data.binance.<symbol>.<type>) and "
+        created = [*input_topics, *outputs.by_role().values()]
+        say(f"created {len(input_topics)} input topics (market_data.binance-{tag}.<symbol>.<type>) and "
             f"{len(outputs.by_role())} output topics")
 
         health_port, metrics_port = free_port(), free_port()
         doc = {
             "kafka": {"bootstrap_servers": bootstrap},
-            "processor_id": "smc-demo-0",
+            "processor_id": f"smc-demo-{tag}",
             "stream_processors": {"demo": {
                 "consumer_group": group, "processing_mode": "exactly_once",
                 "commit_interval_ms": COMMIT_INTERVAL_MS, "batch_size": 2_000, "max_poll_records": 1_000,
@@ -388,6 +401,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if runtime is not None:
             code = runtime.stop()
             say(f"runtime stopped (exit code {code})")
+        if created and not started:  # a reused broker keeps running: leave it as we found it
+            admin.delete_topics([*created, f"{group}.changelog"], operation_timeout=30)
+            say(f"deleted this run's {len(created) + 1} topics")
         stop_kafka(started)
         if started:
             say("Kafka stopped")

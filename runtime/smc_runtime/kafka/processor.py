@@ -48,6 +48,7 @@ StateId = tuple[str, int, str]
 KAFKA_CALL_TIMEOUT_S = 10.0
 RETRY_DEADLINE_S = 60.0  # outlasts a broker restart
 LAG_REFRESH_S = 1.0
+CONSUME_TIMEOUT_S = 0.01
 EXIT_FATAL = 3
 EXIT_CRASHED = 4
 
@@ -228,7 +229,9 @@ class ProcessorRunner:
             self._publish_breaker()
             return
         self._resume("breaker")
-        messages = consumer.consume(num_messages=self.settings.max_poll_records, timeout=0.05)
+        # consume() waits for the whole timeout unless max_poll_records arrive: keep it short, it
+        # is a latency floor at live rates.
+        messages = consumer.consume(num_messages=self.settings.max_poll_records, timeout=CONSUME_TIMEOUT_S)
         if self._async_error is not None:
             raise self._async_error
         if messages:
