@@ -21,9 +21,9 @@ from tests.testbed.fixture_types import MakeTopic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-MESSAGES = 40_000
+MESSAGES = 60_000
 KILLS = 3
-FEED_RATE = 2_500.0  # records/s: the feed lasts ~16 s, longer than the crash cycles
+FEED_RATE = 2_000.0  # records/s: the feed lasts ~30 s, longer than the crash cycles
 
 
 def _plugins(inputs: list[tuple[str, bytes, bytes]]) -> dict[str, Any]:
