@@ -52,7 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--mode", choices=["exactly_once", "at_least_once"], default="exactly_once")
     parser.add_argument("--commit-interval-ms", type=int, default=None, help="default: the runtime's own")
-    parser.add_argument("--max-poll-records", type=int, default=None)
+    parser.add_argument("--max-poll-records", type=int, default=None, help="default: the runtime's own")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="messages per transaction at most (default: the runtime's own)")
     parser.add_argument("--bootstrap", default=None, help="default: $KAFKA_BOOTSTRAP_SERVERS or the test bed")
     parser.add_argument("--timeout", type=float, default=600.0, help="drain: give up after this many seconds")
     parser.add_argument("--workdir", default="/tmp/smc-load-test")
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         messages = market_messages(args.symbols, count, mix, args.seed)
         target = targets.smc_stream(bootstrap, list(topic_of_kind.values()), args.partitions, args.mode,
                                     args.commit_interval_ms, Path(args.workdir),
-                                    max_poll_records=args.max_poll_records)
+                                    max_poll_records=args.max_poll_records, batch_size=args.batch_size)
         result: DrainResult | SteadyResult
         if args.scenario == "drain":
             preload(bootstrap, topic_of_kind, messages)
