@@ -256,11 +256,12 @@ def replay(producer: Producer, records: Sequence[MarketRecord], rate: float | No
 
 
 def summarize(bootstrap: str, inputs: dict[str, int], outputs: OutputTopics, drain: tuple[int, float],
-              latency: tuple[float | None, float | None], metrics: str, rate: float) -> None:
+              latency: tuple[float | None, float | None], metrics: str, rate: float,
+              commit_interval_ms: int) -> None:
     print()
     print("=" * 78)
     print("smc-stream demo summary (exactly-once, commit interval "
-          f"{COMMIT_INTERVAL_MS} ms)")
+          f"{commit_interval_ms} ms)")
     print("=" * 78)
     print(f"\nInput: {sum(inputs.values()):,} records")
     for kind, count in sorted(inputs.items()):
@@ -319,6 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--trades-per-symbol", type=int, default=9_000)
     parser.add_argument("--rate", type=float, default=2_000.0, help="records/s of the live phase")
     parser.add_argument("--live-share", type=float, default=0.3, help="share of the data replayed live")
+    parser.add_argument("--commit-interval-ms", type=int, default=COMMIT_INTERVAL_MS,
+                        help="COMMIT_INTERVAL_MS of the runtime (latency/throughput trade-off)")
     parser.add_argument("--keep-running", action="store_true", help="leave the runtime up until Ctrl-C")
     args = parser.parse_args(argv)
 
@@ -351,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "processor_id": f"smc-demo-{tag}",
             "stream_processors": {"demo": {
                 "consumer_group": group, "processing_mode": "exactly_once",
-                "commit_interval_ms": COMMIT_INTERVAL_MS, "batch_size": 2_000, "max_poll_records": 1_000,
+                "commit_interval_ms": args.commit_interval_ms, "batch_size": 2_000, "max_poll_records": 1_000,
                 "input_topics": input_topics, "output_topics": outputs.by_role(),
                 "enrichment": {"klines": {"bars_from_trades": False}},
             }},
@@ -391,7 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         e2e_after = histogram(after, "smc_runtime_end_to_end_latency_seconds")
         latency = (quantile(e2e_before, e2e_after, 0.5), quantile(e2e_before, e2e_after, 0.99))
         kinds = collections.Counter(r.topic.rsplit(".", 1)[1] for r in records)
-        summarize(bootstrap, dict(kinds), outputs, (split, drain_seconds), latency, after, args.rate)
+        summarize(bootstrap, dict(kinds), outputs, (split, drain_seconds), latency, after, args.rate,
+                  args.commit_interval_ms)
         say(f"health  http://127.0.0.1:{health_port}/health -> healthy={runtime.health().get('healthy')}")
         if args.keep_running:
             say("runtime left running; Ctrl-C stops it")
