@@ -86,7 +86,8 @@ def summary_rows(drains: list[DrainResult], steadies: list[SteadyResult]) -> lis
     rows: list[list[object]] = []
     for d in drains:
         s = latency.get((d.framework, d.mode, d.commit))
-        ref = smc.get((d.mode, d.commit.startswith("default")))
+        # A "default" row compares with smc-stream at its default, which is the common row when equal.
+        ref = smc.get((d.mode, d.commit.startswith("default"))) or smc.get((d.mode, False))
         ratio = f"{ref / d.msgs_per_s:.2f}x" if ref and d.msgs_per_s else "-"
         rows.append([
             targets.FRAMEWORK_NAMES[d.framework], d.mode, d.commit,
