@@ -53,7 +53,7 @@ demo: setup
 # quixstreams pins confluent-kafka<2.13 and must not downgrade .venv. BENCH_ARGS passes flags to run_all.
 BENCH_VENV := .venv-bench
 BENCH_ARGS ?=
-bench:
+bench: setup
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
 	$(BENCH_VENV)/bin/python -m pip install -q -e '.[bench]'

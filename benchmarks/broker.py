@@ -15,7 +15,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _testbed(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tests.testbed", *args], cwd=REPO_ROOT, text=True,
+    """The test bed belongs to the dev venv (``make setup``); fall back to this interpreter."""
+    dev_python = REPO_ROOT / ".venv" / "bin" / "python"
+    python = str(dev_python) if dev_python.exists() else sys.executable
+    return subprocess.run([python, "-m", "tests.testbed", *args], cwd=REPO_ROOT, text=True,
                           capture_output=True, check=False)
 
 
