@@ -312,6 +312,14 @@ class RuntimeProcess:
             return http_json(self.url("/ready"), timeout=1.0)[0] == 200
         return False
 
+    def http_processed(self, processor: str = "main") -> int:
+        """messages_processed from /health (0 if not answering)."""
+        try:
+            doc = http_json(self.url("/health"), timeout=1.0)[1]
+            return int(doc["processors"][processor]["metrics"]["messages_processed"])
+        except (OSError, KeyError, TypeError, ValueError):
+            return 0
+
     def wait_ready(self, timeout: float = 60.0) -> None:
         wait_until("runtime /ready", lambda: self.alive() and self.ready(), timeout)
 
