@@ -67,7 +67,8 @@ def test_injected_abortable_errors_leave_outputs_exact(kafka_bootstrap: str, mak
         producers.append(FaultyProducer(conf))
         return producers[-1]
 
-    app = RuntimeApp(config, Pipeline, bind_address="127.0.0.1", runner_kwargs={"producer_factory": factory})
+    app = RuntimeApp(config, Pipeline, bind_address="127.0.0.1", runner_kwargs={"producer_factory": factory},
+                     wedged_after_s=None)
     thread = threading.Thread(target=app.run, daemon=True)
     thread.start()
     try:

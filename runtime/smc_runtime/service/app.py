@@ -55,7 +55,9 @@ def config_summary(config: StreamsConfig) -> dict[str, Any]:
 
 class RuntimeApp:
     def __init__(self, config: StreamsConfig, pipeline_factory: PipelineFactory,
-                 bind_address: str = "0.0.0.0", runner_kwargs: dict[str, Any] | None = None) -> None:
+                 bind_address: str = "0.0.0.0", runner_kwargs: dict[str, Any] | None = None,
+                 wedged_after_s: float | None = WEDGED_AFTER_S) -> None:
+        """``wedged_after_s=None`` disables the watchdog (in-process use, where exiting is not ours to do)."""
         self.config = config
         self.metrics = RuntimeMetrics()
         self.stop_event = threading.Event()
@@ -76,6 +78,7 @@ class RuntimeApp:
         self.health = HealthServer(self.report, config.monitoring.health_check_port, bind_address)
         self.bind_address = bind_address
         self.exit_codes: dict[str, int] = {}
+        self.wedged_after_s = wedged_after_s
 
     def run(self) -> int:
         """Run until stop() or a processor failure; return 0 on a clean stop, else the failing code."""
@@ -99,11 +102,13 @@ class RuntimeApp:
         return code
 
     def _check_wedged(self, now: float) -> None:
+        if self.wedged_after_s is None:
+            return
         for name, status in self.statuses.items():
             with status.lock:
                 stalled = now - status.heartbeat
                 state = status.state
-            if stalled > WEDGED_AFTER_S and state is not ProcessorState.STOPPED:
+            if stalled > self.wedged_after_s and state is not ProcessorState.STOPPED:
                 log.error("processor loop wedged: exiting for a restart", processor=name,
                           stalled_seconds=round(stalled, 1), state=state.value)
                 logging.shutdown()
