@@ -59,6 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--drain-timeout", type=float, default=90.0,
                         help="stop a drain run after this many seconds (the rate so far is reported)")
     parser.add_argument("--workdir", default="/tmp/smc-bench")
+    parser.add_argument("--label", default="latest",
+                        help="results file name: results/<label>.{json,md} (default: latest)")
     parser.add_argument("--json", action="store_true", help="print all results as one JSON object last")
     return parser.parse_args(argv)
 
@@ -118,7 +120,7 @@ def save(args: argparse.Namespace, drains: list[DrainResult], steadies: list[Ste
         (RESULTS_DIR / "partial.json").write_text(text)
     else:
         (RESULTS_DIR / f"bench-{stamp}.json").write_text(text)
-        (RESULTS_DIR / "latest.json").write_text(text)
+        (RESULTS_DIR / f"{args.label}.json").write_text(text)
         (RESULTS_DIR / "partial.json").unlink(missing_ok=True)
     return doc
 
@@ -187,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(HEADERS, rows))
     print("* drain stopped at --drain-timeout: rate over the part that was committed")
     doc = save(args, drains, steadies, partial=False)
-    (RESULTS_DIR / "latest.md").write_text(f"{header}\n\n{table(HEADERS, rows, markdown=True)}\n")
+    (RESULTS_DIR / f"{args.label}.md").write_text(f"{header}\n\n{table(HEADERS, rows, markdown=True)}\n")
     if args.json:
         print(json.dumps(doc))
     return 0
