@@ -59,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--drain-timeout", type=float, default=90.0,
                         help="stop a drain run after this many seconds (the rate so far is reported)")
     parser.add_argument("--workdir", default="/tmp/smc-bench")
+    parser.add_argument("--smc-batch-size", type=int, default=None,
+                        help="smc-stream batch_size (messages per transaction at most; default: its own)")
+    parser.add_argument("--smc-max-poll-records", type=int, default=None)
     parser.add_argument("--label", default="latest",
                         help="results file name: results/<label>.{json,md} (default: latest)")
     parser.add_argument("--json", action="store_true", help="print all results as one JSON object last")
@@ -66,10 +69,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def make_target(framework: str, bootstrap: str, topic: str, partitions: int, mode: str,
-                commit_ms: int | None, workdir: Path) -> Target:
+                commit_ms: int | None, workdir: Path, args: argparse.Namespace) -> Target:
     if framework == "smc-stream":
         return targets.smc_stream(bootstrap, [topic], partitions, mode, commit_ms, workdir,
-                                  trade_windows_like_peers=True)
+                                  trade_windows_like_peers=True, batch_size=args.smc_batch_size,
+                                  max_poll_records=args.smc_max_poll_records)
     return targets.peer(framework, bootstrap, topic, partitions, mode, commit_ms, workdir)
 
 
@@ -145,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             for mode in modes:
                 for commit_ms in commit_settings(framework, args.commit_interval_ms, not args.no_defaults):
                     target = make_target(framework, bootstrap, source, args.partitions, mode, commit_ms,
-                                         workdir)
+                                         workdir, args)
                     print(f"\n== drain: {framework} {mode} commit {target.commit}", file=sys.stderr,
                           flush=True)
                     try:
@@ -165,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                     topic = unique("bench.steady")
                     create_topics(bootstrap, {topic: args.partitions})
                     target = make_target(framework, bootstrap, topic, args.partitions, mode,
-                                         args.commit_interval_ms, workdir)
+                                         args.commit_interval_ms, workdir, args)
                     print(f"\n== steady {args.rate:,.0f}/s: {framework} {mode} commit {target.commit}",
                           file=sys.stderr, flush=True)
                     try:
