@@ -13,7 +13,7 @@ changelog partitions it needs once and keeps the keys of the source partitions b
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
@@ -78,7 +78,8 @@ class RestoredState:
 
 
 def read_changelog(consumer: Consumer, topic: str, changelog_partitions: int,
-                   sources: Iterable[SourcePartition], timeout_s: float = 60.0) -> RestoredState:
+                   sources: Iterable[SourcePartition], timeout_s: float = 60.0,
+                   on_progress: Callable[[], None] | None = None) -> RestoredState:
     """Latest committed snapshot of every state key of ``sources`` (tombstones remove keys).
 
     Reads each needed changelog partition from the beginning to its end under read_committed. The
@@ -101,6 +102,8 @@ def read_changelog(consumer: Consumer, topic: str, changelog_partitions: int,
             if time.monotonic() > deadline:
                 raise TimeoutError(f"changelog {topic} partitions {sorted(remaining)} not read to the end "
                                    f"within {timeout_s:.0f}s")
+            if on_progress is not None:
+                on_progress()  # a long restore is progress, not a wedged loop
             for msg in consumer.consume(num_messages=10_000, timeout=0.2):
                 err = msg.error()
                 if err is not None:

@@ -503,7 +503,8 @@ class ProcessorRunner:
         if self._restore_consumer is None:
             raise RuntimeError("restore consumer missing")
         restored = cl.read_changelog(self._restore_consumer, self.changelog_topic,
-                                     self.changelog_partitions, tps)
+                                     self.changelog_partitions, tps,
+                                     on_progress=lambda: self.status.beat(time.monotonic()))
         self._touched |= self.pipeline.touched()  # keep pending changes of partitions already owned
         for tp in tps:
             self._snapshots[tp] = {}
@@ -652,5 +653,6 @@ class ProcessorRunner:
 
     def _log_retry(self, what: str) -> Callable[[KafkaError], None]:
         def log_it(error: KafkaError) -> None:
+            self.status.beat(time.monotonic())  # retrying within a deadline is not a wedged loop
             self.log.warning("retrying", call=what, error=error.str())
         return log_it

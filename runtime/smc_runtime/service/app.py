@@ -23,10 +23,12 @@ from smc_runtime.service.status import ProcessorState, ProcessorStatus
 
 PipelineFactory = Callable[[ProcessorSettings], PipelineLike]
 
-# A processor loop that has not come round for this long is wedged inside a Kafka call (seen with
-# transactional calls cut off by a broker restart); the process exits non-zero so that the
-# orchestrator restarts it, and the restart fences the wedged producer and rewinds to the last commit.
-WEDGED_AFTER_S = float(os.environ.get("SMC_WEDGED_AFTER_S", "90"))
+# A processor loop that has not come round for this long is wedged inside a Kafka call:
+# send_offsets_to_transaction can ignore its timeout and block for good when the coordinator goes away
+# (librdkafka #5456, #5511; seen here after a broker restart and, rarely, after an abort). The process
+# exits non-zero so the orchestrator restarts it; the restart fences the wedged producer and resumes
+# from the last commit. Retries and changelog restores beat the heartbeat, so they never trip it.
+WEDGED_AFTER_S = float(os.environ.get("SMC_WEDGED_AFTER_S", "30"))
 EXIT_WEDGED = 5
 
 log = get_logger("smc_runtime.service.app")
