@@ -270,7 +270,7 @@ def summarize(bootstrap: str, inputs: dict[str, int], outputs: OutputTopics, dra
     by_role: dict[str, list[Any]] = {}
     for role, topic in outputs.by_role().items():
         by_role[role] = read_topic(bootstrap, topic)
-        print(f"  {topic:<36} {len(by_role[role]):>10,}   ({role})")
+        print(f"  {topic:<44} {len(by_role[role]):>10,}   ({role})")
     reasons = collections.Counter(
         dict(msg.headers() or []).get("reason", b"?").decode() for msg in by_role["dead_letters"])
     print("\nDead letters by reason:")

@@ -224,7 +224,11 @@ class ProcessorRunner:
             raise self._async_error
         if not self.breaker.allows_work(now):
             self._pause("breaker")
-            consumer.consume(num_messages=1, timeout=0.1)  # serves rebalance callbacks only
+            # Serves rebalance callbacks; a record that still slips through is put back, not lost.
+            for stray in consumer.consume(num_messages=1, timeout=0.1):
+                topic, partition, offset = stray.topic(), stray.partition(), stray.offset()
+                if stray.error() is None and topic and partition is not None and offset is not None:
+                    consumer.seek(TopicPartition(topic, partition, offset))
             producer.poll(0)
             self._publish_breaker()
             return
