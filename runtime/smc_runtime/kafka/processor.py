@@ -37,6 +37,7 @@ from smc_runtime.kafka.errors import (
     FatalKafkaError,
     call_with_retry,
     classify,
+    kafka_error_of,
 )
 from smc_runtime.logs import get_logger
 from smc_runtime.service.metrics import RuntimeMetrics
@@ -147,6 +148,14 @@ class ProcessorRunner:
         except FatalKafkaError as exc:
             self._fail(f"fatal Kafka error: {exc}")
             return EXIT_FATAL
+        except KafkaException as exc:  # e.g. poll() raising the producer's fatal (fenced) error
+            error = kafka_error_of(exc)
+            if classify(error) is ErrorClass.FATAL:
+                self._fail(f"fatal Kafka error: {error.str()}")
+                return EXIT_FATAL
+            self.log.exception("processor crashed", error=error.str())
+            self._fail(f"crashed: {error.str()}")
+            return EXIT_CRASHED
         except Exception as exc:
             self.log.exception("processor crashed", error=str(exc))
             self._fail(f"crashed: {exc}")
