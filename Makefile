@@ -60,4 +60,5 @@ bench: setup
 	$(BENCH_VENV)/bin/python -m benchmarks.run_all $(BENCH_ARGS)
 
 clean:
+	-test -x $(PY) && $(PY) -m tests.testbed down
 	rm -rf $(VENV) $(BENCH_VENV) .testbed .pytest_cache .mypy_cache .ruff_cache
