@@ -190,6 +190,38 @@ def bench(n: int, repeat: int) -> list[tuple[str, float, str]]:
     rows.append(("Pipeline.process: kline (+ SMC detectors on closed)", run_pipeline(klines),
                  f"{len(klines)} klines"))
     rows.append(("Pipeline.process: mixed sample stream", run_pipeline(records[: 3 * n]), ""))
+    rows.extend(_snapshot_rows(settings, records, repeat))
+    return rows
+
+
+def _snapshot_rows(settings: ProcessorSettings, records: Sequence[MarketRecord],
+                   repeat: int) -> list[tuple[str, float, str]]:
+    """Per-key state snapshot and restore (what the exactly-once runtime pays per touched key and
+    transaction, and per key on partition assignment), on state after the whole sample stream."""
+    pipeline = Pipeline(settings)
+    for i, r in enumerate(records):
+        pipeline.process(r.value, topic=r.topic, partition=0, offset=i, timestamp_ms=r.timestamp_ms,
+                         key=r.key)
+    rows: list[tuple[str, float, str]] = []
+    loops = 2_000
+    for suffix, label in (("", "trade key (SYMBOL)"), ("|book", "order book key (SYMBOL|book)"),
+                          ("|1m", "kline key (SYMBOL|1m, SMC engine)")):
+        topic = next(r.topic for r in records if r.key == b"BTCUSDT"
+                     and r.topic.endswith({"": ".trades", "|book": ".orderbook", "|1m": ".klines"}[suffix]))
+        state_key = "BTCUSDT" + suffix
+        data = pipeline.snapshot(topic, 0, state_key)
+        assert data is not None
+
+        def snap(topic: str = topic, state_key: str = state_key) -> None:
+            for _ in range(loops):
+                pipeline.snapshot(topic, 0, state_key)
+
+        def restore(topic: str = topic, state_key: str = state_key, data: bytes = data) -> None:
+            for _ in range(loops):
+                pipeline.restore(topic, 0, state_key, data)
+
+        rows.append((f"snapshot {label}", _best(snap, loops, repeat), f"{len(data)} B"))
+        rows.append((f"restore {label}", _best(restore, loops, repeat), ""))
     return rows
 
 

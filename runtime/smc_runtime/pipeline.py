@@ -341,29 +341,39 @@ class Pipeline:
 
     def snapshot(self, topic: str, partition: int, state_key: str) -> bytes | None:
         """Deterministic bytes of one key's state, or None if the key has no state."""
-        slot = self._partitions.get((topic, partition), {}).get(state_key)
+        slots = self._partitions.get((topic, partition))
+        slot = slots.get(state_key) if slots is not None else None
         if slot is None:
             return None
-        components = [(e.name, e.dump_state(s)) for e, s in zip(self._enrichers[slot.kind], slot.states,
-                                                                  strict=True)]
+        enrichers = self._enrichers[slot.kind]
+        states = slot.states
+        if len(enrichers) == 1:  # the common case: one enricher per kind, no plugin
+            components = [(enrichers[0].name, enrichers[0].dump_state(states[0]))]
+        else:
+            components = [(e.name, e.dump_state(s)) for e, s in zip(enrichers, states, strict=True)]
         if slot.bar_state is not None and self._bar_builder is not None:
             components.append((self._bar_builder.name, self._bar_builder.dump_state(slot.bar_state)))
-        detectors = [(f.name, d.snapshot()) for f, d in zip(self._detector_factories, slot.detectors,
-                                                             strict=False)]
+        detectors = ([(f.name, d.snapshot()) for f, d in zip(self._detector_factories, slot.detectors,
+                                                              strict=False)]
+                     if slot.detectors else [])
+        active = sorted(slot.active) if slot.active else []
         return encode_snapshot(KeySnapshot(SNAPSHOT_VERSION, slot.kind, slot.symbol, slot.interval,
-                                           components, detectors, sorted(slot.active)))
+                                           components, detectors, active))
 
     def restore(self, topic: str, partition: int, state_key: str, data: bytes) -> None:
         """Replace one key's state with a snapshot; raises ``SnapshotError`` on foreign bytes."""
         snap = decode_snapshot(data)
-        slot = self._new_slot(snap.kind, snap.symbol, snap.interval)
+        kind = snap.kind
+        slot = _Slot(kind, snap.symbol, snap.interval)
         saved = dict(snap.components)
         slot.states = [e.load_state(saved[e.name]) if e.name in saved else e.new_state()
-                       for e in self._enrichers[snap.kind]]
-        if slot.bar_state is not None and self._bar_builder is not None and self._bar_builder.name in saved:
-            slot.bar_state = self._bar_builder.load_state(saved[self._bar_builder.name])
-        saved_detectors = dict(snap.detectors)
-        if slot.detectors:
+                       for e in self._enrichers[kind]]
+        builder = self._bar_builder
+        if kind == "trade" and builder is not None:
+            name = builder.name
+            slot.bar_state = builder.load_state(saved[name]) if name in saved else builder.new_state()
+        if kind == "kline" or (kind == "trade" and builder is not None):
+            saved_detectors = dict(snap.detectors)
             slot.detectors = [f.restore(saved_detectors[f.name]) if f.name in saved_detectors else f.create()
                               for f in self._detector_factories]
         slot.active = set(snap.active_alerts)

@@ -1,16 +1,19 @@
 """Trade enrichment: rolling indicators per symbol, O(1) per trade.
 
-The state of one symbol is a single ``TradeState`` struct of ring-buffer indicators, so it
-snapshots to msgpack bytes and restores exactly.
+The state of one symbol is a single ``TradeState`` struct whose rings are ``array('d')``: it
+snapshots to msgpack with each ring as raw float64 bytes (cheap to dump and load, exact) and
+restores exactly.
 """
 
 from __future__ import annotations
 
 import math
+from array import array
 
 import msgspec
 
-from smc_runtime.analytics.interfaces import MessageKind, SimpleState
+from smc_runtime.analytics.interfaces import MessageKind
+from smc_runtime.analytics.ring import new_ring, rings_bytes, rings_from_bytes
 from smc_runtime.config import TradeEnrichment
 from smc_runtime.messages import Rejection, RejectReason, TradeMessage
 
@@ -23,20 +26,20 @@ _LARGE_TRADE_MIN_HISTORY = 10
 class TradeState(msgspec.Struct, array_like=True):
     """Per-symbol trade indicator state: one set of rings (size ``ring``) shared by every window.
 
-    ``sums`` holds one running sum per window, in ``TradeEnricher._windows`` order; they are
-    recomputed exactly (fsum) each time the ring wraps, so float drift cannot accumulate.
+    ``sma_sums`` holds one running sum per SMA window, in ``TradeEnricher._sma_windows`` order; the
+    sums are recomputed exactly (fsum) each time the ring wraps, so float drift cannot accumulate.
     """
 
     count: int
     pos: int
     last_trade_id: int
     last_price: float
-    prices: list[float]
-    quantities: list[float]
-    notionals: list[float]
-    buys: list[float]
-    returns: list[float]
-    squared_returns: list[float]
+    prices: array[float]
+    quantities: array[float]
+    notionals: array[float]
+    buys: array[float]
+    returns: array[float]
+    squared_returns: array[float]
     sma_sums: list[float]
     vwap_notional: float
     vwap_volume: float
@@ -50,6 +53,34 @@ class TradeState(msgspec.Struct, array_like=True):
     session_day: int
     session_notional: float
     session_volume: float
+
+
+class _TradeStateWire(msgspec.Struct, array_like=True):
+    """``TradeState`` as snapshotted: the same fields, the six rings (in field order) as one run of
+    little-endian float64 bytes."""
+
+    count: int
+    pos: int
+    last_trade_id: int
+    last_price: float
+    rings: bytes
+    sma_sums: list[float]
+    vwap_notional: float
+    vwap_volume: float
+    window_volume: float
+    window_buys: float
+    return_sum: float
+    return_sq_sum: float
+    ema_count: int
+    ema_seed: float
+    ema: float
+    session_day: int
+    session_notional: float
+    session_volume: float
+
+
+_WIRE_ENCODER = msgspec.msgpack.Encoder()
+_WIRE_DECODER = msgspec.msgpack.Decoder(_TradeStateWire)
 
 
 class EnrichedTrade(msgspec.Struct, omit_defaults=False):
@@ -103,24 +134,42 @@ class TradeEnricher:
         self._ring = max(*self._sma_windows, self._vwap_window, self._volume_window, self._vol_window,
                          self._momentum + 1)
         self._large_multiplier = settings.large_trade_multiplier
-        self._codec = SimpleState(TradeState)
 
     def new_state(self) -> TradeState:
         ring = self._ring
         return TradeState(
             count=0, pos=0, last_trade_id=-1, last_price=0.0,
-            prices=[0.0] * ring, quantities=[0.0] * ring, notionals=[0.0] * ring, buys=[0.0] * ring,
-            returns=[0.0] * ring, squared_returns=[0.0] * ring, sma_sums=[0.0] * len(self._sma_windows),
+            prices=new_ring(ring), quantities=new_ring(ring), notionals=new_ring(ring), buys=new_ring(ring),
+            returns=new_ring(ring), squared_returns=new_ring(ring), sma_sums=[0.0] * len(self._sma_windows),
             vwap_notional=0.0, vwap_volume=0.0, window_volume=0.0, window_buys=0.0, return_sum=0.0,
             return_sq_sum=0.0, ema_count=0, ema_seed=0.0, ema=0.0, session_day=-1, session_notional=0.0,
             session_volume=0.0,
         )
 
     def dump_state(self, state: TradeState) -> bytes:
-        return self._codec.dump(state)
+        """msgpack of the scalars with each ring as raw bytes (no per-float encoding)."""
+        s = state
+        return _WIRE_ENCODER.encode(_TradeStateWire(
+            s.count, s.pos, s.last_trade_id, s.last_price,
+            rings_bytes((s.prices, s.quantities, s.notionals, s.buys, s.returns, s.squared_returns)),
+            s.sma_sums, s.vwap_notional, s.vwap_volume, s.window_volume, s.window_buys, s.return_sum,
+            s.return_sq_sum, s.ema_count, s.ema_seed, s.ema, s.session_day, s.session_notional,
+            s.session_volume))
 
     def load_state(self, data: bytes) -> TradeState:
-        return self._codec.load(data)
+        """Inverse of ``dump_state``; raises ``ValueError`` (``msgspec.DecodeError``) on foreign bytes
+        or rings of another size than this configuration's."""
+        w = _WIRE_DECODER.decode(data)
+        ring = self._ring
+        if len(w.sma_sums) != len(self._sma_windows):
+            raise ValueError(f"{len(w.sma_sums)} SMA sums, this configuration has "
+                             f"{len(self._sma_windows)} windows")
+        prices, quantities, notionals, buys, returns, squared_returns = rings_from_bytes(w.rings, 6, ring)
+        return TradeState(
+            w.count, w.pos, w.last_trade_id, w.last_price, prices, quantities, notionals, buys, returns,
+            squared_returns, w.sma_sums, w.vwap_notional, w.vwap_volume,
+            w.window_volume, w.window_buys, w.return_sum, w.return_sq_sum, w.ema_count, w.ema_seed, w.ema,
+            w.session_day, w.session_notional, w.session_volume)
 
     def update(self, state: TradeState, message: TradeMessage) -> EnrichedTrade | Rejection:
         trade_id = message.trade_id
