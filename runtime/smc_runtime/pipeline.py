@@ -61,6 +61,25 @@ class OutputRecord:
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
+_new_object = object.__new__
+_set_role = OutputRecord.__dict__["role"].__set__
+_set_key = OutputRecord.__dict__["key"].__set__
+_set_value = OutputRecord.__dict__["value"].__set__
+_set_headers = OutputRecord.__dict__["headers"].__set__
+_NO_HEADERS: tuple[tuple[str, bytes], ...] = ()
+
+
+def _output(role: str, key: bytes, value: bytes) -> OutputRecord:
+    """``OutputRecord(role, key, value)`` without headers, at a third of the cost: a frozen
+    dataclass's ``__init__`` pays ``object.__setattr__`` per field; the slot descriptors do not."""
+    record: OutputRecord = _new_object(OutputRecord)
+    _set_role(record, role)
+    _set_key(record, key)
+    _set_value(record, value)
+    _set_headers(record, _NO_HEADERS)
+    return record
+
+
 class SmcSignal(msgspec.Struct):
     """The ``smc_signals`` document: one detector event with its stream (see docs/schemas.md)."""
 
@@ -73,19 +92,34 @@ class SmcSignal(msgspec.Struct):
 
 
 class _Slot:
-    """Everything kept for one state key."""
+    """Everything kept for one state key; ``ident`` is its ``(topic, partition, state_key)``."""
 
-    __slots__ = ("active", "bar_state", "detectors", "interval", "key_bytes", "kind", "states", "symbol")
+    __slots__ = ("active", "bar_state", "detectors", "ident", "interval", "key_bytes", "kind", "states",
+                 "symbol")
 
-    def __init__(self, kind: str, symbol: str, interval: str) -> None:
+    def __init__(self, kind: str, symbol: str, interval: str, ident: tuple[str, int, str]) -> None:
         self.kind = kind
         self.symbol = symbol
         self.key_bytes = symbol.encode()
         self.interval = interval
+        self.ident = ident
         self.states: list[Any] = []
         self.bar_state: Any = None
         self.detectors: list[BarDetector] = []
         self.active: set[str] = set()
+
+
+class _Route:
+    """What one message type goes through: its kind, output role, enrichers and alert rules."""
+
+    __slots__ = ("enrichers", "kind", "role", "rules", "suffix")
+
+    def __init__(self, kind: str, enrichers: list[Enricher[Any, Any]], rules: list[AlertRule]) -> None:
+        self.kind = kind
+        self.role = ROLE_BY_KIND[kind]
+        self.enrichers = enrichers
+        self.rules = rules
+        self.suffix = _BOOK_SUFFIX if kind == "orderbook" else ""
 
 
 class Pipeline:
@@ -124,6 +158,9 @@ class Pipeline:
         self._rules: dict[str, list[AlertRule]] = {
             kind: [r for r in rules if kind in r.kinds] for kind in (*ROLE_BY_KIND, "signal")
         }
+        self._routes: dict[type, _Route] = {
+            cls: _Route(kind, self._enrichers[kind], self._rules[kind]) for cls, kind in _KIND_BY_TYPE.items()
+        }
         self._partitions: dict[tuple[str, int], dict[str, _Slot]] = {}
         self._touched: set[tuple[str, int, str]] = set()
         self._encode = msgspec.json.Encoder().encode
@@ -134,34 +171,32 @@ class Pipeline:
                 timestamp_ms: int, key: bytes | None = None) -> list[OutputRecord]:
         """Process one source record; never raises on bad input."""
         message = decode(value, topic=topic, key=key, max_bytes=self._max_bytes)
-        if isinstance(message, Rejection):
+        if type(message) is Rejection:
             return [self._dead_letter(value, key, message, topic, partition, offset, timestamp_ms)]
-        kind = _KIND_BY_TYPE[type(message)]
-        symbol = message.symbol
-        if kind == "trade":
-            interval = ""
-            state_key = symbol
-        elif kind == "orderbook":
-            interval = ""
-            state_key = symbol + _BOOK_SUFFIX
-        else:
+        route = self._routes[type(message)]
+        kind = route.kind
+        symbol = message.symbol  # type: ignore[union-attr]
+        if kind == "kline":
             interval = message.kline.interval  # type: ignore[union-attr]
             state_key = f"{symbol}|{interval}"
+        else:
+            interval = ""
+            state_key = symbol + route.suffix if route.suffix else symbol
         slots = self._partitions.get((topic, partition))
         if slots is None:
             slots = self._partitions[(topic, partition)] = {}
         slot = slots.get(state_key)
         if slot is None:
-            slot = slots[state_key] = self._new_slot(kind, symbol, interval)
-        self._touched.add((topic, partition, state_key))
+            slot = slots[state_key] = self._new_slot(kind, symbol, interval, (topic, partition, state_key))
+        self._touched.add(slot.ident)
 
         outputs: list[OutputRecord] = []
-        role = ROLE_BY_KIND[kind]
-        rules = self._rules[kind]
+        role = route.role
+        rules = route.rules
         encode = self._encode
         key_bytes = slot.key_bytes
         failures: list[PluginFailed] = []
-        for enricher, state in zip(self._enrichers[kind], slot.states, strict=True):
+        for enricher, state in zip(route.enrichers, slot.states, strict=True):
             try:
                 document = enricher.update(state, message)
             except PluginFailed as failure:
@@ -176,7 +211,7 @@ class Pipeline:
                     self._plugin_failures(failures, slot, value, key, topic, partition, offset,
                                           timestamp_ms, outputs)
                 return outputs
-            outputs.append(OutputRecord(role, key_bytes, encode(document)))
+            outputs.append(_output(role, key_bytes, encode(document)))
             for rule in rules:
                 try:
                     alerts = rule.evaluate(kind, symbol, timestamp_ms, document, slot.active)
@@ -184,7 +219,7 @@ class Pipeline:
                     failures.append(failure)
                     continue
                 for alert in alerts:
-                    outputs.append(OutputRecord("alerts", key_bytes, encode(alert)))
+                    outputs.append(_output("alerts", key_bytes, encode(alert)))
 
         if slot.detectors:
             bar: Bar | None = None
@@ -253,7 +288,7 @@ class Pipeline:
         for event in events:
             event_dict = dict(event.to_dict())
             signal = SmcSignal(slot.symbol, interval, source, detector_name, event_dict)
-            outputs.append(OutputRecord("smc_signals", slot.key_bytes, self._encode(signal)))
+            outputs.append(_output("smc_signals", slot.key_bytes, self._encode(signal)))
             if rules:
                 record = {"symbol": slot.symbol, "interval": interval, "source": source, "event": event_dict}
                 alert_ts = timestamp_ms or int(event_dict.get("timestamp_ms") or 0)
@@ -264,7 +299,7 @@ class Pipeline:
                         failures.append(failure)
                         continue
                     for alert in alerts:
-                        outputs.append(OutputRecord("alerts", slot.key_bytes, self._encode(alert)))
+                        outputs.append(_output("alerts", slot.key_bytes, self._encode(alert)))
 
     def _plugin_failures(self, failures: list[PluginFailed], slot: _Slot, value: bytes | None,
                          key: bytes | None, topic: str, partition: int, offset: int, timestamp_ms: int,
@@ -303,8 +338,8 @@ class Pipeline:
         """Plugins (``kind:name``) disabled after too many consecutive failures."""
         return self._plugins.disabled()
 
-    def _new_slot(self, kind: str, symbol: str, interval: str) -> _Slot:
-        slot = _Slot(kind, symbol, interval)
+    def _new_slot(self, kind: str, symbol: str, interval: str, ident: tuple[str, int, str]) -> _Slot:
+        slot = _Slot(kind, symbol, interval, ident)
         slot.states = [e.new_state() for e in self._enrichers[kind]]
         if kind == "kline" or (kind == "trade" and self._bar_builder is not None):
             slot.detectors = [f.create() for f in self._detector_factories]
@@ -364,7 +399,7 @@ class Pipeline:
         """Replace one key's state with a snapshot; raises ``SnapshotError`` on foreign bytes."""
         snap = decode_snapshot(data)
         kind = snap.kind
-        slot = _Slot(kind, snap.symbol, snap.interval)
+        slot = _Slot(kind, snap.symbol, snap.interval, (topic, partition, state_key))
         saved = dict(snap.components)
         slot.states = [e.load_state(saved[e.name]) if e.name in saved else e.new_state()
                        for e in self._enrichers[kind]]

@@ -134,6 +134,13 @@ class TradeEnricher:
         self._ring = max(*self._sma_windows, self._vwap_window, self._volume_window, self._vol_window,
                          self._momentum + 1)
         self._large_multiplier = settings.large_trade_multiplier
+        # the update's configuration in one tuple (one unpack instead of a dozen attribute loads)
+        large_min = _LARGE_TRADE_MIN_HISTORY if self._volume_window > _LARGE_TRADE_MIN_HISTORY else (
+            self._volume_window)
+        self._plan = (self._ring, self._momentum, self._vwap_window, self._volume_window, self._vol_window,
+                      large_min, self._large_multiplier, self._ema_period, self._ema_k)
+        self._sma_plan = [(i, window, label) for i, (window, label) in
+                          enumerate(zip(self._sma_windows, self._sma_keys, strict=True))]
 
     def new_state(self) -> TradeState:
         ring = self._ring
@@ -178,12 +185,12 @@ class TradeEnricher:
                 return Rejection(RejectReason.DUPLICATE, f"trade id {trade_id} already processed")
             return Rejection(RejectReason.OUT_OF_ORDER,
                              f"trade id {trade_id} behind last processed {state.last_trade_id}")
+        ring, momentum, vwap_w, volume_w, vol_w, large_min, large_multiplier, ema_period, ema_k = self._plan
         price = message.price
         qty = message.quantity
         notional = price * qty
         aggressor_buy = not message.buyer_is_maker
         buy = qty if aggressor_buy else 0.0
-        ring = self._ring
         pos = state.pos
         count = state.count + 1  # trades including this one
         prices = state.prices
@@ -193,34 +200,32 @@ class TradeEnricher:
         # SMAs over the shared price ring (old values are read before this slot is overwritten)
         sma: dict[str, float | None] = {}
         sums = state.sma_sums
-        for i, window in enumerate(self._sma_windows):
+        for i, window, label in self._sma_plan:
             total = sums[i] + price - prices[pos - window]  # negative index wraps the ring
             sums[i] = total
-            sma[self._sma_keys[i]] = total / window if count >= window else None
-        past = prices[pos - self._momentum] if count > self._momentum else None
+            sma[label] = total / window if count >= window else None
+        past = prices[pos - momentum] if count > momentum else None
 
         qtys, notionals, buys = state.quantities, state.notionals, state.buys
-        w = self._vwap_window
-        state.vwap_notional += notional - notionals[pos - w]
-        state.vwap_volume += qty - qtys[pos - w]
-        vwap = state.vwap_notional / state.vwap_volume if count >= w else None
+        vwap_notional = state.vwap_notional = state.vwap_notional + (notional - notionals[pos - vwap_w])
+        vwap_volume = state.vwap_volume = state.vwap_volume + (qty - qtys[pos - vwap_w])
+        vwap = vwap_notional / vwap_volume if count >= vwap_w else None
 
-        w = self._volume_window
-        prior_count = count - 1 if count - 1 < w else w
-        prior_mean = state.window_volume / prior_count if prior_count else 0.0
-        large = prior_count >= (_LARGE_TRADE_MIN_HISTORY if w > _LARGE_TRADE_MIN_HISTORY else w) and (
-            qty > self._large_multiplier * prior_mean)
-        state.window_volume += qty - qtys[pos - w]
-        state.window_buys += buy - buys[pos - w]
+        prior_count = count - 1 if count - 1 < volume_w else volume_w
+        window_volume = state.window_volume
+        prior_mean = window_volume / prior_count if prior_count else 0.0
+        large = prior_count >= large_min and qty > large_multiplier * prior_mean
+        state.window_volume = window_volume + (qty - qtys[pos - volume_w])
+        state.window_buys += buy - buys[pos - volume_w]
 
         returns, squares = state.returns, state.squared_returns
-        w = self._vol_window
-        state.return_sum += ret - returns[pos - w]
-        state.return_sq_sum += ret * ret - squares[pos - w]
+        ret_sq = ret * ret
+        return_sum = state.return_sum = state.return_sum + (ret - returns[pos - vol_w])
+        return_sq_sum = state.return_sq_sum = state.return_sq_sum + (ret_sq - squares[pos - vol_w])
         volatility: float | None = None
-        if count > w:
-            mean = state.return_sum / w
-            var = state.return_sq_sum / w - mean * mean
+        if count > vol_w:
+            mean = return_sum / vol_w
+            var = return_sq_sum / vol_w - mean * mean
             volatility = _sqrt(var) if var > 0.0 else 0.0
 
         prices[pos] = price
@@ -228,7 +233,7 @@ class TradeEnricher:
         notionals[pos] = notional
         buys[pos] = buy
         returns[pos] = ret
-        squares[pos] = ret * ret
+        squares[pos] = ret_sq
         pos += 1
         if pos == ring:
             pos = 0
@@ -241,29 +246,30 @@ class TradeEnricher:
         ema: float | None = None
         ema_count = state.ema_count + 1
         state.ema_count = ema_count
-        if ema_count > self._ema_period:
-            ema = state.ema = state.ema + (price - state.ema) * self._ema_k
+        if ema_count > ema_period:
+            ema = state.ema = state.ema + (price - state.ema) * ema_k
         else:
             state.ema_seed += price
-            if ema_count == self._ema_period:
-                ema = state.ema = state.ema_seed / self._ema_period
+            if ema_count == ema_period:
+                ema = state.ema = state.ema_seed / ema_period
 
-        day = message.trade_time // 86_400_000
+        trade_time = message.trade_time
+        day = trade_time // 86_400_000
         if day != state.session_day:
             state.session_day = day
             state.session_notional = 0.0
             state.session_volume = 0.0
-        state.session_notional += notional
-        state.session_volume += qty
+        session_notional = state.session_notional = state.session_notional + notional
+        session_volume = state.session_volume = state.session_volume + qty
 
-        window_count = count if count < self._volume_window else self._volume_window
+        window_count = count if count < volume_w else volume_w
         total = state.window_volume
         buys_total = state.window_buys
         sells = total - buys_total if total > buys_total else 0.0
         return EnrichedTrade(
-            message.symbol, trade_id, message.trade_time, price, qty, notional,
+            message.symbol, trade_id, trade_time, price, qty, notional,
             "buy" if aggressor_buy else "sell", sma, ema, vwap,
-            state.session_notional / state.session_volume,
+            session_notional / session_volume,
             price - past if past is not None else None,
             (price / past - 1.0) * 100.0 if past is not None else None,
             volatility, window_count, total, buys_total, sells,
