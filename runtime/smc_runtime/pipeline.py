@@ -94,8 +94,8 @@ class SmcSignal(msgspec.Struct):
 class _Slot:
     """Everything kept for one state key; ``ident`` is its ``(topic, partition, state_key)``."""
 
-    __slots__ = ("active", "bar_state", "detectors", "ident", "interval", "key_bytes", "kind", "states",
-                 "symbol")
+    __slots__ = ("active", "bar_state", "detectors", "ident", "interval", "key_bytes", "kind", "pairs",
+                 "states", "symbol")
 
     def __init__(self, kind: str, symbol: str, interval: str, ident: tuple[str, int, str]) -> None:
         self.kind = kind
@@ -104,6 +104,7 @@ class _Slot:
         self.interval = interval
         self.ident = ident
         self.states: list[Any] = []
+        self.pairs: list[tuple[Enricher[Any, Any], Any]] = []  # (enricher, its state), for the hot loop
         self.bar_state: Any = None
         self.detectors: list[BarDetector] = []
         self.active: set[str] = set()
@@ -196,7 +197,7 @@ class Pipeline:
         encode = self._encode
         key_bytes = slot.key_bytes
         failures: list[PluginFailed] = []
-        for enricher, state in zip(route.enrichers, slot.states, strict=True):
+        for enricher, state in slot.pairs:
             try:
                 document = enricher.update(state, message)
             except PluginFailed as failure:
@@ -340,7 +341,9 @@ class Pipeline:
 
     def _new_slot(self, kind: str, symbol: str, interval: str, ident: tuple[str, int, str]) -> _Slot:
         slot = _Slot(kind, symbol, interval, ident)
-        slot.states = [e.new_state() for e in self._enrichers[kind]]
+        enrichers = self._enrichers[kind]
+        slot.states = [e.new_state() for e in enrichers]
+        slot.pairs = list(zip(enrichers, slot.states, strict=True))
         if kind == "kline" or (kind == "trade" and self._bar_builder is not None):
             slot.detectors = [f.create() for f in self._detector_factories]
         if kind == "trade" and self._bar_builder is not None:
@@ -401,8 +404,9 @@ class Pipeline:
         kind = snap.kind
         slot = _Slot(kind, snap.symbol, snap.interval, (topic, partition, state_key))
         saved = dict(snap.components)
-        slot.states = [e.load_state(saved[e.name]) if e.name in saved else e.new_state()
-                       for e in self._enrichers[kind]]
+        enrichers = self._enrichers[kind]
+        slot.states = [e.load_state(saved[e.name]) if e.name in saved else e.new_state() for e in enrichers]
+        slot.pairs = list(zip(enrichers, slot.states, strict=True))
         builder = self._bar_builder
         if kind == "trade" and builder is not None:
             name = builder.name

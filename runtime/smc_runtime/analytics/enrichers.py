@@ -8,6 +8,7 @@ restores exactly.
 from __future__ import annotations
 
 import math
+import operator
 from array import array
 
 import msgspec
@@ -20,12 +21,15 @@ from smc_runtime.messages import Rejection, RejectReason, TradeMessage
 _log = math.log
 _sqrt = math.sqrt
 _fsum = math.fsum
+_mul = operator.mul
 _LARGE_TRADE_MIN_HISTORY = 10
 
 
 class TradeState(msgspec.Struct, array_like=True):
     """Per-symbol trade indicator state: one set of rings (size ``ring``) shared by every window.
 
+    Notionals and squared returns are not stored: ``price * qty`` and ``ret * ret`` recomputed from
+    the rings are the very floats that were added to the running sums.
     ``sma_sums`` holds one running sum per SMA window, in ``TradeEnricher._sma_windows`` order; the
     sums are recomputed exactly (fsum) each time the ring wraps, so float drift cannot accumulate.
     """
@@ -36,10 +40,8 @@ class TradeState(msgspec.Struct, array_like=True):
     last_price: float
     prices: array[float]
     quantities: array[float]
-    notionals: array[float]
     buys: array[float]
     returns: array[float]
-    squared_returns: array[float]
     sma_sums: list[float]
     vwap_notional: float
     vwap_volume: float
@@ -146,8 +148,8 @@ class TradeEnricher:
         ring = self._ring
         return TradeState(
             count=0, pos=0, last_trade_id=-1, last_price=0.0,
-            prices=new_ring(ring), quantities=new_ring(ring), notionals=new_ring(ring), buys=new_ring(ring),
-            returns=new_ring(ring), squared_returns=new_ring(ring), sma_sums=[0.0] * len(self._sma_windows),
+            prices=new_ring(ring), quantities=new_ring(ring), buys=new_ring(ring), returns=new_ring(ring),
+            sma_sums=[0.0] * len(self._sma_windows),
             vwap_notional=0.0, vwap_volume=0.0, window_volume=0.0, window_buys=0.0, return_sum=0.0,
             return_sq_sum=0.0, ema_count=0, ema_seed=0.0, ema=0.0, session_day=-1, session_notional=0.0,
             session_volume=0.0,
@@ -158,7 +160,7 @@ class TradeEnricher:
         s = state
         return _WIRE_ENCODER.encode(_TradeStateWire(
             s.count, s.pos, s.last_trade_id, s.last_price,
-            rings_bytes((s.prices, s.quantities, s.notionals, s.buys, s.returns, s.squared_returns)),
+            rings_bytes((s.prices, s.quantities, s.buys, s.returns)),
             s.sma_sums, s.vwap_notional, s.vwap_volume, s.window_volume, s.window_buys, s.return_sum,
             s.return_sq_sum, s.ema_count, s.ema_seed, s.ema, s.session_day, s.session_notional,
             s.session_volume))
@@ -171,12 +173,11 @@ class TradeEnricher:
         if len(w.sma_sums) != len(self._sma_windows):
             raise ValueError(f"{len(w.sma_sums)} SMA sums, this configuration has "
                              f"{len(self._sma_windows)} windows")
-        prices, quantities, notionals, buys, returns, squared_returns = rings_from_bytes(w.rings, 6, ring)
+        prices, quantities, buys, returns = rings_from_bytes(w.rings, 4, ring)
         return TradeState(
-            w.count, w.pos, w.last_trade_id, w.last_price, prices, quantities, notionals, buys, returns,
-            squared_returns, w.sma_sums, w.vwap_notional, w.vwap_volume,
-            w.window_volume, w.window_buys, w.return_sum, w.return_sq_sum, w.ema_count, w.ema_seed, w.ema,
-            w.session_day, w.session_notional, w.session_volume)
+            w.count, w.pos, w.last_trade_id, w.last_price, prices, quantities, buys, returns, w.sma_sums,
+            w.vwap_notional, w.vwap_volume, w.window_volume, w.window_buys, w.return_sum, w.return_sq_sum,
+            w.ema_count, w.ema_seed, w.ema, w.session_day, w.session_notional, w.session_volume)
 
     def update(self, state: TradeState, message: TradeMessage) -> EnrichedTrade | Rejection:
         trade_id = message.trade_id
@@ -206,9 +207,11 @@ class TradeEnricher:
             sma[label] = total / window if count >= window else None
         past = prices[pos - momentum] if count > momentum else None
 
-        qtys, notionals, buys = state.quantities, state.notionals, state.buys
-        vwap_notional = state.vwap_notional = state.vwap_notional + (notional - notionals[pos - vwap_w])
-        vwap_volume = state.vwap_volume = state.vwap_volume + (qty - qtys[pos - vwap_w])
+        qtys, buys = state.quantities, state.buys
+        old_qty = qtys[pos - vwap_w]
+        old_notional = prices[pos - vwap_w] * old_qty
+        vwap_notional = state.vwap_notional = state.vwap_notional + (notional - old_notional)
+        vwap_volume = state.vwap_volume = state.vwap_volume + (qty - old_qty)
         vwap = vwap_notional / vwap_volume if count >= vwap_w else None
 
         prior_count = count - 1 if count - 1 < volume_w else volume_w
@@ -218,10 +221,10 @@ class TradeEnricher:
         state.window_volume = window_volume + (qty - qtys[pos - volume_w])
         state.window_buys += buy - buys[pos - volume_w]
 
-        returns, squares = state.returns, state.squared_returns
-        ret_sq = ret * ret
-        return_sum = state.return_sum = state.return_sum + (ret - returns[pos - vol_w])
-        return_sq_sum = state.return_sq_sum = state.return_sq_sum + (ret_sq - squares[pos - vol_w])
+        returns = state.returns
+        old_ret = returns[pos - vol_w]
+        return_sum = state.return_sum = state.return_sum + (ret - old_ret)
+        return_sq_sum = state.return_sq_sum = state.return_sq_sum + (ret * ret - old_ret * old_ret)
         volatility: float | None = None
         if count > vol_w:
             mean = return_sum / vol_w
@@ -230,10 +233,8 @@ class TradeEnricher:
 
         prices[pos] = price
         qtys[pos] = qty
-        notionals[pos] = notional
         buys[pos] = buy
         returns[pos] = ret
-        squares[pos] = ret_sq
         pos += 1
         if pos == ring:
             pos = 0
@@ -283,11 +284,12 @@ class TradeEnricher:
         for i, window in enumerate(self._sma_windows):
             state.sma_sums[i] = _fsum(state.prices[ring - window:])
         w = self._vwap_window
-        state.vwap_notional = _fsum(state.notionals[ring - w:])
+        state.vwap_notional = _fsum(map(_mul, state.prices[ring - w:], state.quantities[ring - w:]))
         state.vwap_volume = _fsum(state.quantities[ring - w:])
         w = self._volume_window
         state.window_volume = _fsum(state.quantities[ring - w:])
         state.window_buys = _fsum(state.buys[ring - w:])
         w = self._vol_window
         state.return_sum = _fsum(state.returns[ring - w:])
-        state.return_sq_sum = _fsum(state.squared_returns[ring - w:])
+        tail = state.returns[ring - w:]
+        state.return_sq_sum = _fsum(map(_mul, tail, tail))
