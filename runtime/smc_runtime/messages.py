@@ -162,7 +162,7 @@ def decode(value: bytes | None, *, topic: str = "", key: bytes | None = None,
         return Rejection(RejectReason.OVERSIZED, f"{len(value)} bytes exceeds the limit of {max_bytes}")
     message: Message
     try:
-        if _SNAPSHOT_MARKER in value:
+        if value.find(_SNAPSHOT_MARKER) >= 0:  # cheaper than `in` (which first tries int conversion)
             snapshot = _SNAPSHOT_DECODER.decode(value)
             symbol = key.decode("utf-8", "replace") if key else symbol_from_topic(topic)
             if not symbol:
