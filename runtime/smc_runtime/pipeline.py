@@ -43,7 +43,13 @@ from smc_runtime.messages import (
     decode,
 )
 from smc_runtime.plugins import LoadedPlugins, PluginFailed, check_unique_names, load_plugins
-from smc_runtime.state import SNAPSHOT_VERSION, KeySnapshot, decode_snapshot, encode_snapshot
+from smc_runtime.state import (
+    SNAPSHOT_VERSION,
+    KeySnapshot,
+    SnapshotError,
+    decode_snapshot,
+    encode_snapshot,
+)
 
 ROLE_BY_KIND = {"trade": "enriched_trades", "orderbook": "orderbook_metrics", "kline": "kline_metrics"}
 _BOOK_SUFFIX = "|book"
@@ -410,7 +416,11 @@ class Pipeline:
         slot = _Slot(kind, snap.symbol, snap.interval, (topic, partition, state_key))
         saved = dict(snap.components)
         enrichers = self._enrichers[kind]
-        slot.states = [e.load_state(saved[e.name]) if e.name in saved else e.new_state() for e in enrichers]
+        try:
+            slot.states = [e.load_state(saved[e.name]) if e.name in saved else e.new_state()
+                           for e in enrichers]
+        except ValueError as exc:  # msgspec errors and ring-size checks are ValueErrors
+            raise SnapshotError(f"state of {kind} key {state_key!r} does not load: {exc}") from None
         slot.pairs = list(zip(enrichers, slot.states, strict=True))
         builder = self._bar_builder
         if kind == "trade" and builder is not None:

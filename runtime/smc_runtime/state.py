@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: trade rings as raw float64 bytes (1 stored msgpack float lists)
 
 
 class KeySnapshot(msgspec.Struct, array_like=True):

@@ -1,4 +1,5 @@
-"""Ring snapshot bytes: exact round trip, a fixed little-endian layout, foreign sizes refused."""
+"""Ring snapshot bytes: exact round trip, a fixed little-endian layout, foreign sizes refused
+(as a ``SnapshotError`` at the pipeline)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import pytest
 
 from smc_runtime.analytics.enrichers import TradeEnricher
 from smc_runtime.analytics.ring import new_ring, rings_bytes, rings_from_bytes
-from smc_runtime.config import TradeEnrichment
+from smc_runtime.config import ProcessorSettings, TradeEnrichment
 from smc_runtime.messages import Trade
+from smc_runtime.pipeline import Pipeline
+from smc_runtime.state import SnapshotError
 
 
 def test_rings_round_trip_exactly_in_little_endian_float64() -> None:
@@ -49,3 +52,17 @@ def test_trade_state_from_another_window_configuration_is_refused() -> None:
     default = TradeEnricher(TradeEnrichment())
     with pytest.raises(ValueError):
         default.load_state(small.dump_state(small.new_state()))
+
+
+def test_pipeline_restore_of_a_snapshot_from_other_trade_windows_is_a_snapshot_error() -> None:
+    topic = "market_data.binance.btcusdt.trades"
+    value = (b'{"e":"trade","E":1,"s":"BTCUSDT","t":7,"p":"100.5","q":"0.25","T":1,"m":false}')
+    small = Pipeline(ProcessorSettings.model_validate(
+        {"consumer_group": "g", "input_topics": ["in"], "enrichment": {"trades": {"sma_windows": [3]}}}))
+    [out] = small.process(value, topic=topic, partition=0, offset=0, timestamp_ms=1)
+    assert out.role == "enriched_trades"
+    data = small.snapshot(topic, 0, "BTCUSDT")
+    assert data is not None
+    default = Pipeline(ProcessorSettings(consumer_group="g", input_topics=["in"]))
+    with pytest.raises(SnapshotError, match="does not load"):
+        default.restore(topic, 0, "BTCUSDT", data)
