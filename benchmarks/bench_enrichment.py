@@ -222,6 +222,25 @@ def _snapshot_rows(settings: ProcessorSettings, records: Sequence[MarketRecord],
 
         rows.append((f"snapshot {label}", _best(snap, loops, repeat), f"{len(data)} B"))
         rows.append((f"restore {label}", _best(restore, loops, repeat), ""))
+    enricher = TradeEnricher(settings.enrichment.trades)
+    state = enricher.new_state()
+    for r in records:
+        if r.key == b"BTCUSDT" and r.topic.endswith(".trades"):
+            message = decode(r.value)
+            assert isinstance(message, Trade)
+            enricher.update(state, message)
+    dumped = enricher.dump_state(state)
+
+    def dump() -> None:
+        for _ in range(loops):
+            enricher.dump_state(state)
+
+    def load() -> None:
+        for _ in range(loops):
+            enricher.load_state(dumped)
+
+    rows.append(("TradeEnricher.dump_state (one symbol)", _best(dump, loops, repeat), f"{len(dumped)} B"))
+    rows.append(("TradeEnricher.load_state (one symbol)", _best(load, loops, repeat), ""))
     return rows
 
 
