@@ -299,6 +299,11 @@ _ENV_PROCESSOR: dict[str, str] = {
 # Processor-level sections given as one YAML/JSON mapping (e.g. `make demo DEMO_PLUGINS=1`).
 _ENV_PROCESSOR_SECTIONS: dict[str, str] = {"SMC_PLUGINS": "plugins"}
 
+# Every variable that overrides the file; tests that want the file alone strip these.
+ENV_OVERRIDE_VARIABLES: frozenset[str] = frozenset(_ENV_ROOT) | frozenset(_ENV_PROCESSOR) | frozenset(
+    _ENV_PROCESSOR_SECTIONS
+)
+
 
 def _set_path(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     node = tree

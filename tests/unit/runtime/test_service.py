@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from smc_runtime import logs, run_command
+from smc_runtime.config import ENV_OVERRIDE_VARIABLES
 from smc_runtime.demo import quantile
 from smc_runtime.service.health import HealthReport
 from smc_runtime.service.status import STALL_AFTER_S, ProcessorState, ProcessorStatus
@@ -77,7 +78,9 @@ def test_json_logs_carry_context_and_redact_secrets() -> None:
 
 
 def test_run_with_an_invalid_config_lists_every_problem_and_exits_2(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ENV_OVERRIDE_VARIABLES:  # the file alone is under test, not the test bed's env
+        monkeypatch.delenv(name, raising=False)
     config = tmp_path / "bad.yaml"
     config.write_text("kafka: {bootstrap_servers: 'nohost'}\nstream_processors:\n"
                       "  main: {consumer_group: g, input_topics: [], batch_size: 0}\n")
