@@ -213,7 +213,7 @@ class KafkaClientSettings(_Model):
 class ProcessorSettings(_Model):
     consumer_group: str = Field(min_length=1, max_length=249)
     processing_mode: ProcessingMode = ProcessingMode.EXACTLY_ONCE
-    batch_size: int = Field(1000, ge=1, le=1_000_000)
+    batch_size: int = Field(10_000, ge=1, le=1_000_000)
     commit_interval_ms: int = Field(100, ge=1, le=600_000)
     max_poll_records: int = Field(500, ge=1, le=100_000)
     input_topics: list[TopicName] = Field(min_length=1)
