@@ -15,6 +15,7 @@ import base64
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,23 +198,19 @@ def reconcile(
         raise kopf.TemporaryError(message, delay=_backoff(retry)) from exc
 
     mem.reconcile_problem = None
-    state = workload_state(workload, desired)
-    now = time.time()
-    problem = mem.reported_problem
     patch: dict[str, Any] = {
         "observedGeneration": generation,
         "selector": rendered.selector_string(),
         "configHash": rendered.config_hash,
         "processorId": f"{name}-<ordinal>",
-        "desiredReplicas": desired,
-        "replicas": state.replicas,
-        "readyReplicas": state.ready,
-        "phase": phase_of(state, problem, scaling=False),
-        "conditions": merge_conditions(
-            list(status.get("conditions") or []),
-            health_conditions(state, problem),
-            now=now,
+        **_workload_status(
+            workload,
+            desired,
+            mem.reported_problem,
+            status,
+            now=time.time(),
             generation=generation,
+            scaling=False,
         ),
     }
     kube.patch_status(namespace, name, patch)
@@ -373,23 +370,38 @@ def poll(
             kopf.info(body, reason="Recovered", message="problems cleared")
         mem.reported_problem = problem
 
-    state = workload_state(sts, desired)
     metrics.DESIRED_REPLICAS.labels(namespace, name).set(desired)
+    generation = meta.get("generation") if mem.reconcile_problem is None else None
     patch.update(
-        {
-            "desiredReplicas": desired,
-            "replicas": state.replicas,
-            "readyReplicas": state.ready,
-            "phase": phase_of(state, problem, scaling=scaling_now),
-            "conditions": merge_conditions(
-                list(status.get("conditions") or []),
-                health_conditions(state, problem),
-                now=now,
-                generation=meta.get("generation") if mem.reconcile_problem is None else None,
-            ),
-        }
+        _workload_status(sts, desired, problem, status, now=now, generation=generation, scaling=scaling_now)
     )
     kube.patch_status(namespace, name, patch)
+
+
+def _workload_status(
+    workload: dict[str, Any] | None,
+    desired: int,
+    problem: tuple[str, str] | None,
+    status: Mapping[str, Any],
+    *,
+    now: float,
+    generation: int | None,
+    scaling: bool,
+) -> dict[str, Any]:
+    """The status fields that follow the workload: replica counts, phase and health conditions."""
+    state = workload_state(workload, desired)
+    return {
+        "desiredReplicas": desired,
+        "replicas": state.replicas,
+        "readyReplicas": state.ready,
+        "phase": phase_of(state, problem, scaling=scaling),
+        "conditions": merge_conditions(
+            list(status.get("conditions") or []),
+            health_conditions(state, problem),
+            now=now,
+            generation=generation,
+        ),
+    }
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
