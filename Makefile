@@ -49,15 +49,17 @@ EXAMPLE_PLUGINS := {"enrichers": {"trade_streak": {"min_streak": 4}}, "detectors
 demo: setup
 	if [ -n "$(DEMO_PLUGINS)" ]; then export SMC_PLUGINS='$(EXAMPLE_PLUGINS)'; fi; $(PY) -m smc_runtime.demo
 
-# Side-by-side benchmark (Quix Streams, Faust, bare client, smc-stream). The peers live in their own venv:
+# Side-by-side benchmark (Quix Streams, Faust, bare client, smc-stream). The driver, smc-stream and the bare
+# loop run from .venv (the client smc-stream ships with); Quix and Faust from their own .venv-bench, because
 # quixstreams pins confluent-kafka<2.13 and must not downgrade .venv. BENCH_ARGS passes flags to run_all.
 BENCH_VENV := .venv-bench
 BENCH_ARGS ?=
 bench: setup
+	$(PY) -m pip install -q -e '.[profile]'
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
 	$(BENCH_VENV)/bin/python -m pip install -q -e '.[bench]'
-	$(BENCH_VENV)/bin/python -m benchmarks.run_all $(BENCH_ARGS)
+	$(PY) -m benchmarks.run_all --peer-python $(BENCH_VENV)/bin/python $(BENCH_ARGS)
 
 clean:
 	-test -x $(PY) && $(PY) -m tests.testbed down

@@ -29,7 +29,7 @@ def attach(pid: int, output: Path, rate: int = 200, idle: bool = False) -> subpr
     ``idle=True`` also samples waiting threads (a wall-clock view: where latency goes, not CPU)."""
     binary = py_spy()
     if binary is None:
-        print("py-spy not found (pip install -e '.[bench]'): no profile", file=sys.stderr)
+        print("py-spy not found (pip install -e '.[profile]'): no profile", file=sys.stderr)
         return None
     output.parent.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen([binary, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",

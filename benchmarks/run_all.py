@@ -56,6 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=2000.0, help="steady rate for the latency columns")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds of steady production")
     parser.add_argument("--no-steady", action="store_true")
+    parser.add_argument("--no-drain", action="store_true", help="only the steady (latency) runs")
+    parser.add_argument("--peer-python", default=None,
+                        help="interpreter for Quix and Faust (default: .venv-bench/bin/python if present)")
     parser.add_argument("--drain-timeout", type=float, default=90.0,
                         help="stop a drain run after this many seconds (the rate so far is reported)")
     parser.add_argument("--workdir", default="/tmp/smc-bench")
@@ -74,7 +77,8 @@ def make_target(framework: str, bootstrap: str, topic: str, partitions: int, mod
         return targets.smc_stream(bootstrap, [topic], partitions, mode, commit_ms, workdir,
                                   trade_windows_like_peers=True, batch_size=args.smc_batch_size,
                                   max_poll_records=args.smc_max_poll_records)
-    return targets.peer(framework, bootstrap, topic, partitions, mode, commit_ms, workdir)
+    return targets.peer(framework, bootstrap, topic, partitions, mode, commit_ms, workdir,
+                        python=args.peer_python)
 
 
 def commit_settings(framework: str, common_ms: int, with_defaults: bool) -> list[int | None]:
@@ -145,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         create_topics(bootstrap, {source: args.partitions})
         preload(bootstrap, {"trades": source}, messages)
         inputs = topic_partitions(bootstrap, [source])
-        for framework in frameworks:
+        for framework in frameworks if not args.no_drain else ():
             for mode in modes:
                 for commit_ms in commit_settings(framework, args.commit_interval_ms, not args.no_defaults):
                     target = make_target(framework, bootstrap, source, args.partitions, mode, commit_ms,

@@ -23,6 +23,9 @@ PEERS = {
     "quix": "benchmarks.peers.quix_app",
     "faust": "benchmarks.peers.faust_app",
 }
+# Peers whose packages live in the bench venv (their client pins); the bare loop uses the driver's client.
+VENV_PEERS = ("quix", "faust")
+BENCH_PYTHON = Path(__file__).resolve().parents[1] / ".venv-bench" / "bin" / "python"
 # Each framework's own default commit interval (what a user gets without tuning).
 DEFAULT_COMMIT = {"smc-stream": "100 ms", "bare": "100 ms", "quix": "5 s", "faust": "2.8 s"}
 FRAMEWORK_NAMES = {"smc-stream": "smc-stream", "bare": "bare confluent-kafka", "quix": "Quix Streams 3.28",
@@ -89,15 +92,25 @@ def smc_stream(bootstrap: str, inputs: list[str], partitions: int, mode: str, co
     )
 
 
+def peer_python(name: str, override: str | None = None) -> str:
+    """The interpreter a peer runs on: Quix and Faust from the bench venv (``--peer-python`` or
+    ``.venv-bench``), the bare loop from this interpreter, so it uses the same client as smc-stream."""
+    if name not in VENV_PEERS:
+        return sys.executable
+    if override:
+        return override
+    return str(BENCH_PYTHON) if BENCH_PYTHON.exists() else sys.executable
+
+
 def peer(name: str, bootstrap: str, input_topic: str, partitions: int, mode: str,
-         commit_interval_ms: int | None, workdir: Path) -> Target:
+         commit_interval_ms: int | None, workdir: Path, python: str | None = None) -> Target:
     """One of the peer programs, reading ``input_topic`` and writing a fresh output topic."""
     run = unique(name)
     output = f"{run}.enriched"
     create_topics(bootstrap, {output: partitions})
-    command = [sys.executable, "-m", PEERS[name], "--bootstrap", bootstrap, "--input-topic", input_topic,
-               "--output-topic", output, "--group", f"{run}.group", "--mode", mode,
-               "--partitions", str(partitions), "--state-dir", str(workdir / "state" / run)]
+    command = [peer_python(name, python), "-m", PEERS[name], "--bootstrap", bootstrap,
+               "--input-topic", input_topic, "--output-topic", output, "--group", f"{run}.group",
+               "--mode", mode, "--partitions", str(partitions), "--state-dir", str(workdir / "state" / run)]
     if commit_interval_ms is not None:
         command += ["--commit-interval-ms", str(commit_interval_ms)]
     commit = commit_label(name, commit_interval_ms)

@@ -49,7 +49,9 @@ def main() -> int:
     positions: dict[tuple[str, int], int] = {}
     last_commit = time.monotonic()
     while running:
-        batch = consumer.consume(num_messages=1000, timeout=0.05)
+        # Same consume wait as smc-stream's loop (consume() blocks for the whole timeout unless
+        # num_messages arrive, so the timeout is a latency floor).
+        batch = consumer.consume(num_messages=1000, timeout=0.01)
         for msg in batch:
             err = msg.error()
             if err is not None:
