@@ -215,6 +215,10 @@ class ProcessorSettings(_Model):
     processing_mode: ProcessingMode = ProcessingMode.EXACTLY_ONCE
     batch_size: int = Field(10_000, ge=1, le=1_000_000)
     commit_interval_ms: int = Field(100, ge=1, le=600_000)
+    # State snapshots go to the changelog in the first commit at least this long after the previous
+    # snapshot (0: in every commit); recovery replays the input from the snapshot up to the committed
+    # offset with outputs suppressed. Also on shutdown and for revoked partitions.
+    snapshot_interval_ms: int = Field(1000, ge=0, le=3_600_000)
     max_poll_records: int = Field(500, ge=1, le=100_000)
     input_topics: list[TopicName] = Field(min_length=1)
     output_topics: OutputTopics = OutputTopics()
@@ -293,6 +297,7 @@ _ENV_ROOT: dict[str, tuple[str, ...]] = {
 _ENV_PROCESSOR: dict[str, str] = {
     "BATCH_SIZE": "batch_size",
     "COMMIT_INTERVAL_MS": "commit_interval_ms",
+    "SNAPSHOT_INTERVAL_MS": "snapshot_interval_ms",
     "MAX_POLL_RECORDS": "max_poll_records",
     "PROCESSING_MODE": "processing_mode",
 }

@@ -1,7 +1,8 @@
 """An abortable error in the middle of a transaction (injected into the real producer: once on
 ``produce`` mid-batch, once on ``commit_transaction`` after the records were sent) -> the runtime
-aborts, rewinds offsets, rolls state back to the last committed snapshots and carries on; the
-committed outputs equal an uninterrupted run's.
+aborts, rolls state back to the last snapshot, rewinds, replays up to the committed offset with
+outputs suppressed and carries on; the committed outputs equal an uninterrupted run's. Snapshots in
+every commit (no replay) and every 1.5 s with 100 ms commits (aborts replay committed records).
 """
 
 from __future__ import annotations
@@ -54,11 +55,13 @@ class FaultyProducer(Producer):
         super().commit_transaction(*args)
 
 
+@pytest.mark.parametrize("snapshot_interval_ms", [0, 1500])
 def test_injected_abortable_errors_leave_outputs_exact(kafka_bootstrap: str, make_topic: MakeTopic,
-                                                       tmp_path: Path) -> None:
+                                                       tmp_path: Path, snapshot_interval_ms: int) -> None:
     topology = rs.make_topology(make_topic)
     doc = rs.write_config(tmp_path / "config.yaml", kafka_bootstrap,
-                          {"main": topology.processor(commit_interval_ms=100, batch_size=1000)},
+                          {"main": topology.processor(commit_interval_ms=100, batch_size=1000,
+                                                      snapshot_interval_ms=snapshot_interval_ms)},
                           processor_id="abort-0")
     config = parse_config(doc)
     producers: list[FaultyProducer] = []
@@ -82,6 +85,11 @@ def test_injected_abortable_errors_leave_outputs_exact(kafka_bootstrap: str, mak
     # Each injected error aborts once; an abort can cascade into one more (librdkafka reports the
     # purged in-flight batch as OUT_OF_ORDER_SEQUENCE_NUMBER and needs an epoch bump), never fewer.
     assert 2 <= app.statuses["main"].transactions_aborted <= 4
+    replayed = app.statuses["main"].replayed_records
+    if snapshot_interval_ms == 0:
+        assert replayed == 0  # the last snapshot is the last commit: nothing to replay
+    else:
+        assert replayed > 0  # the aborts rolled back to snapshots older than the committed offsets
 
     inputs = rs.read_inputs(kafka_bootstrap, topology)
     expected = rs.reference_outputs(config.stream_processors["main"], inputs)

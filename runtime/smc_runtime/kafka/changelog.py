@@ -3,8 +3,19 @@
 Record key ``<source topic>|<source partition>|<state key>``, value the Pipeline's snapshot bytes
 (a tombstone when the state is gone), header ``source_offset`` = the next source offset the snapshot
 reflects. Snapshots are produced in the same transaction as the outputs and the consumed offsets,
-so under ``read_committed`` the changelog always matches the committed offsets exactly: recovery
-reads the latest committed snapshot per key and resumes consuming at the committed offset.
+but not in every transaction (``snapshot_interval_ms``): a snapshot of a source partition writes
+every key touched since its previous snapshot plus one **marker** record, key
+``<source topic>|<source partition>|`` (the empty state key, which the Pipeline never uses: every
+state key starts with a non-empty symbol), value = the source offset S_p the snapshot reflects.
+Recovery restores the latest committed record of every key (= the partition's state at S_p: keys
+not in the last snapshot are unchanged since their own record), then replays the input from S_p up
+to the committed offset with outputs suppressed.
+
+Why a marker rather than max(source_offset) of the partition's records: a snapshot in which no key
+changed (only dead letters since the previous one) still moves S_p forward; the latest marker is
+never compacted away, while a last snapshot made only of tombstones may be; and S_p is one explicit
+value instead of a property of the key set. Changelogs written before markers existed (a snapshot
+in every commit) fall back to max(source_offset), which was exact for them.
 
 A source partition ``p`` maps to changelog partition ``p % changelog_partitions``; restore reads the
 changelog partitions it needs once and keeps the keys of the source partitions being restored.
@@ -14,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
@@ -23,6 +34,7 @@ SourcePartition = tuple[str, int]
 StateId = tuple[str, int, str]
 
 SOURCE_OFFSET_HEADER = "source_offset"
+MARKER_STATE_KEY = ""  # the snapshot marker's state key: never a Pipeline state key (symbols are non-empty)
 
 
 def changelog_key(topic: str, partition: int, state_key: str) -> bytes:
@@ -35,6 +47,15 @@ def parse_changelog_key(key: bytes) -> StateId | None:
     if len(parts) != 3 or not parts[1].isdigit():
         return None
     return parts[0], int(parts[1]), parts[2]
+
+
+def marker_key(topic: str, partition: int) -> bytes:
+    """Key of a source partition's snapshot marker (the empty state key)."""
+    return changelog_key(topic, partition, MARKER_STATE_KEY)
+
+
+def marker_value(offset: int) -> bytes:
+    return str(offset).encode()
 
 
 def changelog_partition(source_partition: int, changelog_partitions: int) -> int:
@@ -74,7 +95,15 @@ def ensure_changelog_topic(admin: AdminClient, topic: str, input_topics: Iterabl
 class RestoredState:
     snapshots: dict[StateId, bytes]
     records_read: int
-    source_offsets: dict[SourcePartition, int]
+    source_offsets: dict[SourcePartition, int]  # max source_offset header per source partition
+    markers: dict[SourcePartition, int] = field(default_factory=dict)  # latest marker per source partition
+
+    def snapshot_offset(self, tp: SourcePartition) -> int | None:
+        """S_p: the source offset the restored state of ``tp`` reflects; None if nothing was ever
+        snapshotted. The marker if there is one, else (changelogs from before markers, where every
+        commit snapshotted) the highest source_offset of the partition's records."""
+        marker = self.markers.get(tp)
+        return marker if marker is not None else self.source_offsets.get(tp)
 
 
 def read_changelog(consumer: Consumer, topic: str, changelog_partitions: int,
@@ -90,9 +119,10 @@ def read_changelog(consumer: Consumer, topic: str, changelog_partitions: int,
     needed = sorted({changelog_partition(p, changelog_partitions) for _, p in wanted})
     snapshots: dict[StateId, bytes] = {}
     offsets: dict[SourcePartition, int] = {}
+    markers: dict[SourcePartition, int] = {}
     records = 0
     if not needed:
-        return RestoredState(snapshots, 0, offsets)
+        return RestoredState(snapshots, 0, offsets, markers)
     assignment = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in needed]
     consumer.assign(assignment)
     remaining = set(needed)
@@ -119,6 +149,12 @@ def read_changelog(consumer: Consumer, topic: str, changelog_partitions: int,
                 if state_id is None or (state_id[0], state_id[1]) not in wanted:
                     continue
                 value = msg.value()
+                if state_id[2] == MARKER_STATE_KEY:
+                    if value is None:
+                        markers.pop((state_id[0], state_id[1]), None)
+                    else:
+                        markers[(state_id[0], state_id[1])] = int(value)
+                    continue
                 if value is None:
                     snapshots.pop(state_id, None)
                 else:
@@ -130,4 +166,4 @@ def read_changelog(consumer: Consumer, topic: str, changelog_partitions: int,
                             offsets.get((state_id[0], state_id[1]), 0), int(raw))
     finally:
         consumer.unassign()
-    return RestoredState(snapshots, records, offsets)
+    return RestoredState(snapshots, records, offsets, markers)

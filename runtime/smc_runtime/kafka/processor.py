@@ -3,12 +3,18 @@
 The story of a pass: consume a batch -> run every record through the Pipeline -> produce its outputs
 (dead letters included) -> when the commit interval or batch size is reached, commit (see
 ``_commit`` for the numbered steps). Kafka errors follow librdkafka's classes (``errors.py``):
-retriable -> retried within a deadline, abortable -> ``_abort`` (abort, rewind offsets, roll state
-back to the last committed snapshots), fatal/fenced -> the loop ends with a non-zero exit code.
+retriable -> retried within a deadline, abortable -> ``_abort`` (abort, roll state back to the last
+snapshot, rewind, replay up to the committed offset), fatal/fenced -> the loop ends with a non-zero
+exit code.
 
 State is owned per source partition: on assignment it is restored from the changelog before any
 record of the partition is processed; on revocation the open transaction is committed first and
 the partition's state dropped; on loss the transaction is aborted.
+
+Snapshots are written less often than commits (``snapshot_interval_ms``, see ``replay.py``): the
+state of a partition is known at its last snapshot offset S_p, the outputs are committed up to C_p.
+After a restore or an abort the records of [S_p, C_p) are *replayed*: run through the Pipeline with
+their outputs (dead letters included) discarded, since they were committed already.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from smc_runtime.kafka.errors import (
     classify,
     kafka_error_of,
 )
+from smc_runtime.kafka.replay import plan_resume, snapshot_due
 from smc_runtime.logs import get_logger
 from smc_runtime.service.metrics import RuntimeMetrics
 from smc_runtime.service.status import ProcessorState, ProcessorStatus
@@ -134,8 +141,13 @@ class ProcessorRunner:
         self._positions: dict[TP, int] = {}        # next offset to consume (processed so far)
         self._committed: dict[TP, int] = {}        # rewind point: offset after the last commit
         self._dirty: set[TP] = set()               # processed since the last commit
-        self._touched: set[StateId] = set()        # state keys changed since the last commit
-        self._snapshots: dict[TP, dict[str, bytes]] = defaultdict(dict)  # last committed snapshots
+        self._touched: set[StateId] = set()        # state keys changed since the last snapshot
+        self._snapshots: dict[TP, dict[str, bytes]] = defaultdict(dict)  # state at the last snapshot
+        self._snapshot_offsets: dict[TP, int] = {}  # offset that state reflects (rollback point)
+        self._persisted: set[TP] = set()           # partitions with a snapshot in the changelog
+        self._unsnapshotted: set[TP] = set()       # state changed since the last snapshot
+        self._replay_until: dict[TP, int] = {}     # records below: replayed, outputs suppressed
+        self._last_snapshot_at = 0.0
         self._in_txn = False
         self._txn_started = 0.0
         self._pending = 0
@@ -155,6 +167,7 @@ class ProcessorRunner:
         self._m_e2e = m.end_to_end_latency.labels(name)
         self._m_commit = m.commit_latency.labels(name)
         self._m_committed = m.transactions_committed.labels(name)
+        self._m_replayed = m.state_replayed_records.labels(name)
 
     # ------------------------------------------------------------------------------------------------
     # lifecycle
@@ -220,6 +233,7 @@ class ProcessorRunner:
         cconf["error_cb"] = self._on_client_error
         cconf["logger"] = logging.getLogger("smc_runtime.librdkafka.consumer")
         self._consumer = Consumer(cconf)
+        self._last_snapshot_at = time.monotonic()
         self._consumer.subscribe(self.settings.input_topics, on_assign=self._on_assign,
                                  on_revoke=self._on_revoke, on_lost=self._on_lost)
         self.status.set_state(ProcessorState.RUNNING)
@@ -228,11 +242,12 @@ class ProcessorRunner:
                       changelog=self.changelog_topic, changelog_partitions=self.changelog_partitions)
 
     def _shutdown(self) -> None:
-        """Graceful stop: commit what was processed (abort if that fails), leave the group, flush."""
+        """Graceful stop: commit what was processed with a snapshot (abort if that fails), leave the
+        group, flush."""
         self.status.set_state(ProcessorState.STOPPING)
         consumer, producer = self._require()
-        if self._dirty:
-            self._commit()
+        if self._dirty or self._unsnapshotted:
+            self._commit(snapshot=True)
         consumer.close()  # leaves the group now (revoke callback: nothing left to commit)
         producer.flush(KAFKA_CALL_TIMEOUT_S)
         if self._restore_consumer is not None:
@@ -299,6 +314,8 @@ class ProcessorRunner:
         bound once per batch, headers are passed only when a record has any (dead letters), and
         metrics are aggregated and published once per batch.
         """
+        if self._replay_until:
+            messages = self._replay(messages)
         _, producer = self._require()
         produce = producer.produce
         process = self.pipeline.process
@@ -306,6 +323,7 @@ class ProcessorRunner:
         assigned = self._assigned
         positions = self._positions
         committed = self._committed
+        snapshot_offsets = self._snapshot_offsets
         dirty = self._dirty
         timestamps = self._txn_timestamps
         processed: dict[str, int] = defaultdict(int)
@@ -328,6 +346,7 @@ class ProcessorRunner:
                     if tp not in assigned:
                         continue  # fetched before a revoke; the new owner processes it
                     committed.setdefault(tp, offset)  # rewind point of an abort
+                    snapshot_offsets.setdefault(tp, offset)  # no snapshot yet: empty state before it
                     last_tp = tp
                 if not self._in_txn:
                     self._begin()
@@ -360,6 +379,7 @@ class ProcessorRunner:
             for msg in messages:
                 if msg.error() is None and (msg.topic(), msg.partition()) in assigned:
                     committed.setdefault((msg.topic(), msg.partition()), msg.offset())  # type: ignore[arg-type]
+                    snapshot_offsets.setdefault((msg.topic(), msg.partition()), msg.offset())  # type: ignore[arg-type]
             raise
         finally:
             self._pending += count
@@ -374,6 +394,67 @@ class ProcessorRunner:
             self._m_outputs.labels(self.name, topic).inc(n)
         self._m_latency.observe(per_message)  # one observation per batch: the mean per message
         self.status.record_batch(count, failed, sum(outputs.values()), per_message * 1000)
+
+    def _replay(self, messages: list[Message]) -> list[Message]:
+        """Replay the records below their partition's ``replay_until`` and return the others.
+
+        A replayed record runs through the Pipeline (rebuilding the state between the last snapshot
+        and the committed offset) but its outputs and dead letters are discarded: they were committed
+        before the restore or abort. Its position advances; it neither opens a transaction nor makes
+        the partition dirty (its offset is committed already), and it is not counted as processed.
+        Only called while some partition replays, so the normal per-record path stays as it is.
+        """
+        replay_until = self._replay_until
+        process = self.pipeline.process
+        positions = self._positions
+        assigned = self._assigned
+        live: list[Message] = []
+        count = 0
+        for msg in messages:
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            if msg.error() is not None or topic is None or partition is None or offset is None:
+                live.append(msg)
+                continue
+            tp = (topic, partition)
+            until = replay_until.get(tp)
+            if until is None:
+                live.append(msg)
+                continue
+            if tp not in assigned:
+                continue
+            if offset >= until:  # the record at until - 1 may be a transaction marker: never seen
+                self._replay_done(tp)
+                live.append(msg)
+                continue
+            process(msg.value(), topic=topic, partition=partition, offset=offset,
+                    timestamp_ms=msg.timestamp()[1], key=msg.key())
+            positions[tp] = offset + 1
+            self._unsnapshotted.add(tp)
+            count += 1
+            if offset + 1 >= until:
+                self._replay_done(tp)
+        if count:
+            self._m_replayed.inc(count)
+            with self.status.lock:
+                self.status.replayed_records += count
+        return live
+
+    def _start_replay(self, tp: TP, start: int | None, until: int | None) -> None:
+        if until is None:
+            self._replay_until.pop(tp, None)
+        else:
+            self._replay_until[tp] = until
+        with self.status.lock:
+            if until is None:
+                self.status.replaying.pop(tp, None)
+            else:
+                self.status.replaying[tp] = (start if start is not None and start >= 0 else 0, until)
+
+    def _replay_done(self, tp: TP) -> None:
+        until = self._replay_until.pop(tp, None)
+        with self.status.lock:
+            self.status.replaying.pop(tp, None)
+        self.log.info("state replay finished", partition=f"{tp[0]}[{tp[1]}]", until=until)
 
     def _count_special(self, special: list[tuple[str, OutputLike]]) -> int:
         """Dead-letter and signal metrics of one batch; returns the number of dead letters."""
@@ -447,56 +528,77 @@ class ProcessorRunner:
     # ------------------------------------------------------------------------------------------------
     # commit and abort
 
-    def _commit(self) -> None:
+    def _commit(self, snapshot: bool = False) -> None:
         """Make everything processed since the last commit visible, atomically.
 
-        1. Snapshot every state key touched since the last commit into the changelog, tagged with
-           the source offset it reflects (same transaction as the outputs).
+        1. If a snapshot is due (``snapshot_interval_ms`` since the last one, ``snapshot`` = shutdown
+           or revocation, or a processed partition without any snapshot yet): write every state key
+           touched since the last snapshot into the changelog, tagged with the source offset it
+           reflects, plus one marker per changed partition (same transaction as the outputs).
         2. Send the consumed positions of the processed partitions with fresh group metadata
            (``send_offsets_to_transaction``; at-least-once: flush, then commit the offsets).
         3. Commit the transaction (this also flushes and checks every produced record).
-        4. The new snapshots and offsets become the rollback point; metrics and status follow.
+        4. The new offsets become the rewind point and, after a snapshot, the snapshots the state
+           rollback point; metrics and status follow.
         Any abortable failure on the way -> ``_abort``; fatal errors propagate and stop the loop.
         """
         consumer, producer = self._require()
-        if not self._dirty:
+        self._unsnapshotted |= self._dirty
+        if not self._dirty and not (snapshot and self._unsnapshotted & self._assigned):
             return
         started = time.perf_counter()
+        now = time.monotonic()
+        take = snapshot_due(now, self._last_snapshot_at, self.settings.snapshot_interval_ms,
+                            force=snapshot or not self._dirty <= self._persisted)
+        self._touched |= self.pipeline.touched()
+        snapshots: dict[StateId, bytes | None] = {}
+        markers: dict[TP, int] = {}
         try:
-            snapshots = self._write_snapshots()                                   # 1
+            if not self._in_txn:  # a snapshot-only commit: nothing processed since the last one
+                self._begin()
+            if take:
+                snapshots, markers = self._write_snapshots()                      # 1
             offsets = [TopicPartition(t, p, self._positions[(t, p)]) for t, p in sorted(self._dirty)]
             if self.eos:
                 # Not retried: after a broker restart a resumed send_offsets call can block for
                 # good; aborting and rewinding is always safe and takes a fresh path.
-                call_with_retry(lambda: producer.send_offsets_to_transaction(      # 2
-                    offsets, consumer.consumer_group_metadata(), KAFKA_CALL_TIMEOUT_S),
-                    "send_offsets_to_transaction", 0.0)
+                if offsets:
+                    call_with_retry(lambda: producer.send_offsets_to_transaction(  # 2
+                        offsets, consumer.consumer_group_metadata(), KAFKA_CALL_TIMEOUT_S),
+                        "send_offsets_to_transaction", 0.0)
                 call_with_retry(lambda: producer.commit_transaction(KAFKA_CALL_TIMEOUT_S),  # 3
                                 "commit_transaction", RETRY_DEADLINE_S, self._log_retry("commit_transaction"))
             else:
                 self._delivery_errors = 0
                 if producer.flush(RETRY_DEADLINE_S) > 0 or self._delivery_errors:
                     raise AbortableKafkaError(f"{self._delivery_errors} deliveries failed or timed out")
-                call_with_retry(lambda: consumer.commit(offsets=offsets, asynchronous=False),
-                                "commit offsets", RETRY_DEADLINE_S, self._log_retry("commit"))
+                if offsets:
+                    call_with_retry(lambda: consumer.commit(offsets=offsets, asynchronous=False),
+                                    "commit offsets", RETRY_DEADLINE_S, self._log_retry("commit"))
         except AbortableKafkaError as exc:
             self._abort(str(exc))
             self.breaker.record_failure(time.monotonic())
             self._publish_breaker()
             return
         now_wall_ms = time.time() * 1000                                          # 4
-        for (t, p, key), data in snapshots.items():
-            if data is None:
-                self._snapshots[(t, p)].pop(key, None)
-            else:
-                self._snapshots[(t, p)][key] = data
+        if take:
+            for (t, p, key), data in snapshots.items():
+                if data is None:
+                    self._snapshots[(t, p)].pop(key, None)
+                else:
+                    self._snapshots[(t, p)][key] = data
+            self._snapshot_offsets.update(markers)
+            self._persisted.update(markers)
+            self._touched.clear()
+            self._unsnapshotted.clear()
+            self._last_snapshot_at = now
         committed = {tp: self._positions[tp] for tp in self._dirty}
         self._committed.update(committed)
         for ts in _latency_sample(self._txn_timestamps):
             self._m_e2e.observe(max(0.0, (now_wall_ms - ts) / 1000))
         self._m_commit.observe(time.perf_counter() - started)
         self._m_committed.inc()
-        self.metrics.changelog_records.labels(self.name).inc(len(snapshots))
+        self.metrics.changelog_records.labels(self.name).inc(len(snapshots) + len(markers))
         self._end_txn()
         self.breaker.record_success()
         self._publish_breaker()
@@ -506,21 +608,34 @@ class ProcessorRunner:
             self.status.transactions_committed += 1
         if self.log.is_enabled(logging.DEBUG):
             self.log.debug("committed", offsets={f"{t}[{p}]": o for (t, p), o in committed.items()},
-                           snapshots=len(snapshots))
+                           snapshots=len(snapshots), markers=len(markers))
 
-    def _write_snapshots(self) -> dict[StateId, bytes | None]:
-        self._touched |= self.pipeline.touched()
+    def _write_snapshots(self) -> tuple[dict[StateId, bytes | None], dict[TP, int]]:
+        """Produce the snapshot of every key touched since the last snapshot and a marker (the
+        offset the snapshot reflects, see ``changelog.py``) per partition changed since then;
+        returns both (the markers by source partition)."""
         _, producer = self._require()
         produce, snapshot = producer.produce, self.pipeline.snapshot
         topic, width = self.changelog_topic, self.changelog_partitions
+        # The offset each partition's state reflects: its position, or, when it has not processed a
+        # record since an abort rolled it back, the snapshot it was rolled back to.
+        reflects = {tp: self._positions.get(tp, self._snapshot_offsets.get(tp, -1))
+                    for tp in self._unsnapshotted & self._assigned}
         written: dict[StateId, bytes | None] = {}
+        markers: dict[TP, int] = {}
+        records: list[tuple[bytes, bytes | None, int, int]] = []
         for t, p, key in sorted(self._touched):
             if (t, p) not in self._assigned:
                 continue
             data = snapshot(t, p, key)
-            record_key = cl.changelog_key(t, p, key)
-            headers: list[tuple[str, str | bytes | None]] = [
-                *cl.source_offset_header(self._positions.get((t, p), 0))]
+            records.append((cl.changelog_key(t, p, key), data, p, reflects.get((t, p), -1)))
+            written[(t, p, key)] = data
+        for (t, p), offset in sorted(reflects.items()):
+            if offset >= 0:  # < 0: nothing consumed yet after a rollback to the partition's beginning
+                records.append((cl.marker_key(t, p), cl.marker_value(offset), p, offset))
+                markers[(t, p)] = offset
+        for record_key, data, p, offset in records:
+            headers: list[tuple[str, str | bytes | None]] = [*cl.source_offset_header(max(offset, 0))]
             partition = cl.changelog_partition(p, width)
             try:
                 produce(topic, value=data, key=record_key, headers=headers, partition=partition)
@@ -528,22 +643,22 @@ class ProcessorRunner:
                 self._produce(topic, record_key, data, headers, partition=partition)
             except KafkaException as exc:
                 raise _produce_error(exc) from exc
-            written[(t, p, key)] = data
-        return written
+        return written, markers
 
     def _end_txn(self) -> None:
-        self._touched.clear()
         self._dirty.clear()
         self._pending = 0
         self._in_txn = False
         self._txn_timestamps.clear()
 
     def _abort(self, reason: str) -> None:
-        """Abort the open transaction, rewind consumption and roll state back to the last commit.
+        """Abort the open transaction, roll state back to the last snapshot, rewind and replay.
 
         1. ``abort_transaction`` (exactly-once only): none of its records become visible.
-        2. Every partition processed since the last commit gets its state replaced by the last
-           committed snapshots and is sought back to the last committed offset.
+        2. Every partition processed since the last commit (or still replaying) gets its state
+           replaced by its last snapshot and is sought back to that snapshot's offset S_p; the
+           records of [S_p, committed offset) are replayed with outputs suppressed (``_replay``).
+           The other assigned partitions are sought back to their committed offset.
         """
         consumer, producer = self._require()
         self.log.warning("aborting transaction", reason=reason, partitions=len(self._dirty))
@@ -562,12 +677,22 @@ class ProcessorRunner:
                                 "abort_transaction", RETRY_DEADLINE_S, self._log_retry("abort_transaction"))
             except AbortableKafkaError as exc:
                 raise FatalKafkaError(f"cannot abort the transaction: {exc}") from exc
-        self.pipeline.touched()
-        for tp in sorted(self._dirty):
-            self._restore_partition_state(tp)
-            self._positions.pop(tp, None)
+        # Keys changed in the aborted transaction stay in the next snapshot: a superset is harmless
+        # (a rolled-back key is written with its snapshot state again).
+        self._touched |= self.pipeline.touched()
+        rollback = (self._dirty | self._replay_until.keys()) & self._assigned
+        replays: dict[str, str] = {}
         for tp in sorted(self._assigned):
-            offset = self._committed.get(tp)
+            if tp in rollback:
+                self._restore_partition_state(tp)
+                self._positions.pop(tp, None)
+                plan = plan_resume(self._snapshot_offsets.get(tp), self._committed.get(tp))
+                offset = plan.start
+                self._start_replay(tp, plan.start, plan.replay_until)
+                if plan.replay_until is not None:
+                    replays[f"{tp[0]}[{tp[1]}]"] = f"{plan.start}..{plan.replay_until}"
+            else:
+                offset = self._committed.get(tp)
             if offset is not None:
                 try:
                     consumer.seek(TopicPartition(tp[0], tp[1], offset))
@@ -575,6 +700,8 @@ class ProcessorRunner:
                     self.log.warning("seek failed", topic=tp[0], partition=tp[1], error=str(exc))
         self.pipeline.touched()  # restoring is not a change to snapshot
         self._end_txn()
+        if replays:
+            self.log.info("replaying state after abort", replay=replays)
         self.metrics.transactions_aborted.labels(self.name, reason.split(":")[0][:40]).inc()
         with self.status.lock:
             self.status.transactions_aborted += 1
@@ -605,17 +732,33 @@ class ProcessorRunner:
         restored = cl.read_changelog(self._restore_consumer, self.changelog_topic,
                                      self.changelog_partitions, tps,
                                      on_progress=lambda: self.status.beat(time.monotonic()))
+        committed = self._group_offsets(consumer, tps)
         self._touched |= self.pipeline.touched()  # keep pending changes of partitions already owned
         for tp in tps:
             self._snapshots[tp] = {}
             self._committed.pop(tp, None)
             self._positions.pop(tp, None)
+            self._snapshot_offsets.pop(tp, None)
         for (t, p, key), data in restored.snapshots.items():
             self._snapshots[(t, p)][key] = data
+        replays: dict[str, str] = {}
+        assignment: list[TopicPartition] = []
         for tp in tps:
             self._restore_partition_state(tp)
+            snapshot_offset = restored.snapshot_offset(tp)
+            if snapshot_offset is not None:
+                self._persisted.add(tp)
+            plan = plan_resume(snapshot_offset, committed.get(tp))
+            if plan.state_offset is not None:
+                self._snapshot_offsets[tp] = plan.state_offset
+            if plan.replay_until is not None:
+                self._committed[tp] = plan.replay_until
+                replays[f"{tp[0]}[{tp[1]}]"] = f"{plan.start}..{plan.replay_until}"
+            self._start_replay(tp, plan.start, plan.replay_until)
+            assignment.append(TopicPartition(tp[0], tp[1]) if plan.start is None
+                              else TopicPartition(tp[0], tp[1], plan.start))
         self.pipeline.touched()
-        consumer.incremental_assign(partitions)
+        consumer.incremental_assign(assignment)
         if self._paused_by:
             consumer.pause(partitions)
         self._assigned.update(tps)
@@ -628,15 +771,23 @@ class ProcessorRunner:
         self.metrics.ready.labels(self.name).set(1)
         self.log.info("partitions assigned", partitions=sorted(f"{t}[{p}]" for t, p in tps),
                       restored_keys=len(restored.snapshots), changelog_records=restored.records_read,
-                      restore_seconds=round(time.monotonic() - started, 3))
+                      restore_seconds=round(time.monotonic() - started, 3), replay=replays or None)
+
+    def _group_offsets(self, consumer: Consumer, tps: list[TP]) -> dict[TP, int]:
+        """The group's committed offsets of ``tps`` (partitions without one are left out)."""
+        request = [TopicPartition(t, p) for t, p in tps]
+        result: list[TopicPartition] = call_with_retry(
+            lambda: consumer.committed(request, timeout=KAFKA_CALL_TIMEOUT_S), "committed",
+            RETRY_DEADLINE_S, self._log_retry("committed"))
+        return {(tp.topic, tp.partition): tp.offset for tp in result if tp.offset >= 0}
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._guarded(self._on_revoke_impl, consumer, partitions)
 
     def _on_revoke_impl(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalances.labels(self.name, "revoke").inc()
-        if self._dirty and not self._failed:
-            self._commit()
+        if (self._dirty or self._unsnapshotted) and not self._failed:
+            self._commit(snapshot=True)
         self._forget([(tp.topic, tp.partition) for tp in partitions], "revoked")
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -666,8 +817,14 @@ class ProcessorRunner:
             self._positions.pop(tp, None)
             self._committed.pop(tp, None)
             self._snapshots.pop(tp, None)
+            self._snapshot_offsets.pop(tp, None)
+            self._persisted.discard(tp)
+            self._unsnapshotted.discard(tp)
+            self._start_replay(tp, None, None)
             with contextlib.suppress(KeyError):
                 self.metrics.consumer_lag.remove(self.name, tp[0], str(tp[1]))
+        gone = set(tps)
+        self._touched = {key for key in self._touched if (key[0], key[1]) not in gone}
         self.metrics.partitions_assigned.labels(self.name).set(len(self._assigned))
         with self.status.lock:
             self.status.assigned.difference_update(tps)

@@ -45,6 +45,7 @@ def config_summary(config: StreamsConfig) -> dict[str, Any]:
                 "processing_mode": p.processing_mode.value,
                 "batch_size": p.batch_size,
                 "commit_interval_ms": p.commit_interval_ms,
+                "snapshot_interval_ms": p.snapshot_interval_ms,
                 "max_poll_records": p.max_poll_records,
                 "input_topics": p.input_topics,
                 "output_topics": p.output_topics.by_role(),

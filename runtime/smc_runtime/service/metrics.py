@@ -59,6 +59,10 @@ class RuntimeMetrics:
         self.state_restored_keys = Counter(
             "smc_runtime_state_restored_keys", "State keys restored from the changelog", ["processor"],
             registry=r)
+        self.state_replayed_records = Counter(
+            "smc_runtime_state_replayed_records",
+            "Input records replayed after a restore or abort to rebuild state from the last snapshot "
+            "(outputs suppressed)", ["processor"], registry=r)
         self.changelog_records = Counter(
             "smc_runtime_changelog_records", "State snapshots written to the changelog", ["processor"],
             registry=r)

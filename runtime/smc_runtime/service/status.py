@@ -41,6 +41,10 @@ class ProcessorStatus:
     state: ProcessorState = ProcessorState.STARTING
     assigned: set[tuple[str, int]] = field(default_factory=set)
     restoring: set[tuple[str, int]] = field(default_factory=set)
+    # Partitions replaying [snapshot offset, committed offset) after a restore or abort: they are
+    # restored and processing (ready), their outputs up to the committed offset are suppressed.
+    replaying: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+    replayed_records: int = 0
     messages_processed: int = 0
     messages_failed: int = 0
     outputs_produced: int = 0
@@ -134,6 +138,9 @@ class ProcessorStatus:
                 "processing_mode": self.processing_mode,
                 "assignment": sorted(f"{t}[{p}]" for t, p in self.assigned),
                 "restoring": sorted(f"{t}[{p}]" for t, p in self.restoring),
+                "replaying": {f"{t}[{p}]": {"from": start, "until": until}
+                              for (t, p), (start, until) in sorted(self.replaying.items())},
+                "replayed_records": self.replayed_records,
                 "lag": {f"{t}[{p}]": lag for (t, p), lag in sorted(self.lag.items())},
                 "positions": {f"{t}[{p}]": o for (t, p), o in sorted(self.positions.items())},
                 "last_commit": None if self.last_commit_at is None else {

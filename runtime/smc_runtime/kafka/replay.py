@@ -1,0 +1,56 @@
+"""Pure decisions of snapshotting less often than committing: when a commit snapshots, and where a
+partition resumes (and up to where it replays) after a restore or an abort.
+
+The state of a source partition is snapshotted at offset S (its last snapshot), its outputs and
+offsets are committed up to C >= S. Rebuilding the state at C = restore the snapshot, then run the
+records of [S, C) through the Pipeline again with their outputs discarded (they were committed
+already): the Pipeline is deterministic per source partition, so this is exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka import OFFSET_BEGINNING
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """Where a partition resumes once its state is the snapshot state.
+
+    ``start``: the offset to consume from (None: leave it to the group's committed offset or
+    ``auto.offset.reset``); ``replay_until``: records below it are replayed with outputs suppressed
+    (None: no replay); ``state_offset``: the offset the state reflects, the rollback point of a later
+    abort (None: the first record consumed; ``OFFSET_BEGINNING``: the start of the partition).
+    """
+
+    start: int | None
+    replay_until: int | None
+    state_offset: int | None
+
+
+def plan_resume(snapshot_offset: int | None, committed: int | None) -> ResumePlan:
+    """Resume point of a partition whose state was just set to its snapshot (restore or abort).
+
+    * snapshot S and committed C > S: seek to S, replay [S, C).
+    * snapshot S, C <= S: start at C (C == S is the usual case; C < S only after offsets were reset
+      by hand, where the runtime always started at C with the restored state).
+    * no snapshot, C > 0: the state never reached the changelog: replay from the beginning up to C.
+    * snapshot S, nothing committed (offsets expired): the state is at S, resume at S.
+    * nothing at all: empty state, the group's offset / ``auto.offset.reset`` decide (as before).
+    """
+    if committed is None or committed < 0:
+        return ResumePlan(snapshot_offset, None, snapshot_offset)
+    if snapshot_offset is None:
+        if committed > 0:
+            return ResumePlan(OFFSET_BEGINNING, committed, OFFSET_BEGINNING)
+        return ResumePlan(committed, None, None)
+    if committed > snapshot_offset:
+        return ResumePlan(snapshot_offset, committed, snapshot_offset)
+    return ResumePlan(committed, None, committed)
+
+
+def snapshot_due(now_s: float, last_snapshot_s: float, interval_ms: int, *, force: bool = False) -> bool:
+    """Does this commit write snapshots? Always with ``force`` (shutdown, revocation, a partition with
+    no snapshot yet) or an interval of 0, else once ``interval_ms`` passed since the last snapshot."""
+    return force or interval_ms == 0 or (now_s - last_snapshot_s) * 1000 >= interval_ms
