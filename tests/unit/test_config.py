@@ -30,6 +30,7 @@ def test_env_overrides_yaml() -> None:
         "BATCH_SIZE": "42",
         "COMMIT_INTERVAL_MS": "20",
         "MAX_POLL_RECORDS": "7",
+        "SNAPSHOT_INTERVAL_MS": "0",
         "METRICS_PORT": "9100",
         "HEALTH_CHECK_PORT": "9101",
         "LOG_LEVEL": "debug",
@@ -39,6 +40,7 @@ def test_env_overrides_yaml() -> None:
     proc = cfg.stream_processors["p"]
     assert cfg.kafka.bootstrap_servers == "127.0.0.1:9092"
     assert (proc.batch_size, proc.commit_interval_ms, proc.max_poll_records) == (42, 20, 7)
+    assert proc.snapshot_interval_ms == 0
     assert (cfg.monitoring.metrics_port, cfg.monitoring.health_check_port) == (9100, 9101)
     assert cfg.monitoring.log_level == "DEBUG"
     assert cfg.processor_id == "pod-3"
@@ -103,3 +105,10 @@ def test_unreadable_and_invalid_yaml_are_config_errors(tmp_path: Path) -> None:
     scalar.write_text(yaml.safe_dump("just a string"))
     with pytest.raises(ConfigError, match="mapping"):
         load_config(scalar, {})
+
+
+def test_snapshot_interval_defaults_to_a_second_and_is_not_negative() -> None:
+    assert parse_config(MINIMAL).stream_processors["p"].snapshot_interval_ms == 1000
+    with pytest.raises(ConfigError) as err:
+        parse_config(MINIMAL, {"SNAPSHOT_INTERVAL_MS": "-1"})
+    assert err.value.problems[0][0] == "stream_processors.p.snapshot_interval_ms"
