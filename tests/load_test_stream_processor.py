@@ -55,6 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-poll-records", type=int, default=None, help="default: the runtime's own")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="messages per transaction at most (default: the runtime's own)")
+    parser.add_argument("--snapshot-interval-ms", type=int, default=None,
+                        help="state snapshot interval (default: the runtime's own; 0 = every commit)")
     parser.add_argument("--bootstrap", default=None, help="default: $KAFKA_BOOTSTRAP_SERVERS or the test bed")
     parser.add_argument("--timeout", type=float, default=600.0, help="drain: give up after this many seconds")
     parser.add_argument("--workdir", default="/tmp/smc-load-test")
@@ -97,9 +99,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generating {count:,} messages ({mix.label()}, {args.symbols} symbols, seed {args.seed})",
               file=sys.stderr, flush=True)
         messages = market_messages(args.symbols, count, mix, args.seed)
+        overrides: dict[str, object] = {}
+        if args.snapshot_interval_ms is not None:
+            overrides["snapshot_interval_ms"] = args.snapshot_interval_ms
         target = targets.smc_stream(bootstrap, list(topic_of_kind.values()), args.partitions, args.mode,
                                     args.commit_interval_ms, Path(args.workdir),
-                                    max_poll_records=args.max_poll_records, batch_size=args.batch_size)
+                                    max_poll_records=args.max_poll_records, batch_size=args.batch_size,
+                                    processor_overrides=overrides)
         result: DrainResult | SteadyResult
         if args.scenario == "drain":
             preload(bootstrap, topic_of_kind, messages)

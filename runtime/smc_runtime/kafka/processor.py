@@ -45,7 +45,7 @@ from smc_runtime.kafka.errors import (
     classify,
     kafka_error_of,
 )
-from smc_runtime.kafka.replay import plan_resume, snapshot_due
+from smc_runtime.kafka.replay import partitions_due, plan_resume, snapshot_phase
 from smc_runtime.logs import get_logger
 from smc_runtime.service.metrics import RuntimeMetrics
 from smc_runtime.service.status import ProcessorState, ProcessorStatus
@@ -147,7 +147,7 @@ class ProcessorRunner:
         self._persisted: set[TP] = set()           # partitions with a snapshot in the changelog
         self._unsnapshotted: set[TP] = set()       # state changed since the last snapshot
         self._replay_until: dict[TP, int] = {}     # records below: replayed, outputs suppressed
-        self._last_snapshot_at = 0.0
+        self._snapshot_due_at: dict[TP, float] = {}  # per partition (staggered, see snapshot_phase)
         self._in_txn = False
         self._txn_started = 0.0
         self._pending = 0
@@ -233,7 +233,6 @@ class ProcessorRunner:
         cconf["error_cb"] = self._on_client_error
         cconf["logger"] = logging.getLogger("smc_runtime.librdkafka.consumer")
         self._consumer = Consumer(cconf)
-        self._last_snapshot_at = time.monotonic()
         self._consumer.subscribe(self.settings.input_topics, on_assign=self._on_assign,
                                  on_revoke=self._on_revoke, on_lost=self._on_lost)
         self.status.set_state(ProcessorState.RUNNING)
@@ -548,8 +547,10 @@ class ProcessorRunner:
             return
         started = time.perf_counter()
         now = time.monotonic()
-        take = snapshot_due(now, self._last_snapshot_at, self.settings.snapshot_interval_ms,
-                            force=snapshot or not self._dirty <= self._persisted)
+        changed = self._unsnapshotted & self._assigned
+        due = partitions_due(now, self._snapshot_due_at, changed, self.settings.snapshot_interval_ms,
+                             forced=changed if snapshot else self._dirty - self._persisted)
+        take = bool(due)
         self._touched |= self.pipeline.touched()
         snapshots: dict[StateId, bytes | None] = {}
         markers: dict[TP, int] = {}
@@ -557,7 +558,7 @@ class ProcessorRunner:
             if not self._in_txn:  # a snapshot-only commit: nothing processed since the last one
                 self._begin()
             if take:
-                snapshots, markers = self._write_snapshots()                      # 1
+                snapshots, markers = self._write_snapshots(due)                   # 1
             offsets = [TopicPartition(t, p, self._positions[(t, p)]) for t, p in sorted(self._dirty)]
             if self.eos:
                 # Not retried: after a broker restart a resumed send_offsets call can block for
@@ -589,9 +590,11 @@ class ProcessorRunner:
                     self._snapshots[(t, p)][key] = data
             self._snapshot_offsets.update(markers)
             self._persisted.update(markers)
-            self._touched.clear()
-            self._unsnapshotted.clear()
-            self._last_snapshot_at = now
+            self._touched = {key for key in self._touched if (key[0], key[1]) not in due}
+            self._unsnapshotted -= due
+            interval_s = self.settings.snapshot_interval_ms / 1000
+            for tp in due:
+                self._snapshot_due_at[tp] = now + interval_s
         committed = {tp: self._positions[tp] for tp in self._dirty}
         self._committed.update(committed)
         for ts in _latency_sample(self._txn_timestamps):
@@ -610,9 +613,9 @@ class ProcessorRunner:
             self.log.debug("committed", offsets={f"{t}[{p}]": o for (t, p), o in committed.items()},
                            snapshots=len(snapshots), markers=len(markers))
 
-    def _write_snapshots(self) -> tuple[dict[StateId, bytes | None], dict[TP, int]]:
-        """Produce the snapshot of every key touched since the last snapshot and a marker (the
-        offset the snapshot reflects, see ``changelog.py``) per partition changed since then;
+    def _write_snapshots(self, due: set[TP]) -> tuple[dict[StateId, bytes | None], dict[TP, int]]:
+        """Produce the snapshot of every key of the ``due`` partitions touched since their last
+        snapshot and a marker (the offset the snapshot reflects, see ``changelog.py``) per partition;
         returns both (the markers by source partition)."""
         _, producer = self._require()
         produce, snapshot = producer.produce, self.pipeline.snapshot
@@ -620,12 +623,12 @@ class ProcessorRunner:
         # The offset each partition's state reflects: its position, or, when it has not processed a
         # record since an abort rolled it back, the snapshot it was rolled back to.
         reflects = {tp: self._positions.get(tp, self._snapshot_offsets.get(tp, -1))
-                    for tp in self._unsnapshotted & self._assigned}
+                    for tp in due}
         written: dict[StateId, bytes | None] = {}
         markers: dict[TP, int] = {}
         records: list[tuple[bytes, bytes | None, int, int]] = []
         for t, p, key in sorted(self._touched):
-            if (t, p) not in self._assigned:
+            if (t, p) not in due:
                 continue
             data = snapshot(t, p, key)
             records.append((cl.changelog_key(t, p, key), data, p, reflects.get((t, p), -1)))
@@ -739,6 +742,8 @@ class ProcessorRunner:
             self._committed.pop(tp, None)
             self._positions.pop(tp, None)
             self._snapshot_offsets.pop(tp, None)
+            self._snapshot_due_at[tp] = started + self.settings.snapshot_interval_ms / 1000 * (
+                1.0 + snapshot_phase(tp[1]))
         for (t, p, key), data in restored.snapshots.items():
             self._snapshots[(t, p)][key] = data
         replays: dict[str, str] = {}
@@ -820,6 +825,7 @@ class ProcessorRunner:
             self._snapshot_offsets.pop(tp, None)
             self._persisted.discard(tp)
             self._unsnapshotted.discard(tp)
+            self._snapshot_due_at.pop(tp, None)
             self._start_replay(tp, None, None)
             with contextlib.suppress(KeyError):
                 self.metrics.consumer_lag.remove(self.name, tp[0], str(tp[1]))

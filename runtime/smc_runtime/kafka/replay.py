@@ -9,9 +9,12 @@ already): the Pipeline is deterministic per source partition, so this is exact.
 
 from __future__ import annotations
 
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING
+
+SourcePartition = tuple[str, int]
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,20 @@ def plan_resume(snapshot_offset: int | None, committed: int | None) -> ResumePla
     return ResumePlan(committed, None, committed)
 
 
-def snapshot_due(now_s: float, last_snapshot_s: float, interval_ms: int, *, force: bool = False) -> bool:
-    """Does this commit write snapshots? Always with ``force`` (shutdown, revocation, a partition with
-    no snapshot yet) or an interval of 0, else once ``interval_ms`` passed since the last snapshot."""
-    return force or interval_ms == 0 or (now_s - last_snapshot_s) * 1000 >= interval_ms
+def snapshot_phase(partition: int) -> float:
+    """Where in the interval a partition's snapshots fall, as a fraction (golden-ratio spacing).
+
+    Partitions snapshot on their own schedules so each commit carries a slice of the state instead of
+    every key at once once per interval: one large transaction per interval is a latency spike."""
+    return (partition * 0.6180339887498949) % 1.0
+
+
+def partitions_due(now_s: float, due_at: Mapping[SourcePartition, float],
+                   changed: Iterable[SourcePartition], interval_ms: int, *,
+                   forced: Container[SourcePartition] = ()) -> set[SourcePartition]:
+    """The changed partitions this commit snapshots: all with an interval of 0, else those whose
+    due time passed, plus ``forced`` ones (shutdown, revocation, a partition with no snapshot yet).
+    A partition without a due time is due."""
+    if interval_ms == 0:
+        return set(changed)
+    return {tp for tp in changed if tp in forced or now_s >= due_at.get(tp, 0.0)}

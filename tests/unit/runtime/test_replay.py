@@ -3,6 +3,7 @@ marker, and the loop's replay/suppression, snapshot and abort paths with a fake 
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 from smc_runtime.config import KafkaSettings, ProcessorSettings
 from smc_runtime.kafka import changelog as cl
 from smc_runtime.kafka.processor import ProcessorRunner
-from smc_runtime.kafka.replay import ResumePlan, plan_resume, snapshot_due
+from smc_runtime.kafka.replay import ResumePlan, partitions_due, plan_resume, snapshot_phase
 from smc_runtime.service.metrics import RuntimeMetrics
 from smc_runtime.service.status import ProcessorStatus
 
@@ -34,11 +35,22 @@ def test_plan_resume(snapshot: int | None, committed: int | None, plan: ResumePl
     assert plan_resume(snapshot, committed) == plan
 
 
-def test_snapshot_due() -> None:
-    assert not snapshot_due(10.5, 10.0, 1000)
-    assert snapshot_due(11.0, 10.0, 1000)
-    assert snapshot_due(10.0, 10.0, 0)                    # 0: every commit
-    assert snapshot_due(10.1, 10.0, 1000, force=True)     # shutdown, revocation, unsnapshotted partition
+def test_partitions_due() -> None:
+    a, b, c = ("t", 0), ("t", 1), ("t", 2)
+    due_at = {a: 11.0, b: 10.4}
+    assert partitions_due(10.5, due_at, {a, b}, 1000) == {b}               # a is not due yet
+    assert partitions_due(11.0, due_at, {a, b}, 1000) == {a, b}
+    assert partitions_due(10.0, due_at, {a, b}, 0) == {a, b}               # 0: every commit
+    assert partitions_due(10.0, due_at, {a}, 1000, forced={a}) == {a}      # shutdown, revocation
+    assert partitions_due(10.0, due_at, {c}, 1000) == {c}                  # no due time: due
+    assert partitions_due(10.0, due_at, set(), 1000, forced={a}) == set()  # only changed ones
+
+
+def test_snapshot_phases_spread_partitions_over_the_interval() -> None:
+    phases = sorted(snapshot_phase(p) for p in range(6))
+    assert all(0.0 <= x < 1.0 for x in phases)
+    gaps = [b - a for a, b in itertools.pairwise(phases)]
+    assert min(gaps) > 0.08  # no two of 6 partitions snapshot in the same commit at 1 s / 20 ms
 
 
 # --- changelog marker -------------------------------------------------------------------------------
@@ -257,7 +269,7 @@ def test_replay_ends_at_the_first_record_past_the_range_in_a_mixed_batch() -> No
 
 def test_commits_between_snapshots_write_no_changelog_and_keep_touched_keys() -> None:
     runner, _, producer, _ = _runner(60_000)
-    runner._last_snapshot_at = 1e12  # the interval never passes in this test
+    runner._snapshot_due_at[TP0] = 1e12  # the interval never passes in this test
     runner._process_batch(_msgs(range(0, 3)))
     runner._commit()
     assert producer.changelog() == [] and producer.calls == ["begin", "commit"]
@@ -282,7 +294,7 @@ def test_interval_zero_snapshots_in_every_commit() -> None:
 
 def test_a_partition_without_snapshot_is_snapshotted_in_its_first_commit() -> None:
     runner, _, producer, _ = _runner(60_000)
-    runner._last_snapshot_at = 1e12
+    runner._snapshot_due_at[TP0] = 1e12
     runner._persisted.clear()
     runner._process_batch(_msgs(range(0, 2)))
     runner._commit()
@@ -293,7 +305,7 @@ def test_abort_rolls_back_to_the_snapshot_and_replays_up_to_the_committed_offset
     runner, pipeline, producer, consumer = _runner(60_000)
     runner._process_batch(_msgs(range(0, 2)))
     runner._commit(snapshot=True)                                     # snapshot at 2
-    runner._last_snapshot_at = 1e12
+    runner._snapshot_due_at[TP0] = 1e12
     runner._process_batch(_msgs(range(2, 4)))
     runner._commit()                                                  # committed 4, no snapshot
     runner._process_batch(_msgs(range(4, 6)))
