@@ -30,7 +30,6 @@ from typing import Any
 
 from confluent_kafka import (
     Consumer,
-    ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
     Producer,
@@ -174,9 +173,9 @@ class Offsets:
 
     def __init__(self, bootstrap: str) -> None:
         self._bootstrap = bootstrap
-        self._admin = admin(bootstrap)
         self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("bench-watermarks"),
                                    "enable.auto.commit": False})
+        self._probes: dict[str, Consumer] = {}
 
     def high(self, partitions: Sequence[TopicPartition]) -> int:
         """Sum of high watermarks; retried while a fresh topic's leaders settle."""
@@ -195,14 +194,30 @@ class Offsets:
         return total
 
     def committed(self, group: str, partitions: Sequence[TopicPartition]) -> int:
+        """Sum of ``group``'s committed offsets, read by a consumer of that group that never joins it.
+
+        Not ``AdminClient.list_consumer_group_offsets``: on a fresh broker its OffsetFetch can meet
+        NOT_COORDINATOR for a group that does not exist yet, and librdkafka then dereferences the
+        admin client's missing group handle (segfault; confluent-kafka-javascript#374 has the stack).
+        ``read_uncommitted``: the last completed commits, without waiting out pending transactional
+        offsets (``require_stable``)."""
+        probe = self._probes.get(group)
+        if probe is None:
+            probe = self._probes[group] = Consumer({
+                "bootstrap.servers": self._bootstrap, "group.id": group, "enable.auto.commit": False,
+                "isolation.level": "read_uncommitted"})
         plain = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
-        request = ConsumerGroupTopicPartitions(group, plain)
-        futures = self._admin.list_consumer_group_offsets([request], request_timeout=5)
-        result = next(iter(futures.values())).result()
-        return sum(tp.offset for tp in result.topic_partitions if tp.offset >= 0)
+        try:
+            result = probe.committed(plain, timeout=5)
+        except KafkaException:
+            return 0  # coordinator not there yet: nothing committed as far as we can tell
+        return sum(tp.offset for tp in result if tp.offset >= 0)
 
     def close(self) -> None:
         self._consumer.close()
+        for probe in self._probes.values():
+            probe.close()
+        self._probes.clear()
 
 
 def count_committed(bootstrap: str, topic: str, idle_s: float = 2.0) -> int:

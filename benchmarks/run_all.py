@@ -12,6 +12,7 @@ Drain throughput and CPU come from the pre-loaded input; p50/p99 latency from a 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
 import platform
@@ -134,6 +135,7 @@ def save(args: argparse.Namespace, drains: list[DrainResult], steadies: list[Ste
 
 
 def main(argv: list[str] | None = None) -> int:
+    faulthandler.enable()  # a crash in a native client library prints the Python stacks of every thread
     args = parse_args(argv)
     frameworks = [f for f in args.frameworks.split(",") if f]
     modes = [m for m in args.modes.split(",") if m]

@@ -405,6 +405,10 @@ def _workload_status(
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
-def forget(name: str, namespace: str | None, **_: Any) -> None:
-    """Children go with the CR by garbage collection (owner references); only metrics need cleaning."""
+def forget(name: str, namespace: str | None, spec: Any = None, **_: Any) -> None:
+    """Children go with the CR by garbage collection (owner references); metrics and the group's
+    offset probe need cleaning."""
     metrics.forget(namespace or "", name)
+    processor = (spec or {}).get("processor") if isinstance(spec, dict) else None
+    if isinstance(processor, dict) and processor.get("consumerGroup"):
+        _lag_reader.forget_group(str(processor["consumerGroup"]))

@@ -1,6 +1,7 @@
 """Consumer-group offsets from Kafka (the adapter: the only module here that talks to Kafka).
 
-Per input partition: the group's committed offset (``list_consumer_group_offsets``), the log-end offset
+Per input partition: the group's committed offset (read by a consumer of the group that never joins it,
+see ``LagReader._committed``), the log-end offset
 under ``read_committed`` (so transaction markers of exactly-once producers do not count as lag) and the
 log-start offset (a partition the group never committed to is read from its start:
 ``auto.offset.reset=earliest``). Failures come back as a ``LagError`` value for the handler to report.
@@ -12,7 +13,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, KafkaException, TopicPartition
+from confluent_kafka import Consumer, IsolationLevel, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from smc_operator.scaling import LagSample, PartitionLag
@@ -28,11 +29,13 @@ class LagError:
 
 
 class LagReader:
-    """Caches one AdminClient per distinct client configuration (they hold connections)."""
+    """Caches one AdminClient per distinct client configuration and one offset probe per group
+    (they hold connections)."""
 
     def __init__(self, timeout_s: float = 5.0) -> None:
         self._timeout = timeout_s
         self._clients: dict[tuple[tuple[str, str], ...], AdminClient] = {}
+        self._probes: dict[tuple[tuple[tuple[str, str], ...], str], Consumer] = {}
         self._lock = threading.Lock()
 
     def _client(self, config: Mapping[str, str]) -> AdminClient:
@@ -44,9 +47,33 @@ class LagReader:
                 self._clients[key] = client
             return client
 
-    def forget(self, config: Mapping[str, str]) -> None:
+    def _probe(self, config: Mapping[str, str], group: str) -> Consumer:
+        key = (tuple(sorted(config.items())), group)
         with self._lock:
-            self._clients.pop(tuple(sorted(config.items())), None)
+            probe = self._probes.get(key)
+            if probe is None:
+                probe = Consumer({
+                    **config, "group.id": group, "enable.auto.commit": False,
+                    "isolation.level": "read_uncommitted", "socket.connection.setup.timeout.ms": "3000",
+                })
+                self._probes[key] = probe
+            return probe
+
+    def forget_group(self, group: str) -> None:
+        """Close the offset probes of a group nobody asks about any more (its resource is gone)."""
+        with self._lock:
+            probes = [self._probes.pop(k) for k in [k for k in self._probes if k[1] == group]]
+        for probe in probes:
+            probe.close()
+
+    def forget(self, config: Mapping[str, str]) -> None:
+        key = tuple(sorted(config.items()))
+        with self._lock:
+            self._clients.pop(key, None)
+            stale = [k for k in self._probes if k[0] == key]
+            probes = [self._probes.pop(k) for k in stale]
+        for probe in probes:
+            probe.close()
 
     def read(
         self, config: Mapping[str, str], group: str, topics: list[str], now: float
@@ -71,7 +98,7 @@ class LagReader:
         if missing and not partitions:
             return LagError("TopicMissing", f"input topics not found: {', '.join(missing)}")
         try:
-            committed = self._committed(admin, group, partitions)
+            committed = self._committed(self._probe(config, group), partitions)
             latest = self._offsets(admin, partitions, _LATEST)
             earliest = self._offsets(admin, partitions, _EARLIEST)
         except KafkaException as exc:
@@ -88,14 +115,19 @@ class LagReader:
         )
         return LagSample(time=now, partitions=rows)
 
-    def _committed(
-        self, admin: AdminClient, group: str, partitions: list[TopicPartition]
-    ) -> dict[tuple[str, int], int]:
-        request = [ConsumerGroupTopicPartitions(group, list(partitions))]
-        futures = admin.list_consumer_group_offsets(request, request_timeout=self._timeout)
-        result = futures[group].result(timeout=self._timeout + 1)
+    def _committed(self, probe: Consumer, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]:
+        """The group's committed offsets via ``Consumer.committed`` on a consumer with the group's id
+        that never subscribes (so never joins the group).
+
+        Not ``AdminClient.list_consumer_group_offsets``: when the broker answers its OffsetFetch with
+        NOT_COORDINATOR (a group not created yet, a fresh or restarting broker), librdkafka dereferences
+        the admin client's missing group handle and the process dies with SIGSEGV (librdkafka#5040;
+        seen here in 2 of 5 benchmark runs against a fresh broker). ``read_uncommitted``: the last
+        completed commit, without waiting out a pending transaction's offsets."""
+        result = probe.committed([TopicPartition(tp.topic, tp.partition) for tp in partitions],
+                                 timeout=self._timeout)
         out: dict[tuple[str, int], int] = {}
-        for tp in result.topic_partitions or []:
+        for tp in result:
             if tp.error is None and tp.offset >= 0:
                 out[(tp.topic, tp.partition)] = tp.offset
         return out
