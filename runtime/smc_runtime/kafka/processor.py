@@ -737,13 +737,13 @@ class ProcessorRunner:
                                      on_progress=lambda: self.status.beat(time.monotonic()))
         committed = self._group_offsets(consumer, tps)
         self._touched |= self.pipeline.touched()  # keep pending changes of partitions already owned
-        for tp in tps:
+        interval_s = self.settings.snapshot_interval_ms / 1000
+        for index, tp in enumerate(sorted(tps)):
             self._snapshots[tp] = {}
             self._committed.pop(tp, None)
             self._positions.pop(tp, None)
             self._snapshot_offsets.pop(tp, None)
-            self._snapshot_due_at[tp] = started + self.settings.snapshot_interval_ms / 1000 * (
-                1.0 + snapshot_phase(tp[1]))
+            self._snapshot_due_at[tp] = started + interval_s * (1.0 + snapshot_phase(index, len(tps)))
         for (t, p, key), data in restored.snapshots.items():
             self._snapshots[(t, p)][key] = data
         replays: dict[str, str] = {}

@@ -53,12 +53,13 @@ def plan_resume(snapshot_offset: int | None, committed: int | None) -> ResumePla
     return ResumePlan(committed, None, committed)
 
 
-def snapshot_phase(partition: int) -> float:
-    """Where in the interval a partition's snapshots fall, as a fraction (golden-ratio spacing).
+def snapshot_phase(index: int, count: int) -> float:
+    """Where in the interval the ``index``-th of ``count`` partitions assigned together snapshots, as a
+    fraction: evenly spread.
 
     Partitions snapshot on their own schedules so each commit carries a slice of the state instead of
     every key at once once per interval: one large transaction per interval is a latency spike."""
-    return (partition * 0.6180339887498949) % 1.0
+    return (index + 0.5) / count if count > 0 else 0.0
 
 
 def partitions_due(now_s: float, due_at: Mapping[SourcePartition, float],

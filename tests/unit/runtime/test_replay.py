@@ -47,10 +47,11 @@ def test_partitions_due() -> None:
 
 
 def test_snapshot_phases_spread_partitions_over_the_interval() -> None:
-    phases = sorted(snapshot_phase(p) for p in range(6))
-    assert all(0.0 <= x < 1.0 for x in phases)
-    gaps = [b - a for a, b in itertools.pairwise(phases)]
-    assert min(gaps) > 0.08  # no two of 6 partitions snapshot in the same commit at 1 s / 20 ms
+    for count in (1, 6, 18):
+        phases = [snapshot_phase(i, count) for i in range(count)]
+        assert all(0.0 < x < 1.0 for x in phases)
+        gaps = [b - a for a, b in itertools.pairwise(phases)]
+        assert all(abs(gap - 1.0 / count) < 1e-12 for gap in gaps)  # evenly spaced
 
 
 # --- changelog marker -------------------------------------------------------------------------------
