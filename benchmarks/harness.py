@@ -14,6 +14,7 @@ Two scenarios:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import signal
@@ -272,11 +273,23 @@ class Progress:
             sys.stderr.flush()
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the measuring process dies, whatever kills it (a crash
+    of the driver once left a processor spinning against a stopped broker, skewing later runs)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def start(target: Target) -> subprocess.Popen[bytes]:
     log = open(target.log_path, "wb")  # noqa: SIM115 - handed to the child, closed by the OS on exit
     env = {**os.environ, **(target.env or {})}
     return subprocess.Popen(target.command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
+                            start_new_session=True,
+                            preexec_fn=_die_with_parent if sys.platform == "linux" else None)
 
 
 def stop(proc: subprocess.Popen[bytes], grace_s: float = 20.0) -> None:
