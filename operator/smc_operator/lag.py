@@ -10,14 +10,18 @@ log-start offset (a partition the group never committed to is read from its star
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, IsolationLevel, KafkaException, TopicPartition
+from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from smc_operator.scaling import LagSample, PartitionLag
 
+_COORDINATOR_ERRORS = frozenset({KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE,
+                                 KafkaError.COORDINATOR_LOAD_IN_PROGRESS})
+_RETRY_PAUSE_S = 0.1
 _LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]
 _EARLIEST = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
 
@@ -124,8 +128,20 @@ class LagReader:
         the admin client's missing group handle and the process dies with SIGSEGV (librdkafka#5040;
         seen here in 2 of 5 benchmark runs against a fresh broker). ``read_uncommitted``: the last
         completed commit, without waiting out a pending transaction's offsets."""
-        result = probe.committed([TopicPartition(tp.topic, tp.partition) for tp in partitions],
-                                 timeout=self._timeout)
+        request = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                result = probe.committed(request, timeout=max(0.5, deadline - time.monotonic()))
+                break
+            except KafkaException as exc:
+                # A group's first lookup often meets NOT_COORDINATOR while the client finds its
+                # coordinator; librdkafka looks it up again, so a retry shortly after succeeds.
+                error = exc.args[0] if exc.args else None
+                retriable = error is not None and (error.retriable() or error.code() in _COORDINATOR_ERRORS)
+                if not retriable or time.monotonic() + _RETRY_PAUSE_S >= deadline:
+                    raise
+                time.sleep(_RETRY_PAUSE_S)
         out: dict[tuple[str, int], int] = {}
         for tp in result:
             if tp.error is None and tp.offset >= 0:

@@ -1,0 +1,103 @@
+"""The operator's lag reader against the real broker: committed offsets of groups that do not exist
+yet, of plain consumer commits and of exactly-once transactions, and an unreachable broker."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from smc_operator.lag import LagError, LagReader
+from smc_operator.scaling import LagSample
+from tests.testbed.fixture_types import MakeTopic
+
+pytestmark = pytest.mark.kafka
+
+
+def _fill(bootstrap: str, topic: str, per_partition: dict[int, int]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    for partition, count in per_partition.items():
+        for i in range(count):
+            producer.produce(topic, value=f"{partition}-{i}".encode(), partition=partition)
+    assert producer.flush(30) == 0
+
+
+def _sample(reader: LagReader, bootstrap: str, group: str, topic: str) -> LagSample:
+    sample = reader.read({"bootstrap.servers": bootstrap}, group, [topic], time.time())
+    assert isinstance(sample, LagSample), sample
+    return sample
+
+
+def _committed(sample: LagSample) -> dict[int, int | None]:
+    return {row.partition: row.committed for row in sample.partitions}
+
+
+def test_a_group_that_never_existed_has_no_committed_offsets(kafka_bootstrap: str,
+                                                              make_topic: MakeTopic) -> None:
+    topic = make_topic(partitions=3)
+    _fill(kafka_bootstrap, topic, {0: 5, 1: 2, 2: 0})
+    reader = LagReader()
+    sample = _sample(reader, kafka_bootstrap, f"never-{uuid.uuid4().hex[:8]}", topic)
+    assert _committed(sample) == {0: None, 1: None, 2: None}
+    assert {row.partition: row.log_end for row in sample.partitions} == {0: 5, 1: 2, 2: 0}
+
+
+def test_committed_offsets_of_a_consumer_group(kafka_bootstrap: str, make_topic: MakeTopic) -> None:
+    topic = make_topic(partitions=2)
+    _fill(kafka_bootstrap, topic, {0: 10, 1: 10})
+    group = f"group-{uuid.uuid4().hex[:8]}"
+    reader = LagReader()
+    assert _committed(_sample(reader, kafka_bootstrap, group, topic)) == {0: None, 1: None}
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group})
+    consumer.commit(offsets=[TopicPartition(topic, 0, 7), TopicPartition(topic, 1, 3)], asynchronous=False)
+    consumer.close()
+    # The same reader (its cached probe) sees the commit made after its first read.
+    assert _committed(_sample(reader, kafka_bootstrap, group, topic)) == {0: 7, 1: 3}
+    reader.forget_group(group)
+    assert _committed(_sample(reader, kafka_bootstrap, group, topic)) == {0: 7, 1: 3}
+
+
+def test_transactional_offsets_count_once_committed_and_an_open_one_does_not_block(
+        kafka_bootstrap: str, make_topic: MakeTopic) -> None:
+    topic = make_topic(partitions=1)
+    _fill(kafka_bootstrap, topic, {0: 20})
+    group = f"eos-{uuid.uuid4().hex[:8]}"
+    # A group member supplies the metadata send_offsets_to_transaction needs (as a processor would).
+    member = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group,
+                       "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    member.subscribe([topic])
+    deadline = time.monotonic() + 30
+    while not member.assignment() and time.monotonic() < deadline:
+        member.poll(0.2)
+    assert member.assignment()
+    producer: Any = Producer({"bootstrap.servers": kafka_bootstrap,
+                              "transactional.id": f"lag-reader-{uuid.uuid4().hex[:8]}"})
+    producer.init_transactions(30)
+    reader = LagReader()
+    try:
+        producer.begin_transaction()
+        producer.send_offsets_to_transaction([TopicPartition(topic, 0, 12)],
+                                             member.consumer_group_metadata(), 30)
+        producer.commit_transaction(30)
+        assert _committed(_sample(reader, kafka_bootstrap, group, topic)) == {0: 12}
+
+        producer.begin_transaction()  # offsets pending in an open transaction
+        producer.send_offsets_to_transaction([TopicPartition(topic, 0, 18)],
+                                             member.consumer_group_metadata(), 30)
+        started = time.monotonic()
+        sample = _sample(reader, kafka_bootstrap, group, topic)
+        assert time.monotonic() - started < 4.0  # the last completed commit, without waiting
+        assert _committed(sample) == {0: 12}
+        producer.abort_transaction(30)
+        assert _committed(_sample(reader, kafka_bootstrap, group, topic)) == {0: 12}
+    finally:
+        member.close()
+
+
+def test_unreachable_broker_is_a_lag_error() -> None:
+    reader = LagReader(timeout_s=2.0)
+    result = reader.read({"bootstrap.servers": "127.0.0.1:1"}, "any", ["topic"], time.time())
+    assert isinstance(result, LagError) and result.reason == "KafkaUnreachable"
