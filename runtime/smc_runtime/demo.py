@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import gc
 import json
 import os
 import re
@@ -331,6 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     runtime: Runtime | None = None
     created: list[str] = []
     admin = AdminClient({"bootstrap.servers": bootstrap})
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True,
+                         "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000})
     workdir = Path(tempfile.mkdtemp(prefix="smc-demo-"))
     try:
         symbols = SYMBOLS[:max(1, min(args.symbols, len(SYMBOLS)))]
@@ -377,8 +380,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             time.sleep(0.3)
         say("runtime ready (partitions assigned, state restored)")
 
-        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True,
-                             "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000})
         split = int(len(records) * (1 - args.live_share))
         say(f"phase 1: replaying {split:,} records as fast as possible (throughput)")
         t0 = time.monotonic()
@@ -408,6 +409,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if created and not started:  # a reused broker keeps running: leave it as we found it
             admin.delete_topics([*created, f"{group}.changelog"], operation_timeout=30)
             say(f"deleted this run's {len(created) + 1} topics")
+        if started:  # destroy the clients while Kafka is up (else librdkafka logs reconnect errors)
+            del admin, producer
+            gc.collect()
         stop_kafka(started)
         if started:
             say("Kafka stopped")
