@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING
 
-SourcePartition = tuple[str, int]
+from smc_runtime.kafka.changelog import SourcePartition
 
 
 @dataclass(frozen=True)
