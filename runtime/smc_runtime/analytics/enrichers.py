@@ -58,7 +58,7 @@ class TradeState(msgspec.Struct, array_like=True):
 
 
 class _TradeStateWire(msgspec.Struct, array_like=True):
-    """``TradeState`` as snapshotted: the same fields, the six rings (in field order) as one run of
+    """``TradeState`` as snapshotted: the same fields, the four rings (in field order) as one run of
     little-endian float64 bytes."""
 
     count: int
