@@ -13,6 +13,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("smc_runtime.run_command", "run the exactly-once Kafka processing service"),
     "replay": ("smc_runtime.replay_command", "run the whole pipeline over a JSONL file, without Kafka"),
     "detect": ("smc_runtime.detect_command", "run the SMC detectors over a CSV of bars (conformance)"),
+    "status": ("smc_runtime.status_command", "print a running service's /status (/health, /ready) document"),
 }
 
 
