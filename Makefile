@@ -64,3 +64,12 @@ bench: setup
 clean:
 	-test -x $(PY) && $(PY) -m tests.testbed down
 	rm -rf $(VENV) $(BENCH_VENV) .testbed .pytest_cache .mypy_cache .ruff_cache
+
+# The operator in-cluster and a processor fleet scaling on lag, on the test bed's node (started if needed,
+# images built and loaded like `make images`); prints the `kubectl get sp` timeline and a summary.
+# DEMO_K8S_ARGS passes flags, e.g. `--records 600000`, or `--current-cluster --bootstrap ...` for your own
+# cluster (see tools/demo_k8s.py). Leaves everything running: `make testbed-down` stops it.
+DEMO_K8S_ARGS ?=
+.PHONY: demo-k8s
+demo-k8s: setup
+	$(PY) -m tools.demo_k8s $(DEMO_K8S_ARGS)
