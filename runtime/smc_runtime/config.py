@@ -83,6 +83,16 @@ class KafkaSettings(_Model):
     # (no LeaveGroup). Worth it with stable ids (StatefulSet); off by default so SIGTERM leaves at once.
     static_membership: bool = False
 
+    @field_validator("bootstrap_servers", mode="before")
+    @classmethod
+    def _list_or_string(cls, value: Any) -> Any:
+        """The seed's YAML lists the servers; librdkafka wants one comma-separated string: take both."""
+        if isinstance(value, list | tuple):
+            if not all(isinstance(item, str) for item in value):
+                raise ValueError("a list of bootstrap servers must hold host:port strings")
+            return ",".join(value)
+        return value
+
     @field_validator("bootstrap_servers")
     @classmethod
     def _non_empty(cls, value: str) -> str:

@@ -112,3 +112,26 @@ def test_snapshot_interval_defaults_to_a_second_and_is_not_negative() -> None:
     with pytest.raises(ConfigError) as err:
         parse_config(MINIMAL, {"SNAPSHOT_INTERVAL_MS": "-1"})
     assert err.value.problems[0][0] == "stream_processors.p.snapshot_interval_ms"
+
+
+@pytest.mark.parametrize(
+    "servers",
+    [["k1:9092", "k2:9092"], "k1:9092,k2:9092", " k1:9092 , k2:9092 ", ("k1:9092", "k2:9092")],
+)
+def test_bootstrap_servers_as_yaml_list_or_comma_separated_string(servers: object) -> None:
+    cfg = parse_config({**MINIMAL, "kafka": {"bootstrap_servers": servers}})
+    assert cfg.kafka.bootstrap_servers == "k1:9092,k2:9092"
+
+
+def test_bootstrap_servers_list_from_yaml_file_and_env_still_wins(tmp_path: Path) -> None:
+    path = tmp_path / "streams-config.yaml"
+    path.write_text(yaml.safe_dump({**MINIMAL, "kafka": {"bootstrap_servers": ["a:1", "b:2"]}}))
+    assert load_config(path, env={}).kafka.bootstrap_servers == "a:1,b:2"
+    assert load_config(path, env={"KAFKA_BOOTSTRAP_SERVERS": "c:3"}).kafka.bootstrap_servers == "c:3"
+
+
+@pytest.mark.parametrize("servers", [[], ["a:1", 7], ["nohost"]])
+def test_bad_bootstrap_server_lists_are_refused(servers: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({**MINIMAL, "kafka": {"bootstrap_servers": servers}})
+    assert any(path == "kafka.bootstrap_servers" for path, _ in info.value.problems)
