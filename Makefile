@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup lint test test-unit test-integration testbed-up testbed-down testbed-status testbed-fetch demo bench clean
+.PHONY: setup lint test test-unit test-integration testbed-up testbed-down testbed-status testbed-fetch images demo bench clean
 
 setup: $(VENV)/.installed
 
@@ -24,7 +24,8 @@ lint: setup
 test-unit: setup
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-# Real Kafka + Kubernetes control plane in the background (idempotent); `source .testbed/env` to use it.
+# Real Kafka + Kubernetes control plane + a node (kubelet, containerd, kube-scheduler, kube-proxy) in the
+# background (idempotent); `source .testbed/env` to use it. Installs the node's Debian packages if missing.
 testbed-up: setup
 	$(PY) -m tests.testbed up
 
@@ -35,9 +36,15 @@ testbed-down:
 testbed-status: setup
 	$(PY) -m tests.testbed status
 
-# Only provision the cache (Kafka jars from Maven Central, K8s binaries built from Go modules).
+# Only provision the cache (Kafka jars from Maven Central, K8s binaries incl. kubelet built from Go modules).
 testbed-fetch: setup
 	$(PY) -m tests.testbed fetch
+
+# Container images without Docker: a Debian base (mmdebstrap), pause, and Dockerfile.runtime/Dockerfile.operator
+# built by buildah as localhost/smc-runtime:dev and localhost/smc-operator:dev; loaded into the node's
+# containerd when the test bed runs. Unchanged inputs are not rebuilt (cache: ~/.cache/smc-stream/images).
+images: setup
+	$(PY) -m tests.testbed images
 
 # Full suite: lint, then every test against the real Kafka + Kubernetes test bed.
 test: setup lint

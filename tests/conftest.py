@@ -19,11 +19,13 @@ from typing import Any
 import pytest
 
 from tests import testbed as bed
-from tests.testbed.fixture_types import Kubectl, KubectlError, MakeTopic, Testbed
+from tests.testbed.fixture_types import Images, Kubectl, KubectlError, MakeTopic, Node, Testbed
 
+_NODE_FIXTURES = {"testbed_node", "smc_images", "pod_kafka_bootstrap"}
 _MARKER_FIXTURES = {
-    "kafka": {"kafka_bootstrap", "kafka_admin", "make_topic"},
-    "k8s": {"kubeconfig", "operator_kubeconfig", "kubectl"},
+    "kafka": {"kafka_bootstrap", "kafka_admin", "make_topic", "pod_kafka_bootstrap"},
+    "k8s": {"kubeconfig", "operator_kubeconfig", "kubectl", *_NODE_FIXTURES},
+    "node": _NODE_FIXTURES,
 }
 
 
@@ -48,12 +50,17 @@ def _snapshot() -> Testbed:
     env = bed.process_env()
     state = bed.load_state()
     k8s = state.get("k8s", {})
+    kafka = state.get("kafka", {})
+    node = state.get("node", {})
     return Testbed(
-        kafka_bootstrap=str(state["kafka"]["bootstrap"]) if "kafka" in state else None,
+        kafka_bootstrap=str(kafka["bootstrap"]) if kafka else None,
         kubeconfig=Path(str(k8s["kubeconfig"])) if k8s else None,
         operator_kubeconfig=Path(str(k8s["operator_kubeconfig"])) if k8s else None,
         kubectl=Path(str(k8s["kubectl"])) if k8s else None,
         env=env,
+        pod_kafka_bootstrap=str(kafka["pod_bootstrap"]) if kafka.get("pod_bootstrap") else None,
+        containerd_socket=Path(str(node["containerd_socket"])) if node else None,
+        node_name=str(node["node_name"]) if node else None,
     )
 
 
@@ -66,6 +73,12 @@ def _testbed_kafka(request: pytest.FixtureRequest) -> Testbed:
 @pytest.fixture(scope="session")
 def _testbed_k8s(request: pytest.FixtureRequest) -> Testbed:
     _bring_up(request, ("k8s",))
+    return _snapshot()
+
+
+@pytest.fixture(scope="session")
+def _testbed_node(request: pytest.FixtureRequest) -> Testbed:
+    _bring_up(request, ("k8s", "node"))
     return _snapshot()
 
 
@@ -171,3 +184,64 @@ def kubectl(_testbed_k8s: Testbed, kubeconfig: Path) -> Kubectl:
         return result
 
     return run
+
+
+# --- the node (kubelet + containerd) and images ----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def testbed_node(_testbed_node: Testbed) -> Node:
+    """The real node pods run on (starts the control plane too); see `Node` in fixture_types."""
+    from tests.testbed import images
+
+    assert _testbed_node.containerd_socket is not None and _testbed_node.node_name is not None
+    socket = _testbed_node.containerd_socket
+
+    def ctr(*args: str, check: bool = True, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            images.ctr_argv(socket, *args), capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"ctr {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+        return result
+
+    def import_image(archive: Path) -> None:
+        ctr("images", "import", str(archive))
+
+    from tests.testbed import network
+
+    return Node(
+        name=_testbed_node.node_name,
+        containerd_socket=socket,
+        gateway=network.GATEWAY,
+        pod_cidr=network.POD_CIDR,
+        ctr=ctr,
+        import_image=import_image,
+    )
+
+
+@pytest.fixture(scope="session")
+def pod_kafka_bootstrap(_testbed_kafka: Testbed, testbed_node: Node) -> str:
+    """`10.244.0.1:<port>`: the broker's listener that pods on the node reach (bound to the bridge)."""
+    if _testbed_kafka.pod_kafka_bootstrap is None:
+        pytest.fail("the broker has no pod listener (no pod bridge when it started)", pytrace=False)
+    return _testbed_kafka.pod_kafka_bootstrap
+
+
+@pytest.fixture(scope="session")
+def smc_images(testbed_node: Node) -> Images:
+    """localhost/smc-runtime:dev and localhost/smc-operator:dev built from our Dockerfiles (skipped when their
+    inputs are unchanged) and loaded into the node's containerd."""
+    from tests.testbed import images
+
+    try:
+        built = bed.ensure_images()
+    except bed.TestbedError as exc:
+        pytest.fail(f"images could not be built or loaded: {exc}", pytrace=False)
+    return Images(
+        runtime=images.RUNTIME_IMAGE,
+        operator=images.OPERATOR_IMAGE,
+        pause=images.PAUSE_IMAGE,
+        base=images.BASE_IMAGE,
+        ids={name: b.image_id for name, b in built.items()},
+    )

@@ -4,6 +4,11 @@ State lives in `.testbed/state.json` (ports, paths) next to pid files in `.testb
 reused only if its processes are alive *and* answer a health probe, otherwise it is restarted cleanly.
 `up`/`down` are explicit (the CLI); pytest sessions use `acquire`/`release` leases so that sessions
 sharing one checkout never stop an instance another session still uses.
+
+Components: `kafka`, `k8s` (control plane) and `node` (containerd, kubelet, scheduler, kube-proxy), which
+needs `k8s`: it starts after it, is restarted with it and stops before it. The pod bridge (network.py) is
+created before anything starts (Kafka binds its pod listener there) and removed when nothing runs.
+`SMC_TESTBED_NODE=0` leaves the node out of the default set (e.g. a machine without root).
 """
 
 from __future__ import annotations
@@ -16,18 +21,49 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from . import kafka, kube
+from . import images, kafka, kube, network, node
 from .common import REPO_ROOT, TestbedError, load_state, pid_alive, progress, save_state, testbed_dir
 
-COMPONENTS: dict[str, ModuleType] = {"kafka": kafka, "k8s": kube}
-ALL = tuple(COMPONENTS)
+COMPONENTS: dict[str, ModuleType] = {"kafka": kafka, "k8s": kube, "node": node}
+DEPENDS: dict[str, tuple[str, ...]] = {"node": ("k8s",)}
+ALL = tuple(
+    name for name in COMPONENTS if name != "node" or os.environ.get("SMC_TESTBED_NODE", "1") != "0"
+)
+
+
+def _with_dependencies(components: Sequence[str]) -> list[str]:
+    """`components` plus what they need, dependencies first."""
+    out: list[str] = []
+    for name in components:
+        for dep in DEPENDS.get(name, ()):
+            if dep not in out:
+                out.append(dep)
+        if name not in out:
+            out.append(name)
+    return sorted(out, key=list(COMPONENTS).index)
+
+
+def _dependents(names: Sequence[str]) -> list[str]:
+    """Components that need any of `names` (they must stop before and restart with them)."""
+    return [other for other, deps in DEPENDS.items() if set(deps) & set(names)]
+
+
+def _stop_order(names: Sequence[str]) -> list[str]:
+    """Dependents first (the node before the control plane it registered with)."""
+    return sorted(set(names), key=lambda n: (0 if n in DEPENDS else 1, list(COMPONENTS).index(n)))
+
+
+def _network_cleanup(state: dict[str, dict[str, object]]) -> None:
+    """Remove the pod bridge once nothing of the bed runs any more."""
+    if not state and network.remove_bridge():
+        progress(f"removed pod bridge {network.BRIDGE}")
 
 
 @contextmanager
@@ -52,6 +88,11 @@ def env_vars(state: dict[str, dict[str, object]]) -> dict[str, str]:
     env: dict[str, str] = {}
     if "kafka" in state:
         env["KAFKA_BOOTSTRAP_SERVERS"] = str(state["kafka"]["bootstrap"])
+        if state["kafka"].get("pod_bootstrap"):
+            env["SMC_POD_KAFKA_BOOTSTRAP_SERVERS"] = str(state["kafka"]["pod_bootstrap"])
+    if "node" in state:
+        env["SMC_CONTAINERD_ADDRESS"] = str(state["node"]["containerd_socket"])
+        env["SMC_NODE_NAME"] = str(state["node"]["node_name"])
     if "k8s" in state:
         env["KUBECONFIG"] = str(state["k8s"]["kubeconfig"])
         env["SMC_OPERATOR_KUBECONFIG"] = str(state["k8s"]["operator_kubeconfig"])
@@ -91,21 +132,34 @@ def _check(components: Sequence[str]) -> None:
 
 def _up_locked(state: dict[str, dict[str, object]], components: Sequence[str], auto_stop: bool) -> list[str]:
     """Start what is not healthy (caller holds the lock); `auto_stop` marks instances leases may stop."""
-    to_start = []
+    components = _with_dependencies(components)
+    to_start: list[str] = []
     for name in components:
         previous = state.get(name)
-        if previous is not None and COMPONENTS[name].healthy(previous):
+        restart_with = [dep for dep in DEPENDS.get(name, ()) if dep in to_start]
+        if previous is not None and not restart_with and COMPONENTS[name].healthy(previous):
             progress(f"{name}: reusing the running instance")
             if not auto_stop:
                 previous["auto_stop"] = False  # an explicit `up` makes it persistent until `down`
             continue
+        # Dependents of a component that restarts go down first (a node outlives no control plane).
+        for dependent in _dependents([name]):
+            if dependent in state or dependent not in components:
+                COMPONENTS[dependent].stop()
+                if dependent in state and dependent not in components:
+                    progress(f"{dependent}: stopped because {name} restarts; it restarts on next use")
+                state.pop(dependent, None)
         COMPONENTS[name].stop()  # leftovers of a crashed or half-started instance
         state.pop(name, None)
         to_start.append(name)
     if to_start:
         started = time.monotonic()
+        network.ensure_bridge()  # before Kafka: its pod listener binds the bridge's gateway
         with ThreadPoolExecutor(max_workers=len(to_start)) as pool:
-            futures = {name: pool.submit(COMPONENTS[name].start) for name in to_start}
+            futures: dict[str, Future[dict[str, object]]] = {}
+            for name in to_start:
+                deps = {d: futures[d] for d in DEPENDS.get(name, ()) if d in futures}
+                futures[name] = pool.submit(_start_after, name, deps)
         errors = []
         for name, future in futures.items():
             try:
@@ -113,16 +167,30 @@ def _up_locked(state: dict[str, dict[str, object]], components: Sequence[str], a
             except Exception as exc:  # report every component's failure, then clean up all of them
                 errors.append(f"{name}: {exc}")
         if errors:
-            for name in to_start:
+            for name in _stop_order(to_start):
                 COMPONENTS[name].stop()
                 state.pop(name, None)
             save_state(state)
             _write_env(state)
+            _network_cleanup(state)
             raise TestbedError("test bed failed to start:\n" + "\n".join(errors))
         progress(f"started {', '.join(to_start)} in {time.monotonic() - started:.1f}s")
     save_state(state)
     _write_env(state)
     return to_start
+
+
+def _start_after(name: str, deps: dict[str, Future[dict[str, object]]]) -> dict[str, object]:
+    """Start `name` once the components it needs are up; their state is saved first so it can read it."""
+    for dep_name, future in deps.items():
+        try:
+            result = future.result()
+        except Exception:
+            raise TestbedError(f"not started: {dep_name}, which it needs, failed") from None
+        current = load_state()
+        current[dep_name] = dict(result)
+        save_state(current)
+    return dict(COMPONENTS[name].start())
 
 
 def up(components: Sequence[str] = ALL) -> list[str]:
@@ -132,16 +200,19 @@ def up(components: Sequence[str] = ALL) -> list[str]:
         return _up_locked(load_state(), components, auto_stop=False)
 
 
-def down(components: Sequence[str] = ALL) -> list[str]:
-    """Stop `components` (process groups, SIGTERM then SIGKILL); returns those that were running."""
+def down(components: Sequence[str] = tuple(COMPONENTS)) -> list[str]:
+    """Stop `components` and what needs them (SIGTERM, then SIGKILL); returns those that ran."""
     _check(components)
     with _lock():
         state = load_state()
-        stopped = [name for name in components if COMPONENTS[name].stop()]
-        for name in components:
+        stopped = []
+        for name in _stop_order([*components, *_dependents(components)]):
+            if COMPONENTS[name].stop():
+                stopped.append(name)
             state.pop(name, None)
-        save_state(state)
+            save_state(state)
         _write_env(state)
+        _network_cleanup(state)
         return stopped
 
 
@@ -181,6 +252,7 @@ def acquire(components: Sequence[str] = ALL) -> Lease:
     Instances started here are stopped by the last `release`; ones started by `up` stay up.
     """
     _check(components)
+    components = _with_dependencies(components)
     with _lock():
         _up_locked(load_state(), components, auto_stop=True)
         _leases_dir().mkdir(parents=True, exist_ok=True)
@@ -196,14 +268,38 @@ def release(lease: Lease) -> list[str]:
         claimed = {name for components in _live_leases() for name in components}
         state = load_state()
         stopped = []
-        for name in lease.components:
-            if name in state and state[name].get("auto_stop") and name not in claimed:
+        for name in _stop_order(lease.components):
+            still_needed = any(d in state for d in _dependents([name]))
+            if name in state and state[name].get("auto_stop") and name not in claimed and not still_needed:
                 COMPONENTS[name].stop()
                 state.pop(name)
+                save_state(state)
                 stopped.append(name)
         save_state(state)
         _write_env(state)
+        _network_cleanup(state)
         return stopped
+
+
+def load_images(built: Iterable[images.Built]) -> bool:
+    """Import built images into the running node's containerd (each build once); False if no node runs."""
+    with _lock():
+        state = load_state().get("node")
+        if state is None or not node.healthy(state):
+            return False
+        socket, marker_dir = Path(str(state["containerd_socket"])), Path(str(state["imported_dir"]))
+        for image in built:
+            images.import_archive(socket, image, marker_dir)
+        return True
+
+
+def ensure_images() -> dict[str, images.Built]:
+    """Build (if inputs changed) and load the images into the node, which must be running."""
+    built = images.build_all()
+    # the base image only matters to builds, and the node imports pause when it starts
+    if not load_images(built[name] for name in images.DOCKERFILES):
+        raise TestbedError("the test bed node is not running; images cannot be loaded")
+    return built
 
 
 def status() -> dict[str, bool]:

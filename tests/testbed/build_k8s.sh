@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Build etcd, kube-apiserver, kube-controller-manager and kubectl from Go modules (pinned),
+# Build etcd, kube-apiserver, kube-controller-manager, kubectl and the node binaries (kubelet,
+# kube-scheduler, kube-proxy) from Go modules (pinned),
 # caching binaries, module cache and build cache outside the repository.
 # k8s.io/kubernetes cannot be `go install`ed: its go.mod replaces staging modules with ./staging
 # paths, so we build from a wrapper module that replaces each with its published v0.Y.Z.
 #
 # Environment: K8S_VERSION, ETCD_VERSION (pins below are the defaults tests/testbed/kube.py reads),
-# SMC_CACHE_DIR / XDG_CACHE_HOME (cache root), SMC_K8S_BINARIES (space-separated subset to build).
+# SMC_CACHE_DIR / XDG_CACHE_HOME (cache root), SMC_K8S_BINARIES (space-separated subset to build;
+# the default is the control plane, the node binaries are built when named).
 # Already-built binaries are reused; a stamp records the versions and Go toolchain of the last build.
 # Prints the binary directory on stdout; progress goes to stderr.
 set -euo pipefail
@@ -40,7 +42,7 @@ timed_build() { # name, then the go build command run in the wrapper directory
 
 build_kubernetes() {
   local cmds=() cmd
-  for cmd in kube-apiserver kube-controller-manager kubectl; do
+  for cmd in kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet kube-proxy; do
     if missing "$cmd"; then cmds+=("$cmd"); fi
   done
   [ ${#cmds[@]} -gt 0 ] || return 0
@@ -70,6 +72,9 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )
 GO
   (cd "$wrap" && go mod tidy -e >/dev/null 2>&1 || true)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -45,3 +45,35 @@ class Testbed:
     operator_kubeconfig: Path | None
     kubectl: Path | None
     env: dict[str, str]
+    # Set when the broker has its pod listener / the node runs (see `testbed_node`).
+    pod_kafka_bootstrap: str | None = None
+    containerd_socket: Path | None = None
+    node_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Node:
+    """The `testbed_node` fixture: the real node (kubelet + containerd) pods run on.
+
+    `import_image(archive)` loads an OCI/Docker archive into containerd's `k8s.io` namespace, where the
+    kubelet finds it (use `imagePullPolicy: Never` or `IfNotPresent`; no registry is reachable).
+    `ctr(*args)` runs `ctr` against this containerd in that namespace.
+    """
+
+    name: str
+    containerd_socket: Path
+    gateway: str
+    pod_cidr: str
+    ctr: Callable[..., subprocess.CompletedProcess[str]]
+    import_image: Callable[[Path], None]
+
+
+@dataclass(frozen=True)
+class Images:
+    """The `smc_images` fixture: images built from our Dockerfiles and loaded into the node's containerd."""
+
+    runtime: str  # localhost/smc-runtime:dev
+    operator: str  # localhost/smc-operator:dev
+    pause: str  # localhost/pause:3.10 (the sandbox image)
+    base: str  # localhost/smc-python:3.11-bookworm
+    ids: Mapping[str, str]  # image name -> image id

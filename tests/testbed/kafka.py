@@ -3,6 +3,9 @@
 The broker classpath comes from `tests/testbed/kafka/pom.xml` (`mvn dependency:copy-dependencies`) and is
 cached under `<cache>/kafka-<version>/lib`; a user-provided distribution (`KAFKA_HOME` with `libs/`) wins.
 Internal topics use replication factor / min ISR 1 so that transactions work on one node.
+With the pod bridge up (network.py), a second listener `POD` is bound to and advertised as the bridge's
+gateway (10.244.0.1) so pods on the test bed node reach the broker; the loopback listener stays for tests
+on the host.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
+from . import network
 from .common import (
     TestbedError,
     cache_dir,
@@ -109,17 +113,24 @@ def ensure_jars() -> Path:
     return lib
 
 
-def _server_properties(data: Path, port: int, controller_port: int) -> str:
+def _server_properties(data: Path, port: int, controller_port: int, pod_port: int | None = None) -> str:
+    listeners = f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}"
+    advertised = f"PLAINTEXT://127.0.0.1:{port}"
+    protocols = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+    if pod_port is not None:
+        listeners += f",POD://{network.GATEWAY}:{pod_port}"
+        advertised += f",POD://{network.GATEWAY}:{pod_port}"
+        protocols += ",POD:PLAINTEXT"
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
         # Static voters: the quorum is defined by config, so formatting needs no --standalone.
         "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "listeners": listeners,
+        "advertised.listeners": advertised,
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "listener.security.protocol.map": protocols,
         "log.dirs": str(data),
         "num.partitions": "1",
         "auto.create.topics.enable": "false",
@@ -169,12 +180,13 @@ def start() -> dict[str, object]:
     data = home / "data"
     shutil.rmtree(home, ignore_errors=True)
     data.mkdir(parents=True)
-    port, controller_port = free_ports(2)
+    port, controller_port, pod_port_free = free_ports(3)
+    pod_port = pod_port_free if network.gateway_present() else None
     log, stdout_log = logs_dir() / "kafka.log", logs_dir() / "kafka.stdout.log"
     for path in (log, stdout_log):
         path.unlink(missing_ok=True)
     props = home / "server.properties"
-    props.write_text(_server_properties(data, port, controller_port))
+    props.write_text(_server_properties(data, port, controller_port, pod_port))
     log4j2, log4j1 = _log_config(log)
     (home / "log4j2.properties").write_text(log4j2)
     (home / "log4j.properties").write_text(log4j1)
@@ -224,6 +236,7 @@ def start() -> dict[str, object]:
     progress(f"kafka ready in {time.monotonic() - started:.1f}s")
     return {
         "bootstrap": f"127.0.0.1:{port}",
+        "pod_bootstrap": f"{network.GATEWAY}:{pod_port}" if pod_port is not None else None,
         "port": port,
         "controller_port": controller_port,
         "version": pinned_version() if not os.environ.get("KAFKA_HOME") else "KAFKA_HOME",
@@ -262,6 +275,8 @@ def healthy(state: dict[str, object]) -> bool:
     port = state.get("port")
     if read_service(NAME) is None or not isinstance(port, int):
         return False
+    if network.gateway_present() and not state.get("pod_bootstrap"):
+        return False  # started before the pod bridge existed: restart it with the pod listener
     return any(probe(port) for _ in range(3))
 
 

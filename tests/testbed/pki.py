@@ -103,6 +103,7 @@ def _issue(
                     x509.DNSName("kubernetes.default"),
                     x509.DNSName("kubernetes.default.svc"),
                     x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
+                    x509.IPAddress(ipaddress.ip_address("10.244.0.1")),  # the node's gateway (advertised)
                 ]
             ),
             critical=False,

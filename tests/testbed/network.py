@@ -1,0 +1,172 @@
+"""Host plumbing for the node: Debian packages, the pod bridge `smc0` and iptables clean-up.
+
+The bridge and its gateway address exist before Kafka starts, so the broker can bind a listener that pods
+reach (`10.244.0.1:<port>`). Everything here needs root; without it the bed still runs Kafka and the
+control plane, and only the node refuses to start, saying why.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+from .common import TestbedError, progress
+
+BRIDGE = "smc0"
+GATEWAY = "10.244.0.1"
+POD_CIDR = "10.244.0.0/24"
+PREFIX = 24
+
+# command (or file) -> Debian package providing it
+REQUIRED: dict[str, str] = {
+    "containerd": "containerd",
+    "ctr": "containerd",
+    "runc": "runc",
+    "/usr/lib/cni/bridge": "containernetworking-plugins",
+    "/usr/lib/cni/host-local": "containernetworking-plugins",
+    "/usr/lib/cni/loopback": "containernetworking-plugins",
+    "iptables": "iptables",
+    "iptables-save": "iptables",
+    "ip6tables": "iptables",
+    "ip": "iproute2",
+    "buildah": "buildah",
+    "mmdebstrap": "mmdebstrap",
+}
+
+
+def _present(item: str) -> bool:
+    if item.startswith("/"):
+        return os.access(item, os.X_OK)
+    return shutil.which(item) is not None or any(
+        os.access(Path(d) / item, os.X_OK) for d in ("/usr/sbin", "/sbin")
+    )
+
+
+def tool(name: str) -> str:
+    """Absolute path of a system tool (root's sbin directories are not always on PATH)."""
+    found = shutil.which(name) or next(
+        (str(Path(d) / name) for d in ("/usr/sbin", "/sbin") if os.access(Path(d) / name, os.X_OK)), None
+    )
+    if found is None:
+        raise TestbedError(f"`{name}` not found (Debian package {REQUIRED.get(name, name)})")
+    return found
+
+
+def missing_packages() -> list[str]:
+    return sorted({pkg for item, pkg in REQUIRED.items() if not _present(item)})
+
+
+def ensure_packages() -> None:
+    """Install the node's Debian packages with apt-get when missing; otherwise say exactly what is missing."""
+    missing = missing_packages()
+    if not missing:
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise TestbedError(
+            "the test bed node needs these Debian packages, which are not installed: "
+            + " ".join(missing)
+            + (" (run as root so the test bed can apt-get install them)" if os.geteuid() != 0 else
+               " (no apt-get on this machine: install the equivalents)")
+        )
+    progress(f"installing Debian packages: {' '.join(missing)}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (
+        ["apt-get", "update", "-q"],
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
+    ):
+        result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise TestbedError(
+                f"`{' '.join(argv)}` failed ({result.returncode}); missing: {' '.join(missing)}\n"
+                f"{result.stdout[-2000:]}{result.stderr[-2000:]}"
+            )
+    still = missing_packages()
+    if still:
+        raise TestbedError(f"still missing after apt-get install: {' '.join(still)}")
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([tool("ip"), *args], capture_output=True, text=True, check=False)
+    if check and result.returncode != 0:
+        raise TestbedError(f"`ip {' '.join(args)}` failed: {result.stderr.strip()}")
+    return result
+
+
+def gateway_present() -> bool:
+    """Whether `smc0` is up and carries the gateway address (so listeners can bind it)."""
+    if shutil.which("ip") is None and not Path("/usr/sbin/ip").exists() and not Path("/sbin/ip").exists():
+        return False
+    out = _ip("-o", "-4", "addr", "show", "dev", BRIDGE, check=False)
+    return out.returncode == 0 and f"inet {GATEWAY}/{PREFIX}" in out.stdout
+
+
+def ensure_bridge() -> bool:
+    """Create `smc0` with the gateway address (idempotent). False (with a note) when not possible."""
+    if gateway_present():
+        return True
+    if os.geteuid() != 0:
+        progress(f"not root: no pod bridge {BRIDGE}; Kafka gets no pod listener and the node cannot start")
+        return False
+    if _ip("link", "show", BRIDGE, check=False).returncode != 0:
+        _ip("link", "add", BRIDGE, "type", "bridge")
+    _ip("addr", "replace", f"{GATEWAY}/{PREFIX}", "dev", BRIDGE)
+    _ip("link", "set", BRIDGE, "up")
+    progress(f"pod bridge {BRIDGE} {GATEWAY}/{PREFIX} up")
+    return True
+
+
+def remove_bridge() -> bool:
+    if os.geteuid() != 0 or _ip("link", "show", BRIDGE, check=False).returncode != 0:
+        return False
+    _ip("link", "del", BRIDGE, check=False)
+    return True
+
+
+FAMILIES = ("iptables", "ip6tables")  # kubelet and kube-proxy set up both
+
+
+def _save(family: str, table: str) -> str:
+    try:
+        save = tool(f"{family}-save")
+    except TestbedError:
+        return ""
+    return subprocess.run([save, "-t", table], capture_output=True, text=True, check=False).stdout
+
+
+def kube_chains() -> dict[tuple[str, str], list[str]]:
+    """KUBE-* chains per (iptables family, table), left by kube-proxy and the kubelet."""
+    chains: dict[tuple[str, str], list[str]] = {}
+    for family in FAMILIES:
+        for table in ("filter", "nat", "mangle"):
+            out = _save(family, table)
+            names = [line[1:].split()[0] for line in out.splitlines() if line.startswith(":KUBE-")]
+            if names:
+                chains[(family, table)] = names
+    return chains
+
+
+def remove_kube_chains() -> int:
+    """Delete every rule jumping to a KUBE-* chain, then the chains; returns how many chains went."""
+    removed = 0
+    for (family, table), names in kube_chains().items():
+        binary = tool(family)
+        # rules in other chains that jump to KUBE-* chains, e.g. "-A OUTPUT ... -j KUBE-SERVICES"
+        for line in _save(family, table).splitlines():
+            parts = shlex.split(line)
+            if (
+                len(parts) > 2
+                and parts[0] == "-A"
+                and not parts[1].startswith("KUBE-")
+                and "-j" in parts
+                and parts[parts.index("-j") + 1].startswith("KUBE-")
+            ):
+                subprocess.run([binary, "-t", table, "-D", *parts[1:]], capture_output=True, check=False)
+        for name in names:
+            subprocess.run([binary, "-t", table, "-F", name], capture_output=True, check=False)
+        for name in names:
+            result = subprocess.run([binary, "-t", table, "-X", name], capture_output=True, check=False)
+            removed += result.returncode == 0
+    return removed

@@ -1,0 +1,3 @@
+module smcstream/pause
+
+go 1.22
