@@ -376,6 +376,7 @@ class Timeline:
     echo: Callable[[str], None] | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _echoed: Row | None = None
     errors: list[str] = field(default_factory=list)
 
     def sample(self) -> Row:
@@ -387,8 +388,9 @@ class Timeline:
         row = Row(round(time.monotonic() - self.t0, 1), " ".join(table.split()[:-1]), status.get("phase"),
                   status.get("desiredReplicas"), status.get("readyReplicas"), lag, len(pods),
                   sum(restarts(pods).values()))
-        if self.echo is not None and (not self.rows or self.changed(self.rows[-1], row)):
+        if self.echo is not None and (self._echoed is None or self.changed(self._echoed, row)):
             self.echo(self.format(row))
+            self._echoed = row
         self.rows.append(row)
         return row
 
