@@ -200,3 +200,12 @@ def test_images_are_not_rebuilt_when_their_inputs_are_unchanged(smc_images: Imag
     assert {name: b.image_id for name, b in again.items()} == dict(smc_images.ids)
     assert all(b.seconds == 0 for b in again.values())
     assert time.monotonic() - started < 10
+
+
+def test_the_node_starts_after_and_stops_before_the_control_plane() -> None:
+    from tests.testbed import bed
+
+    assert bed._with_dependencies(["node"]) == ["k8s", "node"]
+    assert bed._with_dependencies(["node", "kafka"]) == ["kafka", "k8s", "node"]
+    assert bed._dependents(["k8s"]) == ["node"]
+    assert bed._stop_order(["kafka", "k8s", "node"])[0] == "node"

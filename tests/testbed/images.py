@@ -131,6 +131,16 @@ def _cached(name: str, key: str) -> Built | None:
     return Built(name, str(stamp["image_id"]), archive, key, 0.0)
 
 
+def last_built(name: str) -> Built | None:
+    """The most recent build of `name` whose archive still exists (whatever its inputs were)."""
+    try:
+        stamp = json.loads(_stamp_path(name).read_text())
+    except (OSError, ValueError):
+        return None
+    archive = Path(stamp.get("archive", ""))
+    return Built(name, str(stamp["image_id"]), archive, str(stamp["key"]), 0.0) if archive.is_file() else None
+
+
 def _record(name: str, key: str, started: float) -> Built:
     """Export a freshly built image as an OCI archive and stamp it with its input key."""
     image_id = _image_id(name)
@@ -286,11 +296,22 @@ def _copy_sources(dockerfile: Path) -> list[str]:
 
 
 def _context_files(paths: Sequence[str]) -> list[Path]:
-    """Files under `paths` that a build context holds: tracked or untracked, not git-ignored."""
-    out = _run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z", "--", *paths], "git ls-files", cwd=REPO_ROOT
+    """Files under `paths` that a build context holds: tracked or untracked, not git-ignored.
+
+    Without git (an exported source tree) every file under them counts, minus bytecode caches."""
+    result = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z", "--", *paths],
+        capture_output=True, text=True, check=False, cwd=REPO_ROOT,
     )
-    return sorted({REPO_ROOT / p for p in out.split("\0") if p and (REPO_ROOT / p).is_file()})
+    if result.returncode == 0:
+        names = [REPO_ROOT / p for p in result.stdout.split("\0") if p]
+    else:
+        names = []
+        for path in paths:
+            root = REPO_ROOT / path
+            tree = [root] if root.is_file() else list(root.rglob("*"))
+            names += [f for f in tree if "__pycache__" not in f.parts]
+    return sorted({f for f in names if f.is_file()})
 
 
 def dockerfile_key(name: str, base: Built) -> str:

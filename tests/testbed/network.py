@@ -7,14 +7,18 @@ control plane, and only the node refuses to start, saying why.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
-from .common import TestbedError, progress
+from .common import TestbedError, progress, testbed_dir
 
+# One node per machine: the bridge, 10.244.0.1 and the KUBE-* chains are machine-wide. The bed whose node runs
+# records itself here; other beds neither start a node nor clean up the shared plumbing meanwhile.
+CLAIM = Path("/run/smc-testbed/node-owner.json")
 BRIDGE = "smc0"
 GATEWAY = "10.244.0.1"
 POD_CIDR = "10.244.0.0/24"
@@ -119,7 +123,9 @@ def ensure_bridge() -> bool:
 
 
 def remove_bridge() -> bool:
-    if os.geteuid() != 0 or _ip("link", "show", BRIDGE, check=False).returncode != 0:
+    if os.geteuid() != 0 or other_owner() is not None:
+        return False
+    if _ip("link", "show", BRIDGE, check=False).returncode != 0:
         return False
     _ip("link", "del", BRIDGE, check=False)
     return True
@@ -170,3 +176,42 @@ def remove_kube_chains() -> int:
             result = subprocess.run([binary, "-t", table, "-X", name], capture_output=True, check=False)
             removed += result.returncode == 0
     return removed
+
+
+def _claim_owner() -> str | None:
+    """The test bed directory whose node holds the machine's node plumbing, if that node still runs."""
+    try:
+        data = json.loads(CLAIM.read_text())
+        owner, pid = str(data["testbed"]), int(data["pid"])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return owner if owner in cmdline else None
+
+
+def other_owner() -> str | None:
+    """Another test bed (directory) whose node runs on this machine, else None."""
+    owner = _claim_owner()
+    return owner if owner is not None and owner != str(testbed_dir()) else None
+
+
+def claim(pid: int) -> None:
+    """Record this bed's node (its kubelet's pid) as the owner of the machine's node plumbing."""
+    other = other_owner()
+    if other is not None:
+        raise TestbedError(
+            f"the node of the test bed in {other} runs on this machine (one node per machine: the bridge "
+            f"{BRIDGE} and the KUBE-* iptables chains are shared); stop it there with "
+            "`python -m tests.testbed down`"
+        )
+    CLAIM.parent.mkdir(parents=True, exist_ok=True)
+    CLAIM.write_text(json.dumps({"testbed": str(testbed_dir()), "pid": pid}) + "\n")
+
+
+def unclaim() -> None:
+    try:
+        data = json.loads(CLAIM.read_text())
+    except (OSError, ValueError):
+        return
+    if data.get("testbed") == str(testbed_dir()):
+        CLAIM.unlink(missing_ok=True)

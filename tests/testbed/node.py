@@ -41,6 +41,9 @@ from .common import (
 )
 
 NODE_NAME = "smc-testbed-node"
+# The kubelet's cgroup root (kubepods below it), ours alone so teardown can remove it without guessing.
+CGROUP_ROOT = "smc-testbed"
+CGROUP_FS = Path("/sys/fs/cgroup")
 SERVICES = ("containerd", "kubelet", "kube-proxy", "kube-scheduler")  # start order
 READY_TIMEOUT = 120.0
 
@@ -136,6 +139,7 @@ def _kubelet_config(layout: Layout, ca: Path, port: int, healthz_port: int) -> s
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
         "cgroupDriver": "cgroupfs",
+        "cgroupRoot": f"/{CGROUP_ROOT}",
         "failCgroupV1": False,  # this kind of VM has cgroup v1 hierarchies
         "failSwapOn": False,
         "containerRuntimeEndpoint": f"unix://{layout.socket}",
@@ -163,6 +167,35 @@ def _kubelet_config(layout: Layout, ca: Path, port: int, healthz_port: int) -> s
         "nodeStatusReportFrequency": "10s",
     }
     return yaml.safe_dump(config, sort_keys=False)
+
+
+def _cgroup_roots() -> list[Path]:
+    """`<hierarchy>/smc-testbed` in every mounted cgroup v1 hierarchy, or the v2 unified tree."""
+    if (CGROUP_FS / "cgroup.controllers").exists():
+        return [CGROUP_FS / CGROUP_ROOT]
+    try:
+        hierarchies = [p for p in CGROUP_FS.iterdir() if p.is_dir() and not p.is_symlink()]
+    except OSError:
+        return []
+    return [h / CGROUP_ROOT for h in hierarchies if (h / "cgroup.procs").exists()]
+
+
+def _make_cgroup_root() -> None:
+    for root in _cgroup_roots():
+        root.mkdir(exist_ok=True)
+
+
+def _remove_cgroup_root() -> None:
+    """rmdir the kubelet's cgroups, deepest first (only empty cgroups can go; the pods are gone by now)."""
+    for root in _cgroup_roots():
+        if not root.is_dir():
+            continue
+        for path in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts),
+                           reverse=True):
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        with contextlib.suppress(OSError):
+            root.rmdir()
 
 
 # --- binaries --------------------------------------------------------------------------------------------
@@ -235,6 +268,12 @@ def start() -> dict[str, object]:
     k8s = _k8s_state()
     if not k8s:
         raise TestbedError("the node needs the Kubernetes control plane (component k8s) running")
+    other = network.other_owner()
+    if other is not None:
+        raise TestbedError(
+            f"the node of the test bed in {other} runs on this machine; one node per machine "
+            "(shared bridge and iptables): stop it there with `python -m tests.testbed down`"
+        )
     api_port = int(str(k8s["apiserver_port"]))
     kubeconfig = Path(str(k8s["kubeconfig"]))
     ca = kube.Layout.current().home / "pki" / "ca.crt"
@@ -263,9 +302,16 @@ def start() -> dict[str, object]:
     wait_for("containerd", lambda: _containerd_up(layout), 30, interval=0.2,
              alive=lambda: read_service("containerd") is not None, log=containerd_log)
     images.import_archive(layout.socket, pause, layout.imported)
+    # A restarted node starts from empty storage: bring back the images built before (the `smc_images`
+    # fixture of a running session imported them once and will not again). New builds are imported on top.
+    for name in images.DOCKERFILES:
+        previous = images.last_built(name)
+        if previous is not None:
+            images.import_archive(layout.socket, previous, layout.imported)
 
     kubelet_log = logs / "kubelet.log"
-    spawn(
+    _make_cgroup_root()
+    kubelet = spawn(
         "kubelet",
         [
             str(bins["kubelet"]),
@@ -279,6 +325,7 @@ def start() -> dict[str, object]:
         ],
         kubelet_log,
     )
+    network.claim(kubelet.pid)
     proxy_log = logs / "kube-proxy.log"
     spawn(
         "kube-proxy",
@@ -425,12 +472,14 @@ def stop() -> bool:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     stopped = stop_service("kube-proxy", grace=10.0) or stopped
-    if os.geteuid() == 0:
+    if os.geteuid() == 0 and network.other_owner() is None:  # never touch another bed's running node
         proxy = kube.cached_binary("kube-proxy")
         if proxy is not None and network.kube_chains():
             subprocess.run([str(proxy), "--cleanup", "--proxy-mode=iptables"], capture_output=True,
                            check=False, timeout=60)
         if network.kube_chains():
             network.remove_kube_chains()
-        _unmount_under(layout.home)
+        _remove_cgroup_root()
+        network.unclaim()
+    _unmount_under(layout.home)
     return stopped
