@@ -209,3 +209,16 @@ def test_the_node_starts_after_and_stops_before_the_control_plane() -> None:
     assert bed._with_dependencies(["node", "kafka"]) == ["kafka", "k8s", "node"]
     assert bed._dependents(["k8s"]) == ["node"]
     assert bed._stop_order(["kafka", "k8s", "node"])[0] == "node"
+
+
+def test_missing_debian_packages_are_named_when_they_cannot_be_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.testbed import network
+    from tests.testbed.common import TestbedError
+
+    monkeypatch.setitem(network.REQUIRED, "smc-no-such-tool", "smc-no-such-package")
+    monkeypatch.setattr(network.os, "geteuid", lambda: 1000)  # not root: apt-get is not attempted
+    with pytest.raises(TestbedError, match="smc-no-such-package") as info:
+        network.ensure_packages()
+    assert "run as root" in str(info.value)
