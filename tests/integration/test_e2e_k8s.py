@@ -210,6 +210,13 @@ def test_sample_reaches_running_through_the_readiness_probe_logs_and_exec_work(
     started_lines = [r for r in records if r.get("msg") == "runtime started"]
     assert started_lines and started_lines[0]["processors"] == ["market_data_processor"], logs[-20:]
 
+    # The in-cluster operator is the one that did it (its own log, through kubectl logs).
+    operator_log = kubectl("-n", k8s.OPERATOR_NAMESPACE, "logs", "deployment/smc-operator").stdout
+    events = [json.loads(line).get("smc") or {} for line in operator_log.splitlines() if line.startswith("{")]
+    resource = f"{fleet.namespace}/{NAME}"
+    assert any(e.get("event") == "reconciled" and e.get("resource") == resource for e in events), (
+        operator_log[-2000:])
+
 
 def test_backlog_scales_up_to_the_partition_cap_drains_and_scales_down_after_the_window(
     fleet: Fleet, kubectl: Kubectl
@@ -376,7 +383,9 @@ def test_a_broker_outage_makes_pods_not_ready_without_restarting_them(fleet: Fle
     k8s.wait_until("the input after the outage drained", lambda: fleet.lag() == 0, 180, interval=1.0)
 
 
-def test_outputs_equal_one_uninterrupted_run_over_the_same_input(fleet: Fleet, kubectl: Kubectl) -> None:
+def test_outputs_equal_one_uninterrupted_run_over_the_same_input(
+    fleet: Fleet, kubectl: Kubectl, operator_pod: dict[str, Any]
+) -> None:
     assert fleet.fed == BACKLOG + LIVE + AFTER_OUTAGE, "an earlier step did not feed its input"
     k8s.wait_until("every input committed", lambda: fleet.lag() == 0, 180, interval=1.0)
     cm = k8s.get_json(kubectl, "-n", fleet.namespace, "get", "configmap", f"{NAME}-config")
@@ -398,6 +407,9 @@ def test_outputs_equal_one_uninterrupted_run_over_the_same_input(fleet: Fleet, k
         + f"; enriched trades {trades.total:,}, unique (symbol, trade_id) {trades.unique:,} of {trades_in:,} "
         f"trades in, duplicates {trades.duplicates}; restarts {fleet.restarts()}"
     )
+    operator = k8s.operator_pods(kubectl)
+    assert [p["metadata"]["name"] for p in operator] == [operator_pod["metadata"]["name"]]
+    assert k8s.restarts(operator) == {operator_pod["metadata"]["name"]: 0}, "the operator restarted"
     print("\nsummary of the module's steps:\n" + "\n".join(fleet.log), flush=True)
     assert rs.compare(expected, actual) == []
     assert trades.duplicates == 0 and trades.unique == trades_in
