@@ -4,7 +4,10 @@
 * ``reconcile`` (create/update/resume): render ConfigMap + headless Service + StatefulSet and apply them
   with server-side apply. While autoscaling is on, ``replicas`` is left out of the applied template and
   set only by the autoscaler's own field manager, so re-applying the CR never fights the scaler.
-* ``poll`` (timer): read consumer lag, decide replicas (autoscaling on), refresh status.
+* ``poll`` (timer): read consumer lag, decide replicas (autoscaling on), refresh status. While the pods
+  roll out or scale (phase Deploying/Scaling), the workload part of status (ready replicas, phase,
+  conditions) is also refreshed every ``CONVERGING_REFRESH_S`` between polls, so ``kubectl get sp`` turns
+  Running within seconds of the last pod passing its readiness probe, not a whole poll interval later.
 Failures set ``Degraded`` and retry with backoff; one CR's trouble never blocks the others.
 """
 
@@ -38,6 +41,8 @@ from smc_operator.status import (
 )
 
 MAX_BACKOFF_S = 120.0
+CONVERGING_REFRESH_S = 2.0
+CONVERGING_PHASES = frozenset({"Deploying", "Scaling"})
 
 log = logging.getLogger("smc_operator")
 _lag_reader = LagReader()
@@ -52,6 +57,7 @@ class _Memory:
     reported_problem: tuple[str, str] | None = None
     reconcile_problem: tuple[str, str] | None = None
     scaler: ScalerMemory | None = None
+    converging: bool = False  # last status written said Deploying/Scaling: refresh it between polls
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -277,13 +283,54 @@ async def poll_loop(
     assert namespace is not None  # a namespaced resource
     mem = _memory(memo)
     while not stopped:
-        try:
-            await asyncio.to_thread(poll, name, namespace, dict(spec), dict(status), dict(meta), body, mem)
-        except Exception as exc:  # report and keep polling: one bad poll must not end the loop
-            metrics.ERRORS.labels("PollFailed").inc()
-            log.exception("poll failed for %s/%s: %s", namespace, name, exc)
-            mem.next_poll = time.time() + _backoff(mem.failures + 1, base=1.0)
-        await stopped.wait(max(0.1, mem.next_poll - time.time()))
+        if time.time() >= mem.next_poll:
+            try:
+                await asyncio.to_thread(
+                    poll, name, namespace, dict(spec), dict(status), dict(meta), body, mem
+                )
+            except Exception as exc:  # report and keep polling: one bad poll must not end the loop
+                metrics.ERRORS.labels("PollFailed").inc()
+                log.exception("poll failed for %s/%s: %s", namespace, name, exc)
+                mem.next_poll = time.time() + _backoff(mem.failures + 1, base=1.0)
+        else:
+            try:
+                await asyncio.to_thread(
+                    refresh_workload_status, name, namespace, dict(status), dict(meta), mem
+                )
+            except Exception as exc:  # the next poll writes status anyway
+                metrics.ERRORS.labels("StatusRefreshFailed").inc()
+                log.warning("status refresh failed for %s/%s: %s", namespace, name, exc)
+                mem.converging = False
+        await stopped.wait(max(0.1, next_wake(mem, time.time()) - time.time()))
+
+
+def next_wake(mem: _Memory, now: float) -> float:
+    """The next poll, or sooner while the workload converges (status refresh only)."""
+    return min(mem.next_poll, now + CONVERGING_REFRESH_S) if mem.converging else mem.next_poll
+
+
+def refresh_workload_status(
+    name: str, namespace: str, status: dict[str, Any], meta: dict[str, Any], mem: _Memory
+) -> None:
+    """Between polls: re-read the StatefulSet and rewrite replicas, phase and conditions (no lag read, no
+    scaling decision; ``desiredReplicas`` and the last problem stay what the last poll decided)."""
+    sts = kube.get("apps/v1", "StatefulSet", namespace, name)
+    if sts is None or status.get("desiredReplicas") is None:
+        mem.converging = False
+        return
+    problem = mem.reconcile_problem or mem.reported_problem
+    generation = meta.get("generation") if mem.reconcile_problem is None else None
+    patch = _workload_status(
+        sts,
+        int(status["desiredReplicas"]),
+        problem,
+        status,
+        now=time.time(),
+        generation=generation,
+        scaling=False,
+    )
+    mem.converging = patch["phase"] in CONVERGING_PHASES
+    kube.patch_status(namespace, name, patch)
 
 
 def poll(
@@ -375,6 +422,7 @@ def poll(
     patch.update(
         _workload_status(sts, desired, problem, status, now=now, generation=generation, scaling=scaling_now)
     )
+    mem.converging = patch["phase"] in CONVERGING_PHASES
     kube.patch_status(namespace, name, patch)
 
 
