@@ -384,10 +384,15 @@ class Timeline:
         table = sp_table(self.kubectl, self.namespace, self.name)
         pods = [p for p in pods_of(self.kubectl, self.namespace, self.name)
                 if not p["metadata"].get("deletionTimestamp")]
+        phase, desired = status.get("phase"), status.get("desiredReplicas")
+        ready = status.get("readyReplicas")
         lag = (status.get("consumerLag") or {}).get("total")
-        row = Row(round(time.monotonic() - self.t0, 1), " ".join(table.split()[:-1]), status.get("phase"),
-                  status.get("desiredReplicas"), status.get("readyReplicas"), lag, len(pods),
-                  sum(restarts(pods).values()))
+        columns = table.split()  # NAME PHASE MODE DESIRED READY LAG AGE (fewer when a value is unset)
+        if len(columns) == 7 and all(c.isdigit() for c in columns[3:6]):
+            # What was printed wins: status may have moved between the two reads.
+            phase, desired, ready, lag = columns[1], int(columns[3]), int(columns[4]), int(columns[5])
+        row = Row(round(time.monotonic() - self.t0, 1), " ".join(columns[:-1]), phase, desired, ready, lag,
+                  len(pods), sum(restarts(pods).values()))
         if self.echo is not None and (self._echoed is None or self.changed(self._echoed, row)):
             self.echo(self.format(row))
             self._echoed = row
