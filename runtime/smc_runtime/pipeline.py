@@ -127,19 +127,23 @@ def _output(role: str, key: bytes, value: bytes) -> OutputRecord:
     return record
 
 
-def _fresh_state(enricher: Enricher[Any, Any]) -> Any:
-    """New state at restore, for a component the snapshot lacks; a plugin that cannot make one gets
-    None (its guard counted the failure; its updates then fail as the plugin's, not the key's)."""
+def _fresh_state(enricher: Enricher[Any, Any], failures: list[PluginFailed] | None = None) -> Any:
+    """New state of one component; a plugin that cannot make one gets None (its guard counted the
+    failure; its updates then fail as the plugin's, not the key's)."""
     try:
         return enricher.new_state()
-    except PluginFailed:
+    except PluginFailed as failure:
+        if failures is not None:
+            failures.append(failure)
         return None
 
 
-def _fresh_detector(factory: DetectorFactory) -> BarDetector:
+def _fresh_detector(factory: DetectorFactory, failures: list[PluginFailed] | None = None) -> BarDetector:
     try:
         return factory.create()
     except PluginFailed as failure:
+        if failures is not None:
+            failures.append(failure)
         return GuardedDetector(None, failure.health)
 
 
@@ -291,12 +295,13 @@ class Pipeline:
         if slots is None:
             slots = self._partitions[(topic, partition)] = {}
         outputs: list[OutputRecord] = []
+        failures: list[PluginFailed] = []
         try:
             slot = slots.get(state_key)
             if slot is None:
                 if len(slots) >= self._max_keys:
                     return [self._key_limit(value, key, state_key, topic, partition, offset, timestamp_ms)]
-                slot = self._new_slot(kind, symbol, interval, (topic, partition, state_key))
+                slot = self._new_slot(kind, symbol, interval, (topic, partition, state_key), failures)
                 slots[state_key] = slot
                 if len(slots) == self._max_keys:
                     outputs.append(self._key_limit_alert(slot, topic, partition, timestamp_ms))
@@ -306,7 +311,6 @@ class Pipeline:
             rules = route.rules
             encode = self._encode
             key_bytes = slot.key_bytes
-            failures: list[PluginFailed] = []
             for enricher, state in slot.pairs:
                 try:
                     document = enricher.update(state, message)
@@ -357,12 +361,6 @@ class Pipeline:
             return outputs
         except (PluginStopError, MemoryError, KeyboardInterrupt):
             raise  # by design fatal (on_failure: stop), or not this record's fault
-        except PluginFailed as failure:  # a plugin could not make the new key's state: no key yet
-            slots.pop(state_key, None)
-            outputs = []
-            self._plugin_failures([failure], _Slot(kind, symbol, interval, (topic, partition, state_key)),
-                                  value, key, topic, partition, offset, timestamp_ms, outputs)
-            return outputs
         except Exception as exc:  # the per-record guard: this record's dead letter, never the process's exit
             return self._reset_key(exc, slots, state_key, symbol, value, key, topic, partition, offset,
                                    timestamp_ms)
@@ -493,13 +491,16 @@ class Pipeline:
         """Plugins (``kind:name``) disabled after too many consecutive failures."""
         return self._plugins.disabled()
 
-    def _new_slot(self, kind: str, symbol: str, interval: str, ident: tuple[str, int, str]) -> _Slot:
+    def _new_slot(self, kind: str, symbol: str, interval: str, ident: tuple[str, int, str],
+                  failures: list[PluginFailed]) -> _Slot:
+        """A fresh key. A plugin that cannot make its state or detector gets None / a detector that
+        does nothing (its failure goes to ``failures``): the built-ins of the key run regardless."""
         slot = _Slot(kind, symbol, interval, ident)
         enrichers = self._enrichers[kind]
-        slot.states = [e.new_state() for e in enrichers]
+        slot.states = [_fresh_state(e, failures) for e in enrichers]
         slot.pairs = list(zip(enrichers, slot.states, strict=True))
         if kind == "kline" or (kind == "trade" and self._bar_builder is not None):
-            slot.detectors = [f.create() for f in self._detector_factories]
+            slot.detectors = [_fresh_detector(f, failures) for f in self._detector_factories]
         if kind == "trade" and self._bar_builder is not None:
             slot.bar_state = self._bar_builder.new_state()
         return slot

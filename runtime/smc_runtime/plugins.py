@@ -17,11 +17,13 @@ disabled (``on_failure: disable``; the guard then does nothing) or ``PluginStopE
 (``on_failure: stop``; fatal for the processor). Failure counters are operational state, kept
 in memory and not in snapshots: a restarted processor gives a disabled plugin another chance.
 
-Every call into a plugin goes through its guard: ``new_state``/``create`` (a failure dead-letters
-the record that needed the new key), ``update``/``on_bar``/``evaluate`` and their results (a document,
-an event's ``to_dict()`` or an alert that cannot be encoded as JSON is the plugin's failure, not the
-pipeline's), ``dump_state``/``snapshot`` (a failure stores empty bytes) and ``load_state``/``restore``
-(empty or unloadable bytes give the plugin fresh state: its state is lost, the processor's is not).
+Every call into a plugin goes through its guard: ``new_state``/``create`` (a failure is the plugin's
+failure on the record that needed the new key; the plugin then has no state or a detector that does
+nothing for that key, and the built-ins run as usual), ``update``/``on_bar``/``evaluate`` and their
+results (a document, an event's ``to_dict()`` or an alert that cannot be encoded as JSON is the
+plugin's failure, not the pipeline's), ``dump_state``/``snapshot`` (a failure stores empty bytes)
+and ``load_state``/``restore`` (empty or unloadable bytes give the plugin fresh state: its state is
+lost, the processor's is not).
 Plugins are trusted code: they run in the processor's process, with its memory and permissions; the
 guards contain their exceptions, not a plugin that loops forever, exhausts memory or exits.
 """
