@@ -225,40 +225,64 @@ def check_symbol(symbol: str) -> Rejection | None:
     return None
 
 
+Decoder: TypeAlias = Callable[[bytes | None, str, bytes | None], "Message | Rejection"]
+
+
+def make_decoder(max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, bounds: Bounds = DEFAULT_BOUNDS) -> Decoder:
+    """``decode`` with its limits bound once: ``decoder(value, topic, key)``. The Pipeline's hot path;
+    the limits live in closure cells (a local-variable load), not in a tuple or attributes."""
+    lo_p, hi_p, lo_q, hi_q = bounds.min_price, bounds.max_price, bounds.min_quantity, bounds.max_quantity
+    valid_symbols = _VALID_SYMBOLS
+    event_decode = _EVENT_DECODER.decode
+    validators = _VALIDATORS
+
+    def decoder(value: bytes | None, topic: str, key: bytes | None) -> Message | Rejection:
+        if not value:  # None or empty
+            return Rejection(RejectReason.INVALID_JSON, "empty record value (tombstone)")
+        if len(value) > max_bytes:
+            return Rejection(RejectReason.OVERSIZED, f"{len(value)} bytes exceeds the limit of {max_bytes}")
+        message: Message
+        try:
+            if value.find(_SNAPSHOT_MARKER) >= 0:  # cheaper than `in` (which first tries int conversion)
+                snapshot = _SNAPSHOT_DECODER.decode(value)
+                symbol = key.decode("utf-8", "replace") if key else symbol_from_topic(topic)
+                if not symbol:
+                    return Rejection(RejectReason.SCHEMA,
+                                     "depth snapshot without symbol: no record key and topic is not "
+                                     "market_data.<exchange>.<symbol>.<type>")
+                snapshot.symbol = symbol.upper()
+                message = snapshot
+            else:
+                message = event_decode(value)
+        except msgspec.ValidationError as exc:
+            return _classify_validation(str(exc))
+        except msgspec.DecodeError as exc:
+            return Rejection(RejectReason.INVALID_JSON, str(exc))
+        except RecursionError:
+            return Rejection(RejectReason.TOO_DEEP, "JSON nested deeper than the parser's recursion limit")
+        if type(message) is Trade:  # the hot path: _check_trade's test, inline (NaN fails it too)
+            price, qty = message.price, message.quantity
+            if lo_p <= price <= hi_p and lo_q <= qty <= hi_q and message.symbol in valid_symbols:
+                return message
+        problem = validators[type(message)](message, bounds)
+        return message if problem is None else problem
+
+    return decoder
+
+
+_DECODERS: dict[tuple[int, Bounds], Decoder] = {}
+
+
 def decode(value: bytes | None, *, topic: str = "", key: bytes | None = None,
            max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
            bounds: Bounds = DEFAULT_BOUNDS) -> Message | Rejection:
     """Decode and validate one record value; returns the typed message or why it was rejected."""
-    if not value:  # None or empty
-        return Rejection(RejectReason.INVALID_JSON, "empty record value (tombstone)")
-    if len(value) > max_bytes:
-        return Rejection(RejectReason.OVERSIZED, f"{len(value)} bytes exceeds the limit of {max_bytes}")
-    message: Message
-    try:
-        if value.find(_SNAPSHOT_MARKER) >= 0:  # cheaper than `in` (which first tries int conversion)
-            snapshot = _SNAPSHOT_DECODER.decode(value)
-            symbol = key.decode("utf-8", "replace") if key else symbol_from_topic(topic)
-            if not symbol:
-                return Rejection(RejectReason.SCHEMA,
-                                 "depth snapshot without symbol: no record key and topic is not "
-                                 "market_data.<exchange>.<symbol>.<type>")
-            snapshot.symbol = symbol.upper()
-            message = snapshot
-        else:
-            message = _EVENT_DECODER.decode(value)
-    except msgspec.ValidationError as exc:
-        return _classify_validation(str(exc))
-    except msgspec.DecodeError as exc:
-        return Rejection(RejectReason.INVALID_JSON, str(exc))
-    except RecursionError:
-        return Rejection(RejectReason.TOO_DEEP, "JSON nested deeper than the parser's recursion limit")
-    if type(message) is Trade:  # the hot path: _check_trade's fast test, inline
-        price, qty = message.price, message.quantity
-        if (bounds[0] <= price <= bounds[1] and bounds[2] <= qty <= bounds[3]
-                and message.symbol in _VALID_SYMBOLS):
-            return message
-    problem = _VALIDATORS[type(message)](message, bounds)
-    return message if problem is None else problem
+    decoder = _DECODERS.get((max_bytes, bounds))
+    if decoder is None:
+        if len(_DECODERS) > 64:
+            _DECODERS.clear()
+        decoder = _DECODERS[(max_bytes, bounds)] = make_decoder(max_bytes, bounds)
+    return decoder(value, topic, key)
 
 
 def _check_number(what: str, x: float, lo: float, hi: float, zero_ok: bool = False) -> Rejection | None:

@@ -64,7 +64,7 @@ from smc_runtime.messages import (
     Rejection,
     RejectReason,
     Trade,
-    decode,
+    make_decoder,
 )
 from smc_runtime.plugins import (
     GuardedDetector,
@@ -241,8 +241,8 @@ class Pipeline:
         enrichment = settings.enrichment
         self._max_bytes = enrichment.max_message_bytes
         b = enrichment.bounds
-        self._bounds = Bounds(b.min_price, b.max_price, b.min_quantity, b.max_quantity, b.max_volume,
-                              b.max_book_levels)
+        self._decode = make_decoder(self._max_bytes, Bounds(b.min_price, b.max_price, b.min_quantity,
+                                                            b.max_quantity, b.max_volume, b.max_book_levels))
         self._dl_value_cap = dead_letter_value_cap(settings.max_record_bytes)
         self._max_keys = settings.max_state_keys_per_partition
         if enrichers is None:
@@ -279,7 +279,7 @@ class Pipeline:
     def process(self, value: bytes | None, *, topic: str, partition: int, offset: int,
                 timestamp_ms: int, key: bytes | None = None) -> list[OutputRecord]:
         """Process one source record; never raises on bad input (see the module docstring)."""
-        message = decode(value, topic=topic, key=key, max_bytes=self._max_bytes, bounds=self._bounds)
+        message = self._decode(value, topic, key)
         if type(message) is Rejection:
             return [self._dead_letter(value, key, message, topic, partition, offset, timestamp_ms)]
         route = self._routes[type(message)]
