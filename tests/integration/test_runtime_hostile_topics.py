@@ -84,6 +84,8 @@ def test_missing_topics_reported_not_ready_then_start_once_created(
         assert len(reported) == 1 and reported[0]["missing_topics"] == missing
         assert reported[0]["level"] == "ERROR" and reported[0]["create_missing"] is False
         assert partitions_of(kafka_admin, missing[0]) == 0  # not created behind the operator's back
+        metrics = rs.http_text(f"http://127.0.0.1:{runtime.metrics_port}/metrics")
+        assert 'smc_runtime_missing_topics{processor="main"} 6.0' in metrics
         # The changelog is internal state: created regardless, as before.
         assert partitions_of(kafka_admin, f"{topology.group}.changelog") == 3
 

@@ -327,6 +327,7 @@ class ProcessorRunner:
                 self.log.info("created missing topics", topics=check.created,
                               partitions=self.topic_policy.partitions or "widest input",
                               replication_factor=self.topic_policy.replication_factor)
+            self.metrics.missing_topics.labels(self.name).set(len(check.missing))
             with self.status.lock:
                 self.status.missing_topics = list(check.missing)
                 self.status.created_topics = sorted({*self.status.created_topics, *check.created})

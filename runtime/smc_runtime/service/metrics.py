@@ -79,6 +79,9 @@ class RuntimeMetrics:
             "smc_runtime_consumption_paused", "1 while consumption is paused (backpressure or breaker)",
             ["processor"], registry=r)
         self.ready = Gauge("smc_runtime_ready", "1 when assigned and restored", ["processor"], registry=r)
+        self.missing_topics = Gauge(
+            "smc_runtime_missing_topics", "Output, dead-letter or changelog topics missing at start "
+            "(the processor waits for them, not ready)", ["processor"], registry=r)
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
         start_http_server(port, addr=addr, registry=self.registry)
