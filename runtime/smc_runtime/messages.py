@@ -20,7 +20,7 @@ import math
 import re
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Annotated, Any, Final, Literal, NamedTuple, TypeAlias
+from typing import Annotated, Any, Final, Literal, NamedTuple, Protocol, TypeAlias
 
 import msgspec
 
@@ -225,22 +225,31 @@ def check_symbol(symbol: str) -> Rejection | None:
     return None
 
 
-Decoder: TypeAlias = Callable[[bytes | None, str, bytes | None], "Message | Rejection"]
+class Decoder(Protocol):
+    def __call__(self, value: bytes | None, topic: str = "", key: bytes | None = None, *,
+                 max_bytes: int | None = None, bounds: Bounds | None = None) -> Message | Rejection: ...
 
 
 def make_decoder(max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, bounds: Bounds = DEFAULT_BOUNDS) -> Decoder:
     """``decode`` with its limits bound once: ``decoder(value, topic, key)``. The Pipeline's hot path;
-    the limits live in closure cells (a local-variable load), not in a tuple or attributes."""
-    lo_p, hi_p, lo_q, hi_q = bounds.min_price, bounds.max_price, bounds.min_quantity, bounds.max_quantity
+    the limits live in closure cells (a local-variable load), not in a tuple or attributes.
+    ``max_bytes``/``bounds`` given to a call override the bound ones for that call (slower)."""
+    default_max_bytes, default_bounds = max_bytes, bounds
+    lo_p, hi_p, lo_q, hi_q, _, max_levels = bounds
     valid_symbols = _VALID_SYMBOLS
     event_decode = _EVENT_DECODER.decode
     validators = _VALIDATORS
 
-    def decoder(value: bytes | None, topic: str, key: bytes | None) -> Message | Rejection:
+    def decoder(value: bytes | None, topic: str = "", key: bytes | None = None, *,
+                max_bytes: int | None = None, bounds: Bounds | None = None) -> Message | Rejection:
+        if max_bytes is not None or bounds is not None:
+            return _decoder_for(default_max_bytes if max_bytes is None else max_bytes,
+                                default_bounds if bounds is None else bounds)(value, topic, key)
         if not value:  # None or empty
             return Rejection(RejectReason.INVALID_JSON, "empty record value (tombstone)")
-        if len(value) > max_bytes:
-            return Rejection(RejectReason.OVERSIZED, f"{len(value)} bytes exceeds the limit of {max_bytes}")
+        if len(value) > default_max_bytes:
+            return Rejection(RejectReason.OVERSIZED,
+                             f"{len(value)} bytes exceeds the limit of {default_max_bytes}")
         message: Message
         try:
             if value.find(_SNAPSHOT_MARKER) >= 0:  # cheaper than `in` (which first tries int conversion)
@@ -260,11 +269,25 @@ def make_decoder(max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, bounds: Bounds = DE
             return Rejection(RejectReason.INVALID_JSON, str(exc))
         except RecursionError:
             return Rejection(RejectReason.TOO_DEEP, "JSON nested deeper than the parser's recursion limit")
-        if type(message) is Trade:  # the hot path: _check_trade's test, inline (NaN fails it too)
-            price, qty = message.price, message.quantity
+        kind = type(message)
+        if kind is Trade:  # the hot path: _check_trade's test, inline (NaN fails it too)
+            price, qty = message.price, message.quantity  # type: ignore[union-attr]
             if lo_p <= price <= hi_p and lo_q <= qty <= hi_q and message.symbol in valid_symbols:
                 return message
-        problem = validators[type(message)](message, bounds)
+        elif kind is DepthUpdate:  # the next most frequent: _check_book's test for a diff, inline
+            bids, asks = message.bids, message.asks  # type: ignore[union-attr]
+            if (len(bids) <= max_levels and len(asks) <= max_levels and message.symbol in valid_symbols
+                    and message.first_update_id <= message.final_update_id):  # type: ignore[union-attr]
+                for price, qty in bids:
+                    if not (lo_p <= price <= hi_p and (lo_q <= qty <= hi_q or qty == 0.0)):
+                        break
+                else:
+                    for price, qty in asks:
+                        if not (lo_p <= price <= hi_p and (lo_q <= qty <= hi_q or qty == 0.0)):
+                            break
+                    else:
+                        return message
+        problem = validators[kind](message, default_bounds)
         return message if problem is None else problem
 
     return decoder
@@ -273,16 +296,13 @@ def make_decoder(max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, bounds: Bounds = DE
 _DECODERS: dict[tuple[int, Bounds], Decoder] = {}
 
 
-def decode(value: bytes | None, *, topic: str = "", key: bytes | None = None,
-           max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-           bounds: Bounds = DEFAULT_BOUNDS) -> Message | Rejection:
-    """Decode and validate one record value; returns the typed message or why it was rejected."""
+def _decoder_for(max_bytes: int, bounds: Bounds) -> Decoder:
     decoder = _DECODERS.get((max_bytes, bounds))
     if decoder is None:
         if len(_DECODERS) > 64:
             _DECODERS.clear()
         decoder = _DECODERS[(max_bytes, bounds)] = make_decoder(max_bytes, bounds)
-    return decoder(value, topic, key)
+    return decoder
 
 
 def _check_number(what: str, x: float, lo: float, hi: float, zero_ok: bool = False) -> Rejection | None:
@@ -360,3 +380,8 @@ _VALIDATORS: Final[dict[type, Callable[[Any, Bounds], Rejection | None]]] = {
 def validate(msg: Message, bounds: Bounds = DEFAULT_BOUNDS) -> Rejection | None:
     """Value checks a schema cannot express (bounded, positive, uncrossed, consistent, symbol)."""
     return _VALIDATORS[type(msg)](msg, bounds)
+
+
+# Decode and validate one record value: ``decode(value, topic=..., key=..., max_bytes=..., bounds=...)``
+# returns the typed message or why it was rejected. (After _VALIDATORS, which it binds.)
+decode: Final = make_decoder()

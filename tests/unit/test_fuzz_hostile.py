@@ -3,8 +3,9 @@
 Each example is a clean baseline per stream (a trade, a book snapshot, a closed kline per symbol),
 then a hypothesis-drawn mix of clean records and hostile ones of every class: malformed and deeply
 nested JSON, wrong types, integers beyond int64, non-finite / huge / tiny numbers, symbols with the
-state-key separator, control characters or huge length, forward jumps of ids and times, book
-messages with huge level counts, ~1 MB values and floods of random symbols beyond the key cap.
+state-key separator, control characters or huge length, forward jumps of ids and times (and
+far-past times), book messages with huge level counts, ~1 MB values and floods of random symbols
+beyond the key cap.
 Properties, for the default bounds and for the widest bounds the configuration accepts:
 
 * no exception escapes ``process``;
@@ -265,13 +266,16 @@ def bad_symbol(draw: st.DrawFn, clock: Clock) -> Rec:
 @st.composite
 def forward_jump(draw: st.DrawFn, clock: Clock) -> Rec:
     s = draw(symbol_choice)
-    kind = draw(st.sampled_from(["trade_id", "trade_time", "kline", "kline_far", "depth"]))
+    kind = draw(st.sampled_from(["trade_id", "trade_time", "trade_past", "kline", "kline_far", "depth"]))
     if kind == "trade_id":
         doc = _trade_doc(s, draw(st.integers(2**63 - 10**6, MAX_INT64)), t=T0 + clock.trade_id[s] * 1000)
         return Rec(TRADES, _dumps(doc), reasons=frozenset({"id_jump"}), must_reject=True)
     if kind == "trade_time":
         t = draw(st.integers(T0 + 400 * 86_400_000, 253_402_300_799_999))
         doc = _trade_doc(s, clock.trade_id[s] + 1, t=t)
+        return Rec(TRADES, _dumps(doc), reasons=frozenset({"time_jump"}), must_reject=True)
+    if kind == "trade_past":  # far behind the key's day: would move its session back
+        doc = _trade_doc(s, clock.trade_id[s] + 1, t=draw(st.integers(0, T0 - 400 * 86_400_000)))
         return Rec(TRADES, _dumps(doc), reasons=frozenset({"time_jump"}), must_reject=True)
     if kind == "kline":  # year ~5000 (closed or not: the jump is against the last closed)
         start = draw(st.integers(95_000_000_000_000, 253_402_300_000_000))

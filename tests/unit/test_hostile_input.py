@@ -161,6 +161,15 @@ def test_trade_time_jump_is_dead_lettered() -> None:
     assert outs[2][0].role == "enriched_trades"
 
 
+def test_a_far_past_trade_time_cannot_move_the_session_back_and_lock_the_key() -> None:
+    pipeline = Pipeline(_settings())
+    outs = _run(pipeline, TRADES, [_trade(1), _trade(2, t=T0 - 400 * DAY), _trade(3, t=T0 + 1000),
+                                   _trade(4, t=T0 - 2 * DAY)])
+    assert _dead_reasons(outs[1]) == ["time_jump"]
+    assert outs[2][0].role == "enriched_trades"
+    assert outs[3][0].role == "enriched_trades"  # a late trade within the bound is fine
+
+
 def test_kline_time_jump_is_dead_lettered_and_the_stream_continues() -> None:
     pipeline = Pipeline(_settings(detection={"enabled": False}))
     year_9000 = 221_845_392_000_000

@@ -195,11 +195,9 @@ class TradeEnricher:
         trade_time = message.trade_time
         day = trade_time // _DAY_MS
         if day != state.session_day and state.session_day >= 0:
-            jump = trade_time - (state.session_day + 1) * _DAY_MS
-            if jump > self._max_time_jump_ms:
-                return Rejection(RejectReason.TIME_JUMP,
-                                 f"trade time {trade_time} is {jump} ms beyond the key's last day (bound "
-                                 f"max_time_jump_ms {self._max_time_jump_ms})")
+            problem = self._time_jump(trade_time, state.session_day)
+            if problem is not None:
+                return problem
         price = message.price
         qty = message.quantity
         notional = price * qty
@@ -301,6 +299,18 @@ class TradeEnricher:
             return None
         return Rejection(RejectReason.ID_JUMP, f"trade id {trade_id} is {trade_id - last_id} beyond the last "
                                                f"processed {last_id} (bound max_id_jump {max_id_jump})")
+
+    def _time_jump(self, trade_time: int, session_day: int) -> Rejection | None:
+        """A trade time more than ``max_time_jump_ms`` after the key's last day, or before it (a far
+        past time would move the session day back and make every current trade a jump)."""
+        bound = self._max_time_jump_ms
+        ahead = trade_time - (session_day + 1) * _DAY_MS
+        behind = session_day * _DAY_MS - trade_time
+        if ahead <= bound and behind <= bound:
+            return None
+        where = f"{ahead} ms after" if ahead > bound else f"{behind} ms before"
+        return Rejection(RejectReason.TIME_JUMP, f"trade time {trade_time} is {where} the key's last day "
+                                                 f"(bound max_time_jump_ms {bound})")
 
     def _resum(self, state: TradeState) -> None:
         """Exact recomputation of every running sum when the ring wraps (pos is back at 0)."""

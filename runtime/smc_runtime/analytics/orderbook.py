@@ -180,9 +180,16 @@ class OrderBookEnricher:
             gap = SequenceGap(last + 1, diff.first_update_id)
             return self._metrics(state, diff.symbol, diff.event_time, "diff", gap)
         bid_prices, bid_qtys = state.bid_prices, state.bid_qtys
-        _apply_side(bid_prices, bid_qtys, diff.bids)
         ask_prices, ask_qtys = state.ask_prices, state.ask_qtys
-        _apply_side(ask_prices, ask_qtys, diff.asks)
+        bids, asks = diff.bids, diff.asks
+        if len(bids) < _MERGE_FROM and len(asks) < _MERGE_FROM:  # the usual diff: level by level, inline
+            for price, qty in bids:
+                _apply_level(bid_prices, bid_qtys, price, qty)
+            for price, qty in asks:
+                _apply_level(ask_prices, ask_qtys, price, qty)
+        else:
+            _apply_side(bid_prices, bid_qtys, bids)
+            _apply_side(ask_prices, ask_qtys, asks)
         excess = len(bid_prices) - self._max_levels
         if excess > 0:
             del bid_prices[:excess]
