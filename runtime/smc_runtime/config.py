@@ -191,6 +191,10 @@ class DetectionSettings(_Model):
     close_mitigation: bool = False
     join_fvg: bool = False
     liquidity_range: str = Field("atr:0.5", pattern=r"^(abs|atr):[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$")
+    # Open fair value gaps kept per stream: in a trend, gaps far from the price are never mitigated
+    # and would grow a key's state without bound; beyond this the oldest is given up (a `final`
+    # event). Bounds the key's snapshot (see worst_case_snapshot_bytes).
+    max_open_fvgs: int = Field(200, ge=1, le=100_000)
 
 
 class AlertSettings(_Model):
@@ -329,11 +333,13 @@ class ProcessorSettings(_Model):
 CHANGELOG_RECORD_OVERHEAD = 2048
 _MAX_SYMBOL_BYTES = 32
 _FLOAT_BYTES = 9  # a msgpack float64
-# The SMC engine in default mode keeps ~2 x swing_length bars plus a prune chunk (256) of slack;
-# alive events (unmitigated FVGs, open order blocks, liquidity groups) are not bounded by a
-# setting, so they get a fixed budget here (a live BTCUSDT 1m engine holds ~11 KB in total).
+# The SMC engine in default mode keeps ~2 x swing_length bars plus a prune chunk (256) of slack, and
+# at most max_open_fvgs open gaps (each an event in the FVG detector and in the engine's alive book,
+# ~200 B each as msgpack maps). The other alive events (order blocks, liquidity groups, swings) are
+# not bounded by a setting and get a fixed budget (measured on a 5,900-bar synthetic trend: ~12 KB).
 _SMC_BAR_BYTES = 7 * _FLOAT_BYTES
-_SMC_EVENT_BUDGET = 256 * 1024
+_SMC_FVG_BYTES = 512
+_SMC_EVENT_BUDGET = 128 * 1024
 
 
 def worst_case_snapshot_bytes(settings: ProcessorSettings) -> dict[str, int]:
@@ -349,7 +355,8 @@ def worst_case_snapshot_bytes(settings: ProcessorSettings) -> dict[str, int]:
     kline = frame + 256
     detection = settings.detection
     if detection.enabled:
-        smc = (2 * detection.swing_length + 2 * 256) * _SMC_BAR_BYTES + _SMC_EVENT_BUDGET
+        smc = ((2 * detection.swing_length + 2 * 256) * _SMC_BAR_BYTES
+               + detection.max_open_fvgs * _SMC_FVG_BYTES + _SMC_EVENT_BUDGET)
         kline += smc
         if settings.enrichment.klines.bars_from_trades:
             trade += smc + 128
@@ -374,9 +381,9 @@ def snapshot_size_problems(settings: ProcessorSettings) -> list[str]:
                         f"up to {sizes['orderbook']} bytes per book key (limit {limit}): lower it or raise "
                         "max_record_bytes")
     if sizes["kline"] > limit:
-        problems.append(f"detection.swing_length {settings.detection.swing_length} needs up to "
-                        f"{sizes['kline']} bytes per kline key (limit {limit}): lower it or raise "
-                        "max_record_bytes")
+        problems.append(f"detection.swing_length {settings.detection.swing_length} and max_open_fvgs "
+                        f"{settings.detection.max_open_fvgs} need up to {sizes['kline']} bytes per kline key "
+                        f"(limit {limit}): lower them or raise max_record_bytes")
     producer_max = settings.kafka_clients.producer.get("message.max.bytes")
     if producer_max is not None and _as_int(producer_max) < settings.max_record_bytes:
         problems.append(f"kafka_clients.producer message.max.bytes {producer_max} is below max_record_bytes "

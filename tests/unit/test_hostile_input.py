@@ -10,10 +10,20 @@ import msgspec
 import pytest
 
 from smc_runtime.analytics.interfaces import NonFiniteState
-from smc_runtime.config import ConfigError, InputBounds, ProcessorSettings, parse_config
+from smc_runtime.analytics.smc.bars import Bar
+from smc_runtime.analytics.smc.engine import SmcEngine
+from smc_runtime.analytics.smc.params import SmcParams
+from smc_runtime.config import (
+    ConfigError,
+    InputBounds,
+    ProcessorSettings,
+    parse_config,
+    worst_case_snapshot_bytes,
+)
 from smc_runtime.messages import MAX_INT64, DepthSnapshot, Rejection, Trade, decode
 from smc_runtime.pipeline import DEAD_LETTER_KEY_MAX, OutputRecord, Pipeline, dead_letter_value_cap
 from smc_runtime.plugins import LoadedPlugins
+from smc_runtime.sample_data import generate_market_data
 
 TRADES = "market_data.binance.btcusdt.trades"
 BOOK = "market_data.binance.btcusdt.orderbook"
@@ -383,3 +393,56 @@ def test_input_bounds_must_be_consistent() -> None:
         InputBounds(min_price=10, max_price=1)
     with pytest.raises(ValueError, match="max_price / min_price"):
         InputBounds(min_price=1e-200, max_price=1e100)
+
+
+def test_worst_case_estimate_bounds_real_snapshots_at_their_limits() -> None:
+    # trade rings of 30,000, a book of 1,000 levels per side, a kline key with SMC state after a
+    # day of 1m bars: every real snapshot stays within the estimate config validation relies on
+    settings = _settings(enrichment={"trades": {"vwap_window": 30_000}, "orderbook": {"max_levels": 1000}})
+    estimate = worst_case_snapshot_bytes(settings)
+    pipeline = Pipeline(settings)
+    for i in range(30_050):
+        pipeline.process(_trade(i + 1, price=str(100 + (i % 97) * 0.01), t=T0 + i), topic=TRADES, partition=0,
+                         offset=i, timestamp_ms=T0)
+    bids = [[f"{50 + i * 0.01:.2f}", "1.5"] for i in range(1000)]
+    asks = [[f"{150 + i * 0.01:.2f}", "2.5"] for i in range(1000)]
+    pipeline.process(json.dumps({"lastUpdateId": 1, "bids": bids, "asks": asks}).encode(), topic=BOOK,
+                     partition=0, offset=0, timestamp_ms=T0, key=b"BTCUSDT")
+    for i, record in enumerate(generate_market_data(["BTCUSDT"], trades_per_symbol=20_000, seed=3)):
+        if record.topic.endswith("klines"):
+            pipeline.process(record.value, topic=KLINES, partition=0, offset=i, timestamp_ms=T0)
+    sizes = {kind: len(pipeline.snapshot(topic, 0, key) or b"") for kind, topic, key in (
+        ("trade", TRADES, "BTCUSDT"), ("orderbook", BOOK, "BTCUSDT|book"), ("kline", KLINES, "BTCUSDT|1m"))}
+    assert sizes["trade"] > 30_000 * 32 and sizes["orderbook"] > 2000 * 18 and sizes["kline"] > 1000
+    for kind, size in sizes.items():
+        assert size <= estimate[kind], (kind, size, estimate[kind])
+
+
+def _uptrend(n: int) -> list[Bar]:
+    # every bar's low is above the high two bars back: one bullish FVG per bar, never mitigated
+    return [Bar(T0 + i * 60_000, 10.0 * i, 10.0 * i + 2, 10.0 * i - 1, 10.0 * i + 1, 1.0)
+            for i in range(1, n)]
+
+
+def test_open_fvgs_are_capped_and_the_oldest_given_up_as_final() -> None:
+    capped = SmcEngine(SmcParams(swing_length=3, max_open_fvgs=5))
+    free = SmcEngine(SmcParams(swing_length=3))
+    finals = []
+    for bar in _uptrend(400):
+        finals += [e for e in capped.on_bar(bar) if e.pattern == "fvg" and e.action == "final"]
+        free.on_bar(bar)
+    open_capped = [e for e in capped.alive() if e.pattern == "fvg"]
+    open_free = [e for e in free.alive() if e.pattern == "fvg"]
+    assert len(open_free) > 300 and len(open_capped) == 5
+    assert [e.index for e in open_capped] == [e.index for e in open_free][-5:]  # the newest stay
+    assert len(finals) == len(open_free) - 5
+    assert all(e.final_at is not None and e.mitigated_index is None for e in finals)
+    assert len(capped.snapshot()) < len(free.snapshot()) / 10
+    restored = SmcEngine.restore(capped.snapshot())
+    assert restored.snapshot() == capped.snapshot()
+
+
+def test_fvg_cap_defaults_on_in_processors_and_off_for_compat() -> None:
+    assert _settings().detection.max_open_fvgs == 200
+    with pytest.raises(ValueError, match="compat"):
+        SmcParams(compat=True, max_open_fvgs=5)

@@ -37,6 +37,7 @@ class SmcDetectorFactory:
             join_fvg=settings.join_fvg,
             liquidity_range=settings.liquidity_range,
             compat=settings.mode == "compat",
+            max_open_fvgs=0 if settings.mode == "compat" else settings.max_open_fvgs,
         )
 
     def create(self) -> BarDetector:

@@ -76,7 +76,7 @@ class SmcEngine:
             keep_final=keep_final,
             buf=BarBuffer(),
             swings=SwingDetector(params.swing_length, params.compat),
-            fvg=FvgDetector(params.join_fvg),
+            fvg=FvgDetector(params.join_fvg, max_open=params.max_open_fvgs),
             structure=StructureDetector(params.compat, params.close_break),
             ob=OrderBlockDetector(params.compat, params.close_mitigation, params.swing_length),
             liq=LiquidityDetector(params.compat, kind, value),
