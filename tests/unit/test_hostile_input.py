@@ -446,3 +446,60 @@ def test_fvg_cap_defaults_on_in_processors_and_off_for_compat() -> None:
     assert _settings().detection.max_open_fvgs == 200
     with pytest.raises(ValueError, match="compat"):
         SmcParams(compat=True, max_open_fvgs=5)
+
+
+class _RaisingDetector:
+    def __init__(self) -> None:
+        self.bars = 0
+
+    def on_bar(self, bar: Bar) -> list[Any]:
+        self.bars += 1
+        if self.bars == 2:
+            raise IndexError("detector bug")
+        return []
+
+    def finalize(self) -> list[Any]:
+        return []
+
+    def snapshot(self) -> bytes:
+        return msgspec.msgpack.encode(self.bars)
+
+
+class _RaisingDetectorFactory:
+    name = "raising_detector"
+
+    def create(self) -> _RaisingDetector:
+        return _RaisingDetector()
+
+    def restore(self, data: bytes) -> _RaisingDetector:
+        detector = _RaisingDetector()
+        detector.bars = msgspec.msgpack.decode(data)
+        return detector
+
+
+class _RaisingRule:
+    name = "raising_rule"
+    kinds = frozenset({"kline"})
+
+    def evaluate(self, kind: str, symbol: str, timestamp_ms: int, record: Any, active: set[str]) -> list[Any]:
+        if record.close == 13.0:
+            raise ZeroDivisionError("rule bug")
+        return []
+
+
+@pytest.mark.parametrize("where", ["detector", "alert_rule"])
+def test_the_guard_covers_detection_and_alerting(where: str) -> None:
+    detectors: list[Any] = [_RaisingDetectorFactory()] if where == "detector" else []
+    rules: list[Any] = [_RaisingRule()] if where == "alert_rule" else []
+    pipeline = Pipeline(_settings(), detectors=detectors, alert_rules=rules)
+    second = json.loads(_kline(T0 + 60_000))
+    second["k"]["c"] = "13" if where == "alert_rule" else "10.5"
+    second["k"]["h"] = "13"
+    outs = _run(pipeline, KLINES, [_kline(T0), json.dumps(second).encode(), _kline(T0 + 120_000)])
+    assert [o.role for o in outs[0]] == ["kline_metrics"]
+    dead, alert = outs[1]
+    assert _dead_reasons([dead]) == ["processing_error"]
+    assert json.loads(alert.value)["rule"] == "state_reset"
+    # the key was reset: the next kline is its first again (no previous close, so no log return)
+    [metrics] = outs[2]
+    assert json.loads(metrics.value)["log_return"] is None
