@@ -9,12 +9,14 @@ from typing import Any
 import msgspec
 import pytest
 
+from smc_runtime.analytics.detectors import SmcDetectorFactory
 from smc_runtime.analytics.interfaces import NonFiniteState
 from smc_runtime.analytics.smc.bars import Bar
 from smc_runtime.analytics.smc.engine import SmcEngine
 from smc_runtime.analytics.smc.params import SmcParams
 from smc_runtime.config import (
     ConfigError,
+    DetectionSettings,
     InputBounds,
     ProcessorSettings,
     parse_config,
@@ -503,3 +505,17 @@ def test_the_guard_covers_detection_and_alerting(where: str) -> None:
     # the key was reset: the next kline is its first again (no previous close, so no log return)
     [metrics] = outs[2]
     assert json.loads(metrics.value)["log_return"] is None
+
+
+def test_restored_engines_take_the_current_fvg_cap() -> None:
+    # a snapshot written without a cap (or before the setting existed) is capped after restore
+    free = SmcEngine(SmcParams(swing_length=3))
+    bars = _uptrend(300)
+    for bar in bars[:-1]:
+        free.on_bar(bar)
+    factory = SmcDetectorFactory(DetectionSettings(swing_length=3, max_open_fvgs=10))
+    restored = factory.restore(free.snapshot())
+    events = restored.on_bar(bars[-1])
+    assert isinstance(restored, SmcEngine)
+    assert len([e for e in restored.alive() if e.pattern == "fvg"]) == 10
+    assert len([e for e in events if e.pattern == "fvg" and e.action == "final"]) > 250

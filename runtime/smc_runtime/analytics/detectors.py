@@ -49,5 +49,7 @@ class SmcDetectorFactory:
     def restore(self, data: bytes) -> BarDetector:
         from smc_runtime.analytics.smc.engine import SmcEngine
 
-        engine: BarDetector = SmcEngine.restore(data)
-        return engine
+        engine = SmcEngine.restore(data)
+        engine.limit_open_fvgs(self._params.max_open_fvgs)  # snapshots from before the setting, too
+        restored: BarDetector = engine
+        return restored

@@ -189,6 +189,12 @@ class SmcEngine:
             else:
                 book[key] = ev
 
+    def limit_open_fvgs(self, max_open: int) -> None:
+        """Apply the current ``max_open_fvgs`` to a restored engine (its snapshot may predate the
+        setting or carry another value); takes effect at the next gap formed. Not in compat mode."""
+        if not self._s.params.compat:
+            self._s.fvg.max_open = max_open
+
     def alive(self) -> list[SmcEvent]:
         """Events alive now (latest version of each), in SPEC 7 order.
 

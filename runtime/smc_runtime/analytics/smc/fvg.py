@@ -60,10 +60,12 @@ class FvgDetector(msgspec.Struct, array_like=True):
             self._give_up_oldest(t, out)
 
     def _give_up_oldest(self, t: int, out: list[SmcEvent]) -> None:
-        """Stop tracking the oldest open gap (dicts keep insertion order: formation order)."""
-        oldest = next(iter(self.open_events))
-        ev = self.open_events.pop(oldest)
-        out.append(msgspec.structs.replace(ev, action="final", final_at=t))
+        """Stop tracking the oldest open gaps beyond ``max_open`` (dicts keep insertion order:
+        formation order; more than one only after the limit was lowered)."""
+        while len(self.open_events) > self.max_open:
+            oldest = next(iter(self.open_events))
+            ev = self.open_events.pop(oldest)
+            out.append(msgspec.structs.replace(ev, action="final", final_at=t))
         # its heap entry stays until popped (skipped then); compact when stale entries dominate
         if len(self.bull_heap) + len(self.bear_heap) > 2 * len(self.open_events) + 64:
             self.bull_heap = [e for e in self.bull_heap if e[1] in self.open_events]
