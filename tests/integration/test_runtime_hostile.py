@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 CANARIES = 20_000
 CANARY_SYMBOLS = 4
-FEED_RATE = 1_500.0  # records/s: ~22 s of feed, both kills land mid-stream
+FEED_RATE = 1_000.0  # records/s: ~30 s of feed, both kills land mid-stream
 INPUT_MAX_MESSAGE_BYTES = 3_000_000  # the input topics accept the 2 MB records (the runtime refuses them)
 KILL_AFTER_S = (5.0, 7.0)
 TP = tuple[str, int]

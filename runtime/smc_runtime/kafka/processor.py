@@ -981,6 +981,11 @@ class ProcessorRunner:
         consumer.incremental_assign(assignment)
         if self._paused_by:
             consumer.pause(partitions)
+        else:
+            # librdkafka keeps a partition's pause flag across losing and regaining it: paused while
+            # the breaker was open, lost during an outage and assigned again after the breaker
+            # resumed (an empty assignment then), it would stay paused for good.
+            consumer.resume(partitions)
         self._assigned.update(tps)
         self.metrics.state_restored_keys.labels(self.name).inc(len(restored.snapshots))
         self.metrics.partitions_assigned.labels(self.name).set(len(self._assigned))
