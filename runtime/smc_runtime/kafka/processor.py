@@ -836,18 +836,18 @@ class ProcessorRunner:
                     for tp in due}
         written: dict[StateId, bytes | None] = {}
         markers: dict[TP, int] = {}
-        records: list[tuple[bytes, bytes | None, int, int]] = []
+        records: list[tuple[bytes, bytes | None, int, int, StateId | None]] = []
         for t, p, key in sorted(self._touched):
             if (t, p) not in due:
                 continue
             data = snapshot(t, p, key)
-            records.append((cl.changelog_key(t, p, key), data, p, reflects.get((t, p), -1)))
+            records.append((cl.changelog_key(t, p, key), data, p, reflects.get((t, p), -1), (t, p, key)))
             written[(t, p, key)] = data
         for (t, p), offset in sorted(reflects.items()):
             if offset >= 0:  # < 0: nothing consumed yet after a rollback to the partition's beginning
-                records.append((cl.marker_key(t, p), cl.marker_value(offset), p, offset))
+                records.append((cl.marker_key(t, p), cl.marker_value(offset), p, offset, None))
                 markers[(t, p)] = offset
-        for record_key, data, p, offset in records:
+        for record_key, data, p, offset, state_id in records:
             headers: list[tuple[str, str | bytes | None]] = [*cl.source_offset_header(max(offset, 0))]
             partition = cl.changelog_partition(p, width)
             try:
@@ -855,7 +855,19 @@ class ProcessorRunner:
             except BufferError:  # local queue full: the slow path waits it out
                 self._produce(topic, record_key, data, headers, partition=partition)
             except KafkaException as exc:
-                raise _produce_error(exc) from exc
+                too_large = kafka_error_of(exc).code() == KafkaError.MSG_SIZE_TOO_LARGE
+                if state_id is None or data is None or not too_large:
+                    raise _produce_error(exc) from exc
+                # A key whose state outgrew the record limit at run time (plugin state, SMC state past
+                # its budget): aborting would replay into the same snapshot forever. The changelog
+                # gets a tombstone instead: a restore starts this key afresh (its live state goes on).
+                self._produce(topic, record_key, None, headers, partition=partition)
+                written[state_id] = None
+                self.metrics.snapshots_too_large.labels(self.name).inc()
+                self.log.error("state snapshot too large for the changelog: key written as a tombstone "
+                               "(a restore starts it afresh)", state_key=state_id[2], size=len(data),
+                               partition=f"{state_id[0]}[{state_id[1]}]",
+                               message_max_bytes=self.max_message_bytes)
         return written, markers
 
     def _end_txn(self) -> None:
@@ -1049,6 +1061,8 @@ class ProcessorRunner:
             self._start_replay(tp, None, None)
             with contextlib.suppress(KeyError):
                 self.metrics.consumer_lag.remove(self.name, tp[0], str(tp[1]))
+            with contextlib.suppress(KeyError):
+                self.metrics.state_keys.remove(self.name, tp[0], str(tp[1]))
         gone = set(tps)
         self._touched = {key for key in self._touched if (key[0], key[1]) not in gone}
         self.metrics.partitions_assigned.labels(self.name).set(len(self._assigned))
@@ -1116,6 +1130,10 @@ class ProcessorRunner:
                 continue
             lags[tp] = max(0, high - position)
             self.metrics.consumer_lag.labels(self.name, tp[0], str(tp[1])).set(lags[tp])
+        key_count = getattr(self.pipeline, "state_key_count", None)  # optional in PipelineLike fakes
+        if key_count is not None:
+            for t, p in self._assigned:
+                self.metrics.state_keys.labels(self.name, t, str(p)).set(key_count(t, p))
         with self.status.lock:
             self.status.lag.update(lags)
             self.status.positions.update({tp: o for tp, o in self._positions.items() if tp in self._assigned})
