@@ -14,6 +14,22 @@ Plugins (``settings.plugins``, see ``smc_runtime.plugins``) run after the built-
 through the same interfaces and the same state handling. A plugin that raises costs one
 dead-letter record (reason ``plugin_error``) and never the processor; the built-ins are not
 wrapped, so they pay nothing for the isolation.
+
+No record stops the processor (docs/runtime.md, "Hostile input"): besides the decode bounds,
+everything a decoded record runs through sits in one ``try`` per record. An exception there (a bug,
+or a poison pill nobody foresaw) discards the record's outputs, **resets the key** (its state is
+dropped, as if the key had never been seen: the next record starts it afresh; the changelog gets a
+tombstone) and yields one dead letter (``processing_error``, or ``non_finite_state`` when a
+component found its state no longer finite) plus a ``state_reset`` alert. The decision depends on the
+key's state and the record only, so a replay after a crash decides the same. Resetting, rather than
+rolling back, needs no per-record copy of the state (the hot path stays as it was) and cannot keep a
+state that is itself the problem.
+
+Dead letters echo the record's value and key cut to ``max_record_bytes`` minus a header budget
+(headers ``truncated``, ``original_size``), so a dead letter always fits a producer record. A
+partition holds at most ``max_state_keys_per_partition`` keys: a record that needs one more is
+dead-lettered (``state_key_limit``); the record that fills the last slot raises a ``state_key_limit``
+alert.
 """
 
 from __future__ import annotations
@@ -27,22 +43,37 @@ import msgspec
 from smc_runtime.analytics.alerts import default_alert_rules
 from smc_runtime.analytics.detectors import SmcDetectorFactory, smc_engine_available
 from smc_runtime.analytics.enrichers import TradeEnricher
-from smc_runtime.analytics.interfaces import Alert, AlertRule, BarDetector, DetectorFactory, Enricher
+from smc_runtime.analytics.interfaces import (
+    Alert,
+    AlertRule,
+    BarDetector,
+    DetectorFactory,
+    Enricher,
+    NonFiniteState,
+)
 from smc_runtime.analytics.klines import KlineEnricher, TradeBarBuilder, kline_bar
 from smc_runtime.analytics.orderbook import OrderBookEnricher
 from smc_runtime.analytics.smc.bars import Bar
 from smc_runtime.config import ProcessorSettings
 from smc_runtime.messages import (
     AggTrade,
+    Bounds,
     DepthSnapshot,
     DepthUpdate,
     Kline,
     Rejection,
     RejectReason,
     Trade,
-    decode,
+    make_decoder,
 )
-from smc_runtime.plugins import LoadedPlugins, PluginFailed, check_unique_names, load_plugins
+from smc_runtime.plugins import (
+    GuardedDetector,
+    LoadedPlugins,
+    PluginFailed,
+    PluginStopError,
+    check_unique_names,
+    load_plugins,
+)
 from smc_runtime.state import (
     SNAPSHOT_VERSION,
     KeySnapshot,
@@ -55,6 +86,16 @@ ROLE_BY_KIND = {"trade": "enriched_trades", "orderbook": "orderbook_metrics", "k
 _BOOK_SUFFIX = "|book"
 _KIND_BY_TYPE: dict[type, str] = {Trade: "trade", AggTrade: "trade", DepthUpdate: "orderbook",
                                   DepthSnapshot: "orderbook", Kline: "kline"}
+# What a dead letter may spend besides the echoed value: key, headers (error text capped below) and
+# the record framing. The value is cut to max_record_bytes minus this.
+DEAD_LETTER_KEY_MAX = 256
+DEAD_LETTER_ERROR_MAX = 1024
+DEAD_LETTER_OVERHEAD = 8192
+
+
+def dead_letter_value_cap(max_record_bytes: int) -> int:
+    """Bytes of the original value a dead letter echoes at most, for records up to ``max_record_bytes``."""
+    return max_record_bytes - DEAD_LETTER_OVERHEAD
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +125,62 @@ def _output(role: str, key: bytes, value: bytes) -> OutputRecord:
     _set_value(record, value)
     _set_headers(record, _NO_HEADERS)
     return record
+
+
+def _fresh_state(enricher: Enricher[Any, Any], failures: list[PluginFailed] | None = None) -> Any:
+    """New state of one component; a plugin that cannot make one gets None (its guard counted the
+    failure; its updates then fail as the plugin's, not the key's)."""
+    try:
+        return enricher.new_state()
+    except PluginFailed as failure:
+        if failures is not None:
+            failures.append(failure)
+        return None
+
+
+def _fresh_detector(factory: DetectorFactory, failures: list[PluginFailed] | None = None) -> BarDetector:
+    try:
+        return factory.create()
+    except PluginFailed as failure:
+        if failures is not None:
+            failures.append(failure)
+        return GuardedDetector(None, failure.health)
+
+
+def _exception_text(exc: BaseException) -> str:
+    try:
+        text = f"{type(exc).__name__}: {exc}"
+    except Exception:  # a __str__ that raises: the class name must do
+        text = type(exc).__name__
+    return text if len(text) <= DEAD_LETTER_ERROR_MAX else text[:DEAD_LETTER_ERROR_MAX] + "..."
+
+
+def dead_letter(value: bytes | None, key: bytes | None, reason: str, error: str, topic: str, partition: int,
+                offset: int, timestamp_ms: int, value_cap: int,
+                extra: tuple[tuple[str, bytes], ...] = ()) -> OutputRecord:
+    """The dead letter of one record: its value and key echoed (cut to ``value_cap`` and
+    ``DEAD_LETTER_KEY_MAX`` bytes; then headers ``truncated`` = ``true`` and ``original_size`` = the
+    value's size, plus ``original_key_size`` for a cut key), reason, error text (capped) and source."""
+    value = value or b""
+    key = key or b""
+    if len(error) > DEAD_LETTER_ERROR_MAX:
+        error = error[:DEAD_LETTER_ERROR_MAX] + "..."
+    headers: tuple[tuple[str, bytes], ...] = (
+        ("reason", reason.encode()),
+        ("error", error.encode("utf-8", "replace")),
+        ("source_topic", topic.encode()),
+        ("source_partition", str(partition).encode()),
+        ("source_offset", str(offset).encode()),
+        ("source_timestamp", str(timestamp_ms).encode()),
+        *extra,
+    )
+    if len(value) > value_cap or len(key) > DEAD_LETTER_KEY_MAX:
+        headers += (("truncated", b"true"), ("original_size", str(len(value)).encode()))
+        if len(key) > DEAD_LETTER_KEY_MAX:
+            headers += (("original_key_size", str(len(key)).encode()),)
+        value = value[:value_cap]
+        key = key[:DEAD_LETTER_KEY_MAX]
+    return OutputRecord("dead_letters", key, value, headers)
 
 
 class SmcSignal(msgspec.Struct):
@@ -143,9 +240,14 @@ class Pipeline:
         self._plugins = load_plugins(settings.plugins) if plugins is None else plugins
         enrichment = settings.enrichment
         self._max_bytes = enrichment.max_message_bytes
+        b = enrichment.bounds
+        self._decode = make_decoder(self._max_bytes, Bounds(b.min_price, b.max_price, b.min_quantity,
+                                                            b.max_quantity, b.max_volume, b.max_book_levels))
+        self._dl_value_cap = dead_letter_value_cap(settings.max_record_bytes)
+        self._max_keys = settings.max_state_keys_per_partition
         if enrichers is None:
-            enrichers = [TradeEnricher(enrichment.trades), OrderBookEnricher(enrichment.orderbook),
-                         KlineEnricher(enrichment.klines)]
+            enrichers = [TradeEnricher(enrichment.trades, b), OrderBookEnricher(enrichment.orderbook, b),
+                         KlineEnricher(enrichment.klines, b)]
         enrichers = [*enrichers, *self._plugins.enrichers]
         self._enrichers: dict[str, list[Enricher[Any, Any]]] = {kind: [] for kind in ROLE_BY_KIND}
         for enricher in enrichers:
@@ -176,8 +278,8 @@ class Pipeline:
 
     def process(self, value: bytes | None, *, topic: str, partition: int, offset: int,
                 timestamp_ms: int, key: bytes | None = None) -> list[OutputRecord]:
-        """Process one source record; never raises on bad input."""
-        message = decode(value, topic=topic, key=key, max_bytes=self._max_bytes)
+        """Process one source record; never raises on bad input (see the module docstring)."""
+        message = self._decode(value, topic, key)
         if type(message) is Rejection:
             return [self._dead_letter(value, key, message, topic, partition, offset, timestamp_ms)]
         route = self._routes[type(message)]
@@ -192,64 +294,110 @@ class Pipeline:
         slots = self._partitions.get((topic, partition))
         if slots is None:
             slots = self._partitions[(topic, partition)] = {}
-        slot = slots.get(state_key)
-        if slot is None:
-            slot = slots[state_key] = self._new_slot(kind, symbol, interval, (topic, partition, state_key))
-        self._touched.add(slot.ident)
-
         outputs: list[OutputRecord] = []
-        role = route.role
-        rules = route.rules
-        encode = self._encode
-        key_bytes = slot.key_bytes
         failures: list[PluginFailed] = []
-        for enricher, state in slot.pairs:
-            try:
-                document = enricher.update(state, message)
-            except PluginFailed as failure:
-                failures.append(failure)
-                continue
-            if document is None:
-                continue
-            if isinstance(document, Rejection):
-                outputs.append(
-                    self._dead_letter(value, key, document, topic, partition, offset, timestamp_ms))
-                if failures:
-                    self._plugin_failures(failures, slot, value, key, topic, partition, offset,
-                                          timestamp_ms, outputs)
-                return outputs
-            record: OutputRecord = _new_object(OutputRecord)  # _output(), inlined: the hot line
-            _set_role(record, role)
-            _set_key(record, key_bytes)
-            _set_value(record, encode(document))
-            _set_headers(record, _NO_HEADERS)
-            outputs.append(record)
-            for rule in rules:
+        try:
+            slot = slots.get(state_key)
+            if slot is None:
+                if len(slots) >= self._max_keys:
+                    return [self._key_limit(value, key, state_key, topic, partition, offset, timestamp_ms)]
+                slot = self._new_slot(kind, symbol, interval, (topic, partition, state_key), failures)
+                slots[state_key] = slot
+                if len(slots) == self._max_keys:
+                    outputs.append(self._key_limit_alert(slot, topic, partition, timestamp_ms))
+            self._touched.add(slot.ident)
+
+            role = route.role
+            rules = route.rules
+            encode = self._encode
+            key_bytes = slot.key_bytes
+            for enricher, state in slot.pairs:
                 try:
-                    alerts = rule.evaluate(kind, symbol, timestamp_ms, document, slot.active)
+                    document = enricher.update(state, message)
                 except PluginFailed as failure:
                     failures.append(failure)
                     continue
-                for alert in alerts:
-                    outputs.append(_output("alerts", key_bytes, encode(alert)))
-
-        if slot.detectors:
-            bar: Bar | None = None
-            if isinstance(message, Kline):
-                bar = kline_bar(message) if message.kline.closed else None
-            elif self._bar_builder is not None and isinstance(message, Trade | AggTrade):
-                bar = self._bar_builder.update(slot.bar_state, message)
-            if bar is not None:
-                source = "klines" if kind == "kline" else "trades"
-                try:
-                    self._detect(slot, bar, source, timestamp_ms, outputs, failures)
-                except ValueError as exc:  # a detector refusing a bar: a value, not a crash
-                    rejection = Rejection(RejectReason.SCHEMA, f"bar rejected by detector: {exc}")
+                if document is None:
+                    continue
+                if isinstance(document, Rejection):
                     outputs.append(
-                        self._dead_letter(value, key, rejection, topic, partition, offset, timestamp_ms))
-        if failures:
-            self._plugin_failures(failures, slot, value, key, topic, partition, offset, timestamp_ms, outputs)
-        return outputs
+                        self._dead_letter(value, key, document, topic, partition, offset, timestamp_ms))
+                    if failures:
+                        self._plugin_failures(failures, slot, value, key, topic, partition, offset,
+                                              timestamp_ms, outputs)
+                    return outputs
+                record: OutputRecord = _new_object(OutputRecord)  # _output(), inlined: the hot line
+                _set_role(record, role)
+                _set_key(record, key_bytes)
+                _set_value(record, encode(document))
+                _set_headers(record, _NO_HEADERS)
+                outputs.append(record)
+                for rule in rules:
+                    try:
+                        alerts = rule.evaluate(kind, symbol, timestamp_ms, document, slot.active)
+                    except PluginFailed as failure:
+                        failures.append(failure)
+                        continue
+                    for alert in alerts:
+                        outputs.append(_output("alerts", key_bytes, encode(alert)))
+
+            if slot.detectors:
+                bar: Bar | None = None
+                if isinstance(message, Kline):
+                    bar = kline_bar(message) if message.kline.closed else None
+                elif self._bar_builder is not None and isinstance(message, Trade | AggTrade):
+                    bar = self._bar_builder.update(slot.bar_state, message)
+                if bar is not None:
+                    source = "klines" if kind == "kline" else "trades"
+                    try:
+                        self._detect(slot, bar, source, timestamp_ms, outputs, failures)
+                    except ValueError as exc:  # a detector refusing a bar: a value, not a crash
+                        rejection = Rejection(RejectReason.SCHEMA, f"bar rejected by detector: {exc}")
+                        outputs.append(
+                            self._dead_letter(value, key, rejection, topic, partition, offset, timestamp_ms))
+            if failures:
+                self._plugin_failures(failures, slot, value, key, topic, partition, offset, timestamp_ms,
+                                      outputs)
+            return outputs
+        except (PluginStopError, MemoryError, KeyboardInterrupt):
+            raise  # by design fatal (on_failure: stop), or not this record's fault
+        except Exception as exc:  # the per-record guard: this record's dead letter, never the process's exit
+            return self._reset_key(exc, slots, state_key, symbol, value, key, topic, partition, offset,
+                                   timestamp_ms)
+
+    def _reset_key(self, exc: Exception, slots: dict[str, _Slot], state_key: str, symbol: str,
+                   value: bytes | None, key: bytes | None, topic: str, partition: int, offset: int,
+                   timestamp_ms: int) -> list[OutputRecord]:
+        """A record raised: drop the key's state (the changelog gets a tombstone), one dead letter with
+        the exception, one ``state_reset`` alert. The record's other outputs are discarded."""
+        slots.pop(state_key, None)
+        self._touched.add((topic, partition, state_key))
+        reason = RejectReason.NON_FINITE_STATE if isinstance(exc, NonFiniteState) else (
+            RejectReason.PROCESSING_ERROR)
+        error = _exception_text(exc)
+        rejection = Rejection(reason, error)
+        dead_letter = self._dead_letter(value, key, rejection, topic, partition, offset, timestamp_ms,
+                                        (("exception", type(exc).__name__.encode()),))
+        alert = Alert("state_reset", "warning", symbol, timestamp_ms,
+                      f"state of {state_key!r} reset: a record raised {error}",
+                      {"state_key": state_key, "reason": str(reason), "exception": type(exc).__name__,
+                       "source_topic": topic, "source_partition": partition, "source_offset": offset})
+        return [dead_letter, OutputRecord("alerts", symbol.encode(), self._encode(alert))]
+
+    def _key_limit(self, value: bytes | None, key: bytes | None, state_key: str, topic: str, partition: int,
+                   offset: int, timestamp_ms: int) -> OutputRecord:
+        rejection = Rejection(RejectReason.STATE_KEY_LIMIT,
+                              f"partition {topic}[{partition}] holds max_state_keys_per_partition "
+                              f"{self._max_keys} keys; no room for {state_key!r}")
+        return self._dead_letter(value, key, rejection, topic, partition, offset, timestamp_ms)
+
+    def _key_limit_alert(self, slot: _Slot, topic: str, partition: int, timestamp_ms: int) -> OutputRecord:
+        alert = Alert("state_key_limit", "critical", slot.symbol, timestamp_ms,
+                      f"partition {topic}[{partition}] reached max_state_keys_per_partition "
+                      f"{self._max_keys} with key {slot.ident[2]!r}: records of new keys are dead-lettered "
+                      "(state_key_limit)",
+                      {"source_topic": topic, "source_partition": partition, "limit": self._max_keys})
+        return OutputRecord("alerts", slot.key_bytes, self._encode(alert))
 
     def finalize(self) -> list[OutputRecord]:
         """End of a finite stream (replay): close open trade bars and finalize every detector.
@@ -320,17 +468,10 @@ class Pipeline:
         ``plugin_disabled`` alert when that failure disabled the plugin."""
         for failure in failures:
             health = failure.health
-            headers = (
-                ("reason", b"plugin_error"),
-                ("error", failure.error.encode("utf-8", "replace")),
-                ("plugin", health.name.encode()),
-                ("plugin_kind", health.kind.encode()),
-                ("source_topic", topic.encode()),
-                ("source_partition", str(partition).encode()),
-                ("source_offset", str(offset).encode()),
-                ("source_timestamp", str(timestamp_ms).encode()),
-            )
-            outputs.append(OutputRecord("dead_letters", key or slot.key_bytes, value or b"", headers))
+            outputs.append(dead_letter(value, key or slot.key_bytes, "plugin_error", failure.error, topic,
+                                       partition, offset, timestamp_ms, self._dl_value_cap,
+                                       (("plugin", health.name.encode()),
+                                        ("plugin_kind", health.kind.encode()))))
             if failure.just_disabled:
                 alert = Alert("plugin_disabled", "critical", slot.symbol, timestamp_ms,
                               f"{health.kind} plugin {health.name!r} disabled after {health.consecutive} "
@@ -350,29 +491,25 @@ class Pipeline:
         """Plugins (``kind:name``) disabled after too many consecutive failures."""
         return self._plugins.disabled()
 
-    def _new_slot(self, kind: str, symbol: str, interval: str, ident: tuple[str, int, str]) -> _Slot:
+    def _new_slot(self, kind: str, symbol: str, interval: str, ident: tuple[str, int, str],
+                  failures: list[PluginFailed]) -> _Slot:
+        """A fresh key. A plugin that cannot make its state or detector gets None / a detector that
+        does nothing (its failure goes to ``failures``): the built-ins of the key run regardless."""
         slot = _Slot(kind, symbol, interval, ident)
         enrichers = self._enrichers[kind]
-        slot.states = [e.new_state() for e in enrichers]
+        slot.states = [_fresh_state(e, failures) for e in enrichers]
         slot.pairs = list(zip(enrichers, slot.states, strict=True))
         if kind == "kline" or (kind == "trade" and self._bar_builder is not None):
-            slot.detectors = [f.create() for f in self._detector_factories]
+            slot.detectors = [_fresh_detector(f, failures) for f in self._detector_factories]
         if kind == "trade" and self._bar_builder is not None:
             slot.bar_state = self._bar_builder.new_state()
         return slot
 
-    @staticmethod
-    def _dead_letter(value: bytes | None, key: bytes | None, rejection: Rejection, topic: str,
-                     partition: int, offset: int, timestamp_ms: int) -> OutputRecord:
-        headers = (
-            ("reason", str(rejection.reason).encode()),
-            ("error", rejection.message.encode("utf-8", "replace")),
-            ("source_topic", topic.encode()),
-            ("source_partition", str(partition).encode()),
-            ("source_offset", str(offset).encode()),
-            ("source_timestamp", str(timestamp_ms).encode()),
-        )
-        return OutputRecord("dead_letters", key or b"", value or b"", headers)
+    def _dead_letter(self, value: bytes | None, key: bytes | None, rejection: Rejection, topic: str,
+                     partition: int, offset: int, timestamp_ms: int,
+                     extra: tuple[tuple[str, bytes], ...] = ()) -> OutputRecord:
+        return dead_letter(value, key, str(rejection.reason), rejection.message, topic, partition, offset,
+                           timestamp_ms, self._dl_value_cap, extra)
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -380,6 +517,10 @@ class Pipeline:
         """State keys changed since the last call (and clears the set)."""
         touched, self._touched = self._touched, set()
         return touched
+
+    def state_key_count(self, topic: str, partition: int) -> int:
+        """Keys held for one source partition (a gauge; capped by ``max_state_keys_per_partition``)."""
+        return len(self._partitions.get((topic, partition), ()))
 
     def state_keys(self, topic: str, partition: int) -> list[str]:
         return sorted(self._partitions.get((topic, partition), {}))
@@ -417,7 +558,7 @@ class Pipeline:
         saved = dict(snap.components)
         enrichers = self._enrichers[kind]
         try:
-            slot.states = [e.load_state(saved[e.name]) if e.name in saved else e.new_state()
+            slot.states = [e.load_state(saved[e.name]) if e.name in saved else _fresh_state(e)
                            for e in enrichers]
         except ValueError as exc:  # msgspec errors and ring-size checks are ValueErrors
             raise SnapshotError(f"state of {kind} key {state_key!r} does not load: {exc}") from None
@@ -428,7 +569,7 @@ class Pipeline:
             slot.bar_state = builder.load_state(saved[name]) if name in saved else builder.new_state()
         if kind == "kline" or (kind == "trade" and builder is not None):
             saved_detectors = dict(snap.detectors)
-            slot.detectors = [f.restore(saved_detectors[f.name]) if f.name in saved_detectors else f.create()
-                              for f in self._detector_factories]
+            slot.detectors = [f.restore(saved_detectors[f.name]) if f.name in saved_detectors
+                              else _fresh_detector(f) for f in self._detector_factories]
         slot.active = set(snap.active_alerts)
         self._partitions.setdefault((topic, partition), {})[state_key] = slot

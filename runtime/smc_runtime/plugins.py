@@ -16,6 +16,16 @@ message and continues); after ``max_consecutive_failures`` failures in a row the
 disabled (``on_failure: disable``; the guard then does nothing) or ``PluginStopError`` is raised
 (``on_failure: stop``; fatal for the processor). Failure counters are operational state, kept
 in memory and not in snapshots: a restarted processor gives a disabled plugin another chance.
+
+Every call into a plugin goes through its guard: ``new_state``/``create`` (a failure is the plugin's
+failure on the record that needed the new key; the plugin then has no state or a detector that does
+nothing for that key, and the built-ins run as usual), ``update``/``on_bar``/``evaluate`` and their
+results (a document, an event's ``to_dict()`` or an alert that cannot be encoded as JSON is the
+plugin's failure, not the pipeline's), ``dump_state``/``snapshot`` (a failure stores empty bytes)
+and ``load_state``/``restore`` (empty or unloadable bytes give the plugin fresh state: its state is
+lost, the processor's is not).
+Plugins are trusted code: they run in the processor's process, with its memory and permissions; the
+guards contain their exceptions, not a plugin that loops forever, exhausts memory or exits.
 """
 
 from __future__ import annotations
@@ -25,11 +35,13 @@ from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Literal
 
+import msgspec
 from pydantic import BaseModel, ValidationError
 
 from smc_runtime.analytics.interfaces import AlertRule, BarDetector, DetectorEvent, DetectorFactory, Enricher
 from smc_runtime.analytics.smc.bars import Bar
 from smc_runtime.config import ConfigError, PluginSettings
+from smc_runtime.messages import Rejection
 
 PluginKind = Literal["enricher", "detector", "alert_rule"]
 PLUGIN_KINDS: tuple[PluginKind, ...] = ("enricher", "detector", "alert_rule")
@@ -104,8 +116,11 @@ class PluginFailed(Exception):
         self.just_disabled = just_disabled
 
 
+_encode_json = msgspec.json.Encoder().encode
+
+
 class GuardedEnricher:
-    """An enricher plugin behind failure isolation; state handling is delegated untouched."""
+    """An enricher plugin behind failure isolation, state handling included (see the module docstring)."""
 
     def __init__(self, inner: Enricher[Any, Any], health: PluginHealth) -> None:
         self.inner = inner
@@ -114,7 +129,13 @@ class GuardedEnricher:
         self.kind = inner.kind
 
     def new_state(self) -> Any:
-        return self.inner.new_state()
+        """The plugin's fresh state; raises ``PluginFailed`` if it cannot make one (None once disabled)."""
+        if self.health.disabled:
+            return None
+        try:
+            return self.inner.new_state()
+        except Exception as exc:
+            raise self.health.record_failure(exc) from exc
 
     def update(self, state: Any, message: Any) -> Any | None:
         health = self.health
@@ -122,44 +143,91 @@ class GuardedEnricher:
             return None
         try:
             document = self.inner.update(state, message)
+            if document is not None and not isinstance(document, Rejection):
+                _encode_json(document)  # the pipeline encodes it: fail here, as the plugin's failure
         except Exception as exc:
             raise health.record_failure(exc) from exc
         health.consecutive = 0
         return document
 
     def dump_state(self, state: Any) -> bytes:
-        return self.inner.dump_state(state)
+        """The plugin's state bytes; empty when it cannot dump them (it restarts from fresh state)."""
+        if self.health.disabled and state is None:
+            return b""
+        try:
+            data = self.inner.dump_state(state)
+            if not isinstance(data, bytes):
+                raise TypeError(f"dump_state returned {type(data).__name__}, not bytes")
+            return data
+        except Exception as exc:
+            self.health.record_failure(exc)
+            return b""
 
     def load_state(self, data: bytes) -> Any:
-        return self.inner.load_state(data)
+        """The plugin's state from ``data``; fresh state when the bytes are empty or do not load."""
+        if data:
+            try:
+                return self.inner.load_state(data)
+            except Exception as exc:
+                self.health.record_failure(exc)
+        try:
+            return self.new_state()
+        except PluginFailed:
+            return None
+
+
+class CheckedEvent:
+    """A plugin event whose ``to_dict()`` already ran (and encoded) inside the plugin's guard."""
+
+    __slots__ = ("_dict",)
+
+    def __init__(self, event_dict: dict[str, object]) -> None:
+        self._dict = event_dict
+
+    def to_dict(self) -> Mapping[str, object]:
+        return self._dict
 
 
 class GuardedDetector:
     """One detector instance of a plugin behind failure isolation."""
 
-    def __init__(self, inner: BarDetector, health: PluginHealth) -> None:
-        self.inner = inner
+    def __init__(self, inner: BarDetector | None, health: PluginHealth) -> None:
+        self.inner = inner  # None: the plugin could not create one (a detector that does nothing)
         self.health = health
 
     def on_bar(self, bar: Bar) -> Sequence[DetectorEvent]:
-        return self._guarded(lambda: self.inner.on_bar(bar))
+        inner = self.inner
+        return self._guarded(lambda: inner.on_bar(bar) if inner is not None else ())
 
     def finalize(self) -> Sequence[DetectorEvent]:
-        return self._guarded(self.inner.finalize)
+        inner = self.inner
+        return self._guarded(inner.finalize if inner is not None else tuple)
 
     def _guarded(self, call: Callable[[], Sequence[DetectorEvent]]) -> Sequence[DetectorEvent]:
         health = self.health
         if health.disabled:
             return ()
         try:
-            events = call()
+            events = [CheckedEvent(dict(event.to_dict())) for event in call()]
+            for event in events:
+                _encode_json(event.to_dict())
         except Exception as exc:
             raise health.record_failure(exc) from exc
         health.consecutive = 0
         return events
 
     def snapshot(self) -> bytes:
-        return self.inner.snapshot()
+        """The detector's state bytes; empty when it has none or cannot dump it."""
+        if self.inner is None:
+            return b""
+        try:
+            data = self.inner.snapshot()
+            if not isinstance(data, bytes):
+                raise TypeError(f"snapshot returned {type(data).__name__}, not bytes")
+            return data
+        except Exception as exc:
+            self.health.record_failure(exc)
+            return b""
 
 
 class GuardedDetectorFactory:
@@ -171,10 +239,25 @@ class GuardedDetectorFactory:
         self.name: str = inner.name
 
     def create(self) -> BarDetector:
-        return GuardedDetector(self.inner.create(), self.health)
+        """A new guarded detector; raises ``PluginFailed`` if the plugin cannot create one."""
+        if self.health.disabled:
+            return GuardedDetector(None, self.health)
+        try:
+            return GuardedDetector(self.inner.create(), self.health)
+        except Exception as exc:
+            raise self.health.record_failure(exc) from exc
 
     def restore(self, data: bytes) -> BarDetector:
-        return GuardedDetector(self.inner.restore(data), self.health)
+        """The detector from ``data``; a fresh one when the bytes are empty or do not load."""
+        if data:
+            try:
+                return GuardedDetector(self.inner.restore(data), self.health)
+            except Exception as exc:
+                self.health.record_failure(exc)
+        try:
+            return self.create()
+        except PluginFailed:
+            return GuardedDetector(None, self.health)
 
 
 class GuardedAlertRule:
@@ -191,7 +274,9 @@ class GuardedAlertRule:
         if health.disabled:
             return []
         try:
-            alerts = self.inner.evaluate(kind, symbol, timestamp_ms, record, active)
+            alerts = list(self.inner.evaluate(kind, symbol, timestamp_ms, record, active))
+            for alert in alerts:
+                _encode_json(alert)
         except Exception as exc:
             raise health.record_failure(exc) from exc
         health.consecutive = 0

@@ -1,6 +1,6 @@
-"""Repeated output failures open the circuit breaker: consumption stops (no work piles up), /health
-turns 503; after the cooldown a half-open probe transaction succeeds, the breaker closes and the
-committed outputs are still exact.
+"""Repeated output failures open the circuit breaker: consumption stops (no work piles up), /ready
+turns 503 while /health stays 200 (a restart would not help: issue 12 item 8); after the cooldown a
+half-open probe transaction succeeds, the breaker closes and the committed outputs are still exact.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def test_breaker_opens_stops_consumption_and_recovers(kafka_bootstrap: str, make
     thread = threading.Thread(target=app.run, daemon=True)
     thread.start()
     status = app.statuses["main"]
-    seen_open: list[tuple[int, int]] = []
+    seen_open: list[tuple[int, int, int]] = []
     try:
         feeder = threading.Thread(target=rs.feed, daemon=True, args=(
             kafka_bootstrap, topology, rs.market_data(30_000, symbols=4, seed=13), 3_000.0))
@@ -61,13 +61,14 @@ def test_breaker_opens_stops_consumption_and_recovers(kafka_bootstrap: str, make
         processed_at_open = status.messages_processed
         time.sleep(2.0)  # inside the 3 s cooldown
         code, _ = app.report.health(time.monotonic(), time.time())
-        seen_open.append((code, status.messages_processed - processed_at_open))
+        ready, _ = app.report.ready()
+        seen_open.append((code, ready, status.messages_processed - processed_at_open))
         feeder.join(60)
         rs.wait_until("input committed", lambda: rs.group_lag(kafka_bootstrap, topology) == 0, 90)
     finally:
         app.stop()
         thread.join(60)
-    assert seen_open == [(503, 0)], "while open: unhealthy and nothing consumed"
+    assert seen_open == [(200, 503, 0)], "while open: alive, not ready, nothing consumed"
     assert breaker.state is BreakerState.CLOSED and breaker.times_opened == 1
     assert status.transactions_aborted == len(FAILING_COMMITS)
     inputs = rs.read_inputs(kafka_bootstrap, topology)

@@ -37,6 +37,7 @@ class SmcDetectorFactory:
             join_fvg=settings.join_fvg,
             liquidity_range=settings.liquidity_range,
             compat=settings.mode == "compat",
+            max_open_fvgs=0 if settings.mode == "compat" else settings.max_open_fvgs,
         )
 
     def create(self) -> BarDetector:
@@ -48,5 +49,7 @@ class SmcDetectorFactory:
     def restore(self, data: bytes) -> BarDetector:
         from smc_runtime.analytics.smc.engine import SmcEngine
 
-        engine: BarDetector = SmcEngine.restore(data)
-        return engine
+        engine = SmcEngine.restore(data)
+        engine.limit_open_fvgs(self._params.max_open_fvgs)  # snapshots from before the setting, too
+        restored: BarDetector = engine
+        return restored

@@ -13,9 +13,9 @@ from array import array
 
 import msgspec
 
-from smc_runtime.analytics.interfaces import MessageKind
+from smc_runtime.analytics.interfaces import MessageKind, NonFiniteState
 from smc_runtime.analytics.ring import new_ring, rings_bytes, rings_from_bytes
-from smc_runtime.config import TradeEnrichment
+from smc_runtime.config import InputBounds, TradeEnrichment
 from smc_runtime.messages import Rejection, RejectReason, TradeMessage
 
 _log = math.log
@@ -23,6 +23,8 @@ _sqrt = math.sqrt
 _fsum = math.fsum
 _mul = operator.mul
 _LARGE_TRADE_MIN_HISTORY = 10
+_DAY_MS = 86_400_000
+_isfinite = math.isfinite
 
 
 class TradeState(msgspec.Struct, array_like=True):
@@ -123,8 +125,10 @@ class TradeEnricher:
     name = "trade_indicators"
     kind: MessageKind = "trade"
 
-    def __init__(self, settings: TradeEnrichment) -> None:
+    def __init__(self, settings: TradeEnrichment, bounds: InputBounds | None = None) -> None:
         self._settings = settings
+        bounds = bounds or InputBounds()
+        self._max_time_jump_ms = bounds.max_time_jump_ms
         self._sma_windows = list(settings.sma_windows)
         self._sma_keys = [str(n) for n in settings.sma_windows]
         self._vwap_window = settings.vwap_window
@@ -140,7 +144,7 @@ class TradeEnricher:
         large_min = _LARGE_TRADE_MIN_HISTORY if self._volume_window > _LARGE_TRADE_MIN_HISTORY else (
             self._volume_window)
         self._plan = (self._ring, self._momentum, self._vwap_window, self._volume_window, self._vol_window,
-                      large_min, self._large_multiplier, self._ema_period, self._ema_k)
+                      large_min, self._large_multiplier, self._ema_period, self._ema_k, bounds.max_id_jump)
         self._sma_plan = [(i, window, label) for i, (window, label) in
                           enumerate(zip(self._sma_windows, self._sma_keys, strict=True))]
 
@@ -180,13 +184,20 @@ class TradeEnricher:
             w.ema_count, w.ema_seed, w.ema, w.session_day, w.session_notional, w.session_volume)
 
     def update(self, state: TradeState, message: TradeMessage) -> EnrichedTrade | Rejection:
+        (ring, momentum, vwap_w, volume_w, vol_w, large_min, large_multiplier, ema_period, ema_k,
+         max_id_jump) = self._plan
         trade_id = message.trade_id
-        if trade_id <= state.last_trade_id:
-            if trade_id == state.last_trade_id:
-                return Rejection(RejectReason.DUPLICATE, f"trade id {trade_id} already processed")
-            return Rejection(RejectReason.OUT_OF_ORDER,
-                             f"trade id {trade_id} behind last processed {state.last_trade_id}")
-        ring, momentum, vwap_w, volume_w, vol_w, large_min, large_multiplier, ema_period, ema_k = self._plan
+        last_id = state.last_trade_id
+        if not last_id < trade_id <= last_id + max_id_jump:
+            problem = self._sequence_problem(trade_id, last_id, max_id_jump)
+            if problem is not None:
+                return problem
+        trade_time = message.trade_time
+        day = trade_time // _DAY_MS
+        if day != state.session_day and state.session_day >= 0:
+            problem = self._time_jump(trade_time, state.session_day)
+            if problem is not None:
+                return problem
         price = message.price
         qty = message.quantity
         notional = price * qty
@@ -254,8 +265,6 @@ class TradeEnricher:
             if ema_count == ema_period:
                 ema = state.ema = state.ema_seed / ema_period
 
-        trade_time = message.trade_time
-        day = trade_time // 86_400_000
         if day != state.session_day:
             state.session_day = day
             state.session_notional = 0.0
@@ -278,6 +287,31 @@ class TradeEnricher:
             total / window_count, large,
         )
 
+    @staticmethod
+    def _sequence_problem(trade_id: int, last_id: int, max_id_jump: int) -> Rejection | None:
+        """Why ``trade_id`` cannot follow ``last_id`` (None: it can: the key's first trade)."""
+        if trade_id == last_id:
+            return Rejection(RejectReason.DUPLICATE, f"trade id {trade_id} already processed")
+        if trade_id < last_id:
+            return Rejection(RejectReason.OUT_OF_ORDER,
+                             f"trade id {trade_id} behind last processed {last_id}")
+        if last_id < 0:
+            return None
+        return Rejection(RejectReason.ID_JUMP, f"trade id {trade_id} is {trade_id - last_id} beyond the last "
+                                               f"processed {last_id} (bound max_id_jump {max_id_jump})")
+
+    def _time_jump(self, trade_time: int, session_day: int) -> Rejection | None:
+        """A trade time more than ``max_time_jump_ms`` after the key's last day, or before it (a far
+        past time would move the session day back and make every current trade a jump)."""
+        bound = self._max_time_jump_ms
+        ahead = trade_time - (session_day + 1) * _DAY_MS
+        behind = session_day * _DAY_MS - trade_time
+        if ahead <= bound and behind <= bound:
+            return None
+        where = f"{ahead} ms after" if ahead > bound else f"{behind} ms before"
+        return Rejection(RejectReason.TIME_JUMP, f"trade time {trade_time} is {where} the key's last day "
+                                                 f"(bound max_time_jump_ms {bound})")
+
     def _resum(self, state: TradeState) -> None:
         """Exact recomputation of every running sum when the ring wraps (pos is back at 0)."""
         ring = self._ring
@@ -293,3 +327,7 @@ class TradeEnricher:
         state.return_sum = _fsum(state.returns[ring - w:])
         tail = state.returns[ring - w:]
         state.return_sq_sum = _fsum(map(_mul, tail, tail))
+        # once per ring: every running sum was just rebuilt from the rings, so one test covers them all
+        if not _isfinite(state.vwap_notional + state.vwap_volume + state.window_volume + state.return_sq_sum
+                         + state.ema + state.session_notional + _fsum(state.sma_sums)):
+            raise NonFiniteState("trade state not finite after recomputing the window sums")

@@ -21,6 +21,12 @@ MsgT = TypeVar("MsgT", contravariant=True)
 StateT = TypeVar("StateT")
 
 
+class NonFiniteState(ArithmeticError):
+    """Raised by an enricher or detector whose state is no longer finite: the pipeline resets the
+    key with a ``state_reset`` alert (dead letter ``non_finite_state``) instead of publishing NaN.
+    Inputs within ``InputBounds`` cannot cause it with the built-ins; it guards their sums anyway."""
+
+
 class Enricher(Protocol[MsgT, StateT]):
     """Turns one message of ``kind`` into one output document, updating per-key state.
 

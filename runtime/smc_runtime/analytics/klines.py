@@ -11,11 +11,11 @@ import math
 
 import msgspec
 
-from smc_runtime.analytics.interfaces import MessageKind, SimpleState
+from smc_runtime.analytics.interfaces import MessageKind, NonFiniteState, SimpleState
 from smc_runtime.analytics.rolling import WilderAverage
 from smc_runtime.analytics.smc.bars import Bar
-from smc_runtime.config import KlineEnrichment
-from smc_runtime.messages import Kline, Rejection, RejectReason, TradeMessage
+from smc_runtime.config import InputBounds, KlineEnrichment
+from smc_runtime.messages import INTERVAL_MS, Kline, Rejection, RejectReason, TradeMessage
 
 
 class KlineState(msgspec.Struct, array_like=True):
@@ -65,9 +65,12 @@ class KlineEnricher:
     name = "kline_metrics"
     kind: MessageKind = "kline"
 
-    def __init__(self, settings: KlineEnrichment) -> None:
+    def __init__(self, settings: KlineEnrichment, bounds: InputBounds | None = None) -> None:
         self._period = settings.atr_period
         self._codec = SimpleState(KlineState)
+        max_jump = (bounds or InputBounds()).max_time_jump_ms
+        # a jump bound per interval: at least two intervals (a monthly kline steps 31 days)
+        self._max_jump = {interval: max(max_jump, 2 * ms) for interval, ms in INTERVAL_MS.items()}
 
     def new_state(self) -> KlineState:
         return KlineState(last_closed_start=-1, prev_close=0.0, atr=WilderAverage.new(self._period))
@@ -85,6 +88,11 @@ class KlineEnricher:
                 return Rejection(RejectReason.DUPLICATE, f"kline {k.interval} @{k.start_time} already closed")
             return Rejection(RejectReason.OUT_OF_ORDER, f"kline {k.interval} @{k.start_time} not after the "
                                                         f"last closed one @{state.last_closed_start}")
+        last = state.last_closed_start
+        if last >= 0 and k.start_time - last > self._max_jump[k.interval]:
+            return Rejection(RejectReason.TIME_JUMP,
+                             f"kline {k.interval} @{k.start_time} is {k.start_time - last} ms after the last "
+                             f"closed one (bound {self._max_jump[k.interval]} ms)")
         o, h, lo, c = k.open, k.high, k.low, k.close
         prev_close = state.prev_close if state.prev_close > 0.0 else None
         tr = true_range(h, lo, prev_close)
@@ -92,6 +100,8 @@ class KlineEnricher:
             atr = None  # TA-Lib's ATR starts from the second bar's true range
         elif k.closed:
             atr = state.atr.push(tr)
+            if not math.isfinite(state.atr.value + state.atr.seed):
+                raise NonFiniteState(f"ATR of {message.symbol} {k.interval} not finite")
         else:
             atr = state.atr.peek(tr)
         log_return = math.log(c / prev_close) if prev_close is not None else None

@@ -5,10 +5,14 @@ diffs with ``u <= L`` are already in it and are skipped; the first applied diff 
 ``L + 1`` (``U <= L + 1 <= u``); later diffs must continue at ``U == prev_u + 1`` (an overlap
 that straddles is applied too). A diff starting beyond ``prev_u + 1`` is a gap: the book turns
 stale, one document with the gap is emitted (alert rules raise on it) and diffs are ignored
-until the next snapshot resynchronises the book.
+until the next snapshot resynchronises the book. A snapshot always resynchronises the book, whatever
+its id (a bad id is repaired by the next snapshot, never locked in). A diff whose ``u`` is more than
+``max_id_jump`` beyond the book is dead-lettered (``id_jump``) and the book stays as it was.
 
-Each side is two aligned lists sorted by ascending price (bisect + insert), which keeps best
-price, top-N and band sums O(levels touched) and the state a plain msgpack-able struct.
+Each side is two aligned lists sorted by ascending price, which keeps best price, top-N and band
+sums O(levels touched) and the state a plain msgpack-able struct. A small diff is applied level by
+level (bisect + insert); a large one by one merge of the sorted diff into the side, so a diff costs
+O(book + diff log diff), never O(book x diff).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from bisect import bisect_left
 import msgspec
 
 from smc_runtime.analytics.interfaces import MessageKind, SimpleState
-from smc_runtime.config import OrderBookEnrichment
+from smc_runtime.config import InputBounds, OrderBookEnrichment
 from smc_runtime.messages import DepthSnapshot, DepthUpdate, PriceLevel, Rejection, RejectReason
 
 
@@ -79,6 +83,34 @@ def _apply_level(prices: list[float], qtys: list[float], price: float, qty: floa
         qtys.insert(i, qty)
 
 
+_MERGE_FROM = 32  # levels per side from which one merge beats bisect + insert per level
+
+
+def _apply_side(prices: list[float], qtys: list[float], levels: list[PriceLevel]) -> None:
+    """Apply one side of a diff in place: the same result as ``_apply_level`` per level in order
+    (a price's last update wins; quantity 0 removes), in linear time for large diffs."""
+    if len(levels) < _MERGE_FROM:
+        for price, qty in levels:
+            _apply_level(prices, qtys, price, qty)
+        return
+    updates = sorted(dict(levels).items())  # the last update of each price, ascending
+    new_prices: list[float] = []
+    new_qtys: list[float] = []
+    i, n = 0, len(prices)
+    for price, qty in updates:
+        j = bisect_left(prices, price, i)
+        new_prices += prices[i:j]
+        new_qtys += qtys[i:j]
+        i = j + 1 if j < n and prices[j] == price else j
+        if qty != 0.0:
+            new_prices.append(price)
+            new_qtys.append(qty)
+    new_prices += prices[i:]
+    new_qtys += qtys[i:]
+    prices[:] = new_prices
+    qtys[:] = new_qtys
+
+
 def _imbalance(bid: float, ask: float) -> float | None:
     total = bid + ask
     return (bid - ask) / total if total > 0.0 else None
@@ -90,7 +122,8 @@ class OrderBookEnricher:
     name = "orderbook_metrics"
     kind: MessageKind = "orderbook"
 
-    def __init__(self, settings: OrderBookEnrichment) -> None:
+    def __init__(self, settings: OrderBookEnrichment, bounds: InputBounds | None = None) -> None:
+        self._max_id_jump = (bounds or InputBounds()).max_id_jump
         self._bands = [(str(b).removesuffix(".0"), b / 10_000.0) for b in settings.depth_bands_bps]
         self._top_n = settings.imbalance_levels
         self._max_levels = settings.max_levels
@@ -111,15 +144,11 @@ class OrderBookEnricher:
             return self._on_snapshot(state, message)
         return self._on_diff(state, message)
 
-    def _on_snapshot(self, state: BookState, snap: DepthSnapshot) -> BookMetrics | Rejection:
-        if state.synced and not state.stale:
-            if snap.last_update_id == state.last_update_id:
-                return Rejection(RejectReason.DUPLICATE, f"snapshot {snap.last_update_id} already applied")
-            if snap.last_update_id < state.last_update_id:
-                return Rejection(RejectReason.OUT_OF_ORDER, f"snapshot {snap.last_update_id} older than "
-                                                            f"book at {state.last_update_id}")
-        bids = sorted(snap.bids)[-self._max_levels:]
-        asks = sorted(snap.asks)[: self._max_levels]
+    def _on_snapshot(self, state: BookState, snap: DepthSnapshot) -> BookMetrics:
+        # always a resync (even an older or repeated id): a snapshot is the ground truth, and a
+        # bad id in the book must not lock it. A price listed twice: the last one wins.
+        bids = sorted(dict(snap.bids).items())[-self._max_levels:]
+        asks = sorted(dict(snap.asks).items())[: self._max_levels]
         state.bid_prices = [p for p, _ in bids]
         state.bid_qtys = [q for _, q in bids]
         state.ask_prices = [p for p, _ in asks]
@@ -142,16 +171,25 @@ class OrderBookEnricher:
                                  f"depth update u={diff.final_update_id} already applied")
             return Rejection(RejectReason.OUT_OF_ORDER,
                              f"depth update u={diff.final_update_id} behind book at {last}")
+        if diff.final_update_id - last > self._max_id_jump:
+            return Rejection(RejectReason.ID_JUMP,
+                             f"depth update u={diff.final_update_id} is {diff.final_update_id - last} beyond "
+                             f"the book at {last} (bound max_id_jump {self._max_id_jump})")
         if diff.first_update_id > last + 1:
             state.stale = True
             gap = SequenceGap(last + 1, diff.first_update_id)
             return self._metrics(state, diff.symbol, diff.event_time, "diff", gap)
         bid_prices, bid_qtys = state.bid_prices, state.bid_qtys
-        for price, qty in diff.bids:
-            _apply_level(bid_prices, bid_qtys, price, qty)
         ask_prices, ask_qtys = state.ask_prices, state.ask_qtys
-        for price, qty in diff.asks:
-            _apply_level(ask_prices, ask_qtys, price, qty)
+        bids, asks = diff.bids, diff.asks
+        if len(bids) < _MERGE_FROM and len(asks) < _MERGE_FROM:  # the usual diff: level by level, inline
+            for price, qty in bids:
+                _apply_level(bid_prices, bid_qtys, price, qty)
+            for price, qty in asks:
+                _apply_level(ask_prices, ask_qtys, price, qty)
+        else:
+            _apply_side(bid_prices, bid_qtys, bids)
+            _apply_side(ask_prices, ask_qtys, asks)
         excess = len(bid_prices) - self._max_levels
         if excess > 0:
             del bid_prices[:excess]

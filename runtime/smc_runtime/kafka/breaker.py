@@ -41,6 +41,14 @@ class CircuitBreaker:
         self.consecutive_failures = 0
         self.state = BreakerState.CLOSED
 
+    def trip(self, now: float) -> None:
+        """Open at once (the broker is unreachable: no need to count failures); the cooldown restarts."""
+        if self.state is not BreakerState.OPEN:
+            self.times_opened += 1
+        self.state = BreakerState.OPEN
+        self.opened_at = now
+        self.consecutive_failures = max(self.consecutive_failures, self.failure_threshold)
+
     def record_failure(self, now: float) -> None:
         self.consecutive_failures += 1
         if self.state is BreakerState.HALF_OPEN or self.consecutive_failures >= self.failure_threshold:

@@ -17,8 +17,10 @@ never compacted away, while a last snapshot made only of tombstones may be; and 
 value instead of a property of the key set. Changelogs written before markers existed (a snapshot
 in every commit) fall back to max(source_offset), which was exact for them.
 
-A source partition ``p`` maps to changelog partition ``p % changelog_partitions``; restore reads the
-changelog partitions it needs once and keeps the keys of the source partitions being restored.
+The topic is created at start if missing (``topics.check_topics``: compacted, one partition per
+partition of the widest input topic). A source partition ``p`` maps to changelog partition
+``p % changelog_partitions``; restore reads the changelog partitions it needs once and keeps the
+keys of the source partitions being restored.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 SourcePartition = tuple[str, int]
 StateId = tuple[str, int, str]
@@ -64,31 +65,6 @@ def changelog_partition(source_partition: int, changelog_partitions: int) -> int
 
 def source_offset_header(offset: int) -> list[tuple[str, bytes]]:
     return [(SOURCE_OFFSET_HEADER, str(offset).encode())]
-
-
-def ensure_changelog_topic(admin: AdminClient, topic: str, input_topics: Iterable[str],
-                           timeout_s: float = 30.0) -> int:
-    """Create the compacted changelog (partitions = widest input topic) if missing; return its partitions."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        metadata = admin.list_topics(timeout=10)
-        existing = metadata.topics.get(topic)
-        if existing is not None and existing.error is None and existing.partitions:
-            return len(existing.partitions)
-        widths = [len(metadata.topics[t].partitions) for t in input_topics
-                  if t in metadata.topics and metadata.topics[t].error is None]
-        partitions = max(widths, default=1) or 1
-        new = NewTopic(topic, num_partitions=partitions, replication_factor=-1,
-                       config={"cleanup.policy": "compact", "min.compaction.lag.ms": "0",
-                               "segment.ms": "600000"})
-        try:
-            admin.create_topics([new], operation_timeout=10)[topic].result()
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"changelog topic {topic} not visible after {timeout_s:.0f}s")
-        time.sleep(0.1)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,11 @@ class AbortableKafkaError(RuntimeError):
     """The open transaction cannot commit: abort it and rewind to the last commit."""
 
 
+class RetriesExhaustedError(AbortableKafkaError):
+    """A retriable error (timeouts, broker not reachable) outlasted the retry deadline: typically the
+    broker is down. Calls that may simply be repeated (init/abort) go on retrying in the caller."""
+
+
 _FENCED_CODES = {
     KafkaError._FENCED,
     KafkaError.PRODUCER_FENCED,
@@ -74,7 +79,7 @@ def call_with_retry(op: Callable[[], T], what: str, deadline_s: float,
             if kind is ErrorClass.ABORTABLE:
                 raise AbortableKafkaError(f"{what}: {error.str()}") from exc
             if time.monotonic() + backoff > deadline:
-                raise AbortableKafkaError(
+                raise RetriesExhaustedError(
                     f"{what}: still failing after {deadline_s:.0f}s: {error.str()}") from exc
             if on_retry is not None:
                 on_retry(error)

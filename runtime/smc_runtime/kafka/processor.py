@@ -26,6 +26,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -34,13 +35,14 @@ from confluent_kafka.admin import AdminClient
 from smc_runtime import client_settings
 from smc_runtime.config import KafkaSettings, ProcessingMode, ProcessorSettings
 from smc_runtime.kafka import changelog as cl
-from smc_runtime.kafka import clients
+from smc_runtime.kafka import clients, topics
 from smc_runtime.kafka.backpressure import Backpressure, FlowAction
 from smc_runtime.kafka.breaker import BreakerState, CircuitBreaker
 from smc_runtime.kafka.errors import (
     AbortableKafkaError,
     ErrorClass,
     FatalKafkaError,
+    RetriesExhaustedError,
     call_with_retry,
     classify,
     kafka_error_of,
@@ -61,6 +63,10 @@ CONSUME_TIMEOUT_S = 0.01
 E2E_SAMPLES_PER_COMMIT = 64  # end-to-end latency observations per transaction (see _latency_sample)
 EXIT_FATAL = 3
 EXIT_CRASHED = 4
+OUTAGE_RETRY_S = 5.0  # one round of retries of a call that waits for the broker to come back
+TOPIC_RECHECK_S = 5.0  # missing output topics: how often to look again
+CLIENT_ERROR_LOG_S = 10.0  # a non-fatal client error code is logged at most this often
+MAX_HEADER_BYTES = 1_024  # per header value of a replacement dead letter (see _replace_oversized)
 
 
 class OutputLike(Protocol):
@@ -105,6 +111,16 @@ def _latency_sample(timestamps: list[int]) -> list[int]:
     return sample
 
 
+@dataclass(frozen=True)
+class _Replacement:
+    """A dead letter standing in for an output record the producer refused as too large."""
+
+    role: str
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+
+
 def _produce_error(exc: KafkaException) -> FatalKafkaError | AbortableKafkaError:
     """A produce() failure as the loop's error class: fatal stops the loop, the rest aborts."""
     error = exc.args[0]
@@ -119,7 +135,8 @@ class ProcessorRunner:
     def __init__(self, name: str, settings: ProcessorSettings, kafka: KafkaSettings, processor_id: str,
                  pipeline: PipelineLike, status: ProcessorStatus, metrics: RuntimeMetrics, *,
                  producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
-                 breaker: CircuitBreaker | None = None, backpressure: Backpressure | None = None) -> None:
+                 breaker: CircuitBreaker | None = None, backpressure: Backpressure | None = None,
+                 topic_policy: topics.TopicPolicy | None = None) -> None:
         self.name = name
         self.settings = settings
         self.kafka = kafka
@@ -136,6 +153,12 @@ class ProcessorRunner:
         self.topic_for_role = settings.output_topics.by_role()
         self.changelog_topic = settings.changelog_topic_name()
         self.changelog_partitions = 1
+        self.topic_policy = topic_policy or topics.TopicPolicy.of(settings)
+        # The largest record the Pipeline produces (dead letters capped to fit, snapshots validated
+        # against it): the producer's message.max.bytes unless kafka_clients.producer sets one.
+        self.record_bytes = settings.max_record_bytes
+        self.max_message_bytes = self.record_bytes  # the producer's, set at start
+        self._stop = threading.Event()
         # Partition bookkeeping (all keyed by source (topic, partition)).
         self._assigned: set[TP] = set()
         self._positions: dict[TP, int] = {}        # next offset to consume (processed so far)
@@ -157,9 +180,11 @@ class ProcessorRunner:
         self._failed = False
         self._async_error: BaseException | None = None
         self._last_lag_refresh = 0.0
+        self._client_errors: dict[int, tuple[float, int]] = {}  # code -> (last logged, suppressed since)
         self._producer: Producer | None = None
         self._consumer: Consumer | None = None
         self._restore_consumer: Consumer | None = None
+        self._admin: AdminClient | None = None
         m = metrics
         self._m_processed = m.messages_processed
         self._m_outputs = m.output_records
@@ -173,8 +198,12 @@ class ProcessorRunner:
     # lifecycle
 
     def run(self, stop: threading.Event) -> int:
+        self._stop = stop
         try:
-            self._start()
+            if not self._start():  # asked to stop while waiting for the broker or the topics
+                self._close_clients()
+                self.status.set_state(ProcessorState.STOPPED)
+                return 0
             while not stop.is_set():
                 self._step()
             self._shutdown()
@@ -206,16 +235,26 @@ class ProcessorRunner:
             except Exception as exc:  # the process exits anyway; leaving the group is best effort
                 self.log.warning("consumer close failed", error=str(exc))
 
-    def _start(self) -> None:
+    def _start(self) -> bool:
+        """Clients, topics and the transactional producer; False if stopped before it was done.
+
+        Waits (alive, not ready) while the broker is unreachable or topics are missing: a restart
+        would only start into the same outage (issue 12, items 8 and 10)."""
         self.status.set_state(ProcessorState.STARTING)
         user = self.settings.kafka_clients  # kafka_clients tunables over the runtime's settings
         base = client_settings.admin_config(clients.base_settings(self.kafka, f"{self.client_id}.admin"),
                                             user.admin)
         admin = AdminClient(base, logger=logging.getLogger("smc_runtime.librdkafka.admin"))
-        self.changelog_partitions = cl.ensure_changelog_topic(admin, self.changelog_topic,
-                                                              self.settings.input_topics)
-        pconf = client_settings.producer_config(
-            clients.producer_settings(self.kafka, self.settings, self.client_id, self.txn_id), user.producer)
+        self._admin = admin
+        check = self._prepare_topics(admin)
+        if check is None:
+            return False
+        self.changelog_partitions = check.changelog_partitions
+        runtime_producer = clients.producer_settings(self.kafka, self.settings, self.client_id, self.txn_id)
+        runtime_producer["message.max.bytes"] = topics.producer_max_message_bytes(check, self.record_bytes)
+        pconf = client_settings.producer_config(runtime_producer, user.producer)
+        self.max_message_bytes = int(pconf["message.max.bytes"])
+        self._check_record_limits(check)
         pconf["on_delivery"] = self._on_delivery_error
         pconf["error_cb"] = self._on_client_error
         pconf["logger"] = logging.getLogger("smc_runtime.librdkafka.producer")
@@ -223,8 +262,9 @@ class ProcessorRunner:
         if self.eos:
             # Fences any previous producer with this transactional.id and aborts its open transaction.
             producer = self._producer
-            call_with_retry(lambda: producer.init_transactions(KAFKA_CALL_TIMEOUT_S),
-                            "init_transactions", RETRY_DEADLINE_S, self._log_retry("init_transactions"))
+            if not self._until_broker_answers(lambda: producer.init_transactions(KAFKA_CALL_TIMEOUT_S),
+                                              "init_transactions", ProcessorState.STARTING):
+                return False
         rconf = clients.restore_consumer_settings(self.kafka, self.settings, f"{self.client_id}.restore")
         rconf["logger"] = logging.getLogger("smc_runtime.librdkafka.restore")
         self._restore_consumer = Consumer(rconf)
@@ -238,7 +278,140 @@ class ProcessorRunner:
         self.status.set_state(ProcessorState.RUNNING)
         self.log.info("processor started", transactional_id=self.txn_id if self.eos else None,
                       mode=self.settings.processing_mode.value, inputs=self.settings.input_topics,
-                      changelog=self.changelog_topic, changelog_partitions=self.changelog_partitions)
+                      changelog=self.changelog_topic, changelog_partitions=self.changelog_partitions,
+                      message_max_bytes=self.max_message_bytes)
+        return True
+
+    def _check_record_limits(self, check: topics.TopicCheck) -> None:
+        """Warn when the topics or the producer settings are smaller than ``max_record_bytes``: larger
+        records are then replaced by capped dead letters (``_replace_oversized``), and a producer
+        limit above a topic's means the broker refuses the record and the transaction aborts."""
+        smallest = check.smallest_max_message_bytes
+        fits = None if smallest is None else smallest - topics.BATCH_FRAMING_BYTES
+        if fits is not None and self.max_message_bytes > fits:
+            self.log.error("producer message.max.bytes exceeds a topic's max.message.bytes: records of "
+                           "that size are refused by the broker and abort their transaction",
+                           message_max_bytes=self.max_message_bytes, topic_limits=check.max_message_bytes)
+        elif self.max_message_bytes < self.record_bytes:
+            small = {t: n for t, n in check.max_message_bytes.items()
+                     if n - topics.BATCH_FRAMING_BYTES < self.record_bytes}
+            self.log.warning("records are limited below max_record_bytes by the topics' max.message.bytes: "
+                             "larger outputs become capped dead letters (output_too_large)",
+                             max_record_bytes=self.record_bytes, message_max_bytes=self.max_message_bytes,
+                             topic_limits=small)
+
+    def _prepare_topics(self, admin: AdminClient) -> topics.TopicCheck | None:
+        """Check (and create, as the policy allows) the output, dead-letter and changelog topics;
+        wait, re-checking every TOPIC_RECHECK_S, while some are missing or the broker does not
+        answer. None if asked to stop meanwhile.
+
+        While waiting: state ``waiting_for_topics`` (not ready, alive), ``/status`` lists
+        ``missing_topics``, and one ERROR line names them (again only if the set changes)."""
+        outputs = sorted(set(self.topic_for_role.values()))
+        reported: tuple[str, ...] | None = None
+        unreachable_logged = False
+        while True:
+            self.status.beat(time.monotonic())
+            try:
+                check = topics.check_topics(admin, outputs, self.changelog_topic, self.settings.input_topics,
+                                            self.topic_policy, self.record_bytes)
+            except KafkaException as exc:
+                if not unreachable_logged:
+                    self.log.warning("broker not answering at start: waiting", error=str(exc))
+                    unreachable_logged = True
+                self.status.set_state(ProcessorState.STARTING, f"broker not answering: {exc}")
+                if not self._wait(TOPIC_RECHECK_S):
+                    return None
+                continue
+            if check.created:
+                self.log.info("created missing topics", topics=check.created,
+                              partitions=self.topic_policy.partitions or "widest input",
+                              replication_factor=self.topic_policy.replication_factor)
+            self.metrics.missing_topics.labels(self.name).set(len(check.missing))
+            with self.status.lock:
+                self.status.missing_topics = list(check.missing)
+                self.status.created_topics = sorted({*self.status.created_topics, *check.created})
+            if not check.missing:
+                if reported:
+                    self.log.info("missing topics now exist", topics=list(reported))
+                return check
+            if tuple(check.missing) != reported:
+                reported = tuple(check.missing)
+                self.log.error("topics missing: not consuming until they exist", missing_topics=check.missing,
+                               create_missing=self.topic_policy.create_missing, errors=check.errors or None,
+                               recheck_seconds=TOPIC_RECHECK_S)
+            reason = f"missing topics: {', '.join(check.missing)}"
+            self.status.set_state(ProcessorState.WAITING_FOR_TOPICS, reason)
+            if not self._wait(TOPIC_RECHECK_S):
+                return None
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds`` beating the heartbeat; False if the processor is asked to stop."""
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set():
+            now = time.monotonic()
+            self.status.beat(now)
+            if now >= deadline:
+                return True
+            self._stop.wait(min(0.5, deadline - now))
+        return False
+
+    def _until_broker_answers(self, op: Callable[[], object], what: str, state: ProcessorState) -> bool:
+        """Run a call that may be repeated (init_transactions, abort_transaction) until it succeeds.
+
+        While it fails with retriable errors only and the broker does not answer a metadata request
+        (it is down or unreachable) the processor stays alive and not ready in ``state`` (the breaker
+        open), retrying: a restart would only restart into the same outage. Once the broker answers,
+        the call gets RETRY_DEADLINE_S more; a client still failing then is stuck (librdkafka's
+        transaction coordinator state after an outage), and a restart, now into a working broker, is
+        the cure: FatalKafkaError. Abortable and fatal errors propagate. False if asked to stop."""
+        outage_started: float | None = None
+        answering_since: float | None = None
+        while True:
+            try:
+                call_with_retry(op, what, OUTAGE_RETRY_S, self._log_retry(what))
+            except RetriesExhaustedError as exc:
+                now = time.monotonic()
+                if self._broker_answers():
+                    answering_since = answering_since or now
+                    if now - answering_since > RETRY_DEADLINE_S:
+                        raise FatalKafkaError(f"{what}: the broker answers but the call still fails after "
+                                              f"{RETRY_DEADLINE_S:.0f}s: {exc}") from exc
+                else:
+                    answering_since = None
+                if outage_started is None:
+                    outage_started = now
+                    self.log.error("broker unreachable: retrying until it answers", call=what, error=str(exc))
+                if state is ProcessorState.BREAKER_OPEN:
+                    self.breaker.trip(now)
+                    self._publish_breaker()
+                self.status.set_state(state, f"{what}: broker unreachable for {now - outage_started:.0f}s")
+                if self._stop.is_set():
+                    return False
+                continue
+            if outage_started is not None:
+                self.log.info("broker answers again", call=what,
+                              outage_seconds=round(time.monotonic() - outage_started, 1))
+            return True
+
+    def _broker_answers(self) -> bool:
+        """A metadata request on the admin client (its own connection) gets an answer."""
+        if self._admin is None:
+            return False
+        try:
+            self._admin.list_topics(timeout=3.0)
+            return True
+        except KafkaException:
+            return False
+
+    def _close_clients(self) -> None:
+        """Stopped before the loop ran: close whatever was created (nothing was consumed)."""
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                self._consumer.close()
+        if self._restore_consumer is not None:
+            with contextlib.suppress(Exception):
+                self._restore_consumer.close()
 
     def _shutdown(self) -> None:
         """Graceful stop: commit what was processed with a snapshot (abort if that fails), leave the
@@ -362,8 +535,11 @@ class ProcessorRunner:
                             produce(out_topic, value=record.value, key=record.key)
                     except BufferError:  # local queue full: the slow path waits it out
                         self._produce(out_topic, record.key, record.value, headers or None)
-                    except KafkaException as exc:
-                        raise _produce_error(exc) from exc
+                    except KafkaException as exc:  # too large for the producer: a capped dead letter
+                        record = self._replace_oversized(exc, record, topic, partition, offset, ts)
+                        role = record.role
+                        out_topic = topic_for_role[role]
+                        self._produce(out_topic, record.key, record.value, record.headers)
                     outputs[out_topic] += 1
                     if role == "dead_letters" or role == "smc_signals":
                         special.append((topic, record))
@@ -505,6 +681,40 @@ class ProcessorRunner:
         self._in_txn = True
         self._txn_started = time.monotonic()
 
+    def _replace_oversized(self, exc: KafkaException, record: OutputLike, topic: str, partition: int,
+                           offset: int, timestamp_ms: int) -> _Replacement:
+        """The dead letter that replaces a record ``produce()`` refused with MSG_SIZE_TOO_LARGE;
+        any other produce error is raised as the loop's error class.
+
+        Last line of defence behind the Pipeline's own dead-letter cap: a record larger than the
+        producer's message.max.bytes (which ``topics.producer_max_message_bytes`` keeps within every
+        topic's max.message.bytes) would otherwise abort the transaction on every replay. The
+        decision depends only on the record and the configured limit, so a replay decides the same.
+        A dead letter keeps its headers (each cut to MAX_HEADER_BYTES); another output becomes a
+        ``output_too_large`` dead letter with the source coordinates. Either way the value is cut to
+        what fits, with headers ``truncated`` and ``original_size``."""
+        if kafka_error_of(exc).code() != KafkaError.MSG_SIZE_TOO_LARGE:
+            raise _produce_error(exc) from exc
+        original = record.value or b""
+        if record.role == "dead_letters":
+            kept = [(k, v[:MAX_HEADER_BYTES]) for k, v in record.headers
+                    if k not in ("truncated", "original_size")]
+        else:
+            kept = [("reason", b"output_too_large"),
+                    ("error", f"{record.role} record of {len(original)} bytes exceeds the producer's "
+                              f"message.max.bytes {self.max_message_bytes}".encode()),
+                    ("original_role", record.role.encode()),
+                    ("source_topic", topic.encode()), ("source_partition", str(partition).encode()),
+                    ("source_offset", str(offset).encode()), ("source_timestamp", str(timestamp_ms).encode())]
+        headers = (*kept, ("truncated", b"true"), ("original_size", str(len(original)).encode()))
+        key = (record.key or b"")[:MAX_HEADER_BYTES]
+        overhead = len(key) + sum(len(k) + len(v) + 16 for k, v in headers) + topics.BATCH_FRAMING_BYTES
+        value = original[:max(0, self.max_message_bytes - overhead)]
+        self.log.warning("output record too large for the producer: replaced by a capped dead letter",
+                         role=record.role, size=len(original), message_max_bytes=self.max_message_bytes,
+                         source=f"{topic}[{partition}]@{offset}")
+        return _Replacement("dead_letters", key, value, headers)
+
     def _produce(self, topic: str, key: bytes | None, value: bytes | None,
                  headers: Sequence[tuple[str, str | bytes | None]] | None,
                  partition: int | None = None) -> None:
@@ -626,18 +836,18 @@ class ProcessorRunner:
                     for tp in due}
         written: dict[StateId, bytes | None] = {}
         markers: dict[TP, int] = {}
-        records: list[tuple[bytes, bytes | None, int, int]] = []
+        records: list[tuple[bytes, bytes | None, int, int, StateId | None]] = []
         for t, p, key in sorted(self._touched):
             if (t, p) not in due:
                 continue
             data = snapshot(t, p, key)
-            records.append((cl.changelog_key(t, p, key), data, p, reflects.get((t, p), -1)))
+            records.append((cl.changelog_key(t, p, key), data, p, reflects.get((t, p), -1), (t, p, key)))
             written[(t, p, key)] = data
         for (t, p), offset in sorted(reflects.items()):
             if offset >= 0:  # < 0: nothing consumed yet after a rollback to the partition's beginning
-                records.append((cl.marker_key(t, p), cl.marker_value(offset), p, offset))
+                records.append((cl.marker_key(t, p), cl.marker_value(offset), p, offset, None))
                 markers[(t, p)] = offset
-        for record_key, data, p, offset in records:
+        for record_key, data, p, offset, state_id in records:
             headers: list[tuple[str, str | bytes | None]] = [*cl.source_offset_header(max(offset, 0))]
             partition = cl.changelog_partition(p, width)
             try:
@@ -645,7 +855,19 @@ class ProcessorRunner:
             except BufferError:  # local queue full: the slow path waits it out
                 self._produce(topic, record_key, data, headers, partition=partition)
             except KafkaException as exc:
-                raise _produce_error(exc) from exc
+                too_large = kafka_error_of(exc).code() == KafkaError.MSG_SIZE_TOO_LARGE
+                if state_id is None or data is None or not too_large:
+                    raise _produce_error(exc) from exc
+                # A key whose state outgrew the record limit at run time (plugin state, SMC state past
+                # its budget): aborting would replay into the same snapshot forever. The changelog
+                # gets a tombstone instead: a restore starts this key afresh (its live state goes on).
+                self._produce(topic, record_key, None, headers, partition=partition)
+                written[state_id] = None
+                self.metrics.snapshots_too_large.labels(self.name).inc()
+                self.log.error("state snapshot too large for the changelog: key written as a tombstone "
+                               "(a restore starts it afresh)", state_key=state_id[2], size=len(data),
+                               partition=f"{state_id[0]}[{state_id[1]}]",
+                               message_max_bytes=self.max_message_bytes)
         return written, markers
 
     def _end_txn(self) -> None:
@@ -675,11 +897,16 @@ class ProcessorRunner:
                     producer.flush(ABORT_FLUSH_S)
                 except Exception as exc:  # fatal states surface again from abort_transaction below
                     self.log.warning("flush before abort failed", error=str(exc))
+            # An abort that times out may be called again: while the broker is down it is retried
+            # until the broker answers, alive with the breaker open (issue 12, item 8).
             try:
-                call_with_retry(lambda: producer.abort_transaction(KAFKA_CALL_TIMEOUT_S),
-                                "abort_transaction", RETRY_DEADLINE_S, self._log_retry("abort_transaction"))
+                aborted = self._until_broker_answers(lambda: producer.abort_transaction(KAFKA_CALL_TIMEOUT_S),
+                                                     "abort_transaction", ProcessorState.BREAKER_OPEN)
             except AbortableKafkaError as exc:
                 raise FatalKafkaError(f"cannot abort the transaction: {exc}") from exc
+            if not aborted:
+                raise FatalKafkaError("stopped while the broker was unreachable (transaction not aborted; "
+                                      "the next instance's init_transactions aborts it)")
         # Keys changed in the aborted transaction stay in the next snapshot: a superset is harmless
         # (a rolled-back key is written with its snapshot state again).
         self._touched |= self.pipeline.touched()
@@ -766,6 +993,11 @@ class ProcessorRunner:
         consumer.incremental_assign(assignment)
         if self._paused_by:
             consumer.pause(partitions)
+        else:
+            # librdkafka keeps a partition's pause flag across losing and regaining it: paused while
+            # the breaker was open, lost during an outage and assigned again after the breaker
+            # resumed (an empty assignment then), it would stay paused for good.
+            consumer.resume(partitions)
         self._assigned.update(tps)
         self.metrics.state_restored_keys.labels(self.name).inc(len(restored.snapshots))
         self.metrics.partitions_assigned.labels(self.name).set(len(self._assigned))
@@ -829,6 +1061,8 @@ class ProcessorRunner:
             self._start_replay(tp, None, None)
             with contextlib.suppress(KeyError):
                 self.metrics.consumer_lag.remove(self.name, tp[0], str(tp[1]))
+            with contextlib.suppress(KeyError):
+                self.metrics.state_keys.remove(self.name, tp[0], str(tp[1]))
         gone = set(tps)
         self._touched = {key for key in self._touched if (key[0], key[1]) not in gone}
         self.metrics.partitions_assigned.labels(self.name).set(len(self._assigned))
@@ -896,6 +1130,10 @@ class ProcessorRunner:
                 continue
             lags[tp] = max(0, high - position)
             self.metrics.consumer_lag.labels(self.name, tp[0], str(tp[1])).set(lags[tp])
+        key_count = getattr(self.pipeline, "state_key_count", None)  # optional in PipelineLike fakes
+        if key_count is not None:
+            for t, p in self._assigned:
+                self.metrics.state_keys.labels(self.name, t, str(p)).set(key_count(t, p))
         with self.status.lock:
             self.status.lag.update(lags)
             self.status.positions.update({tp: o for tp, o in self._positions.items() if tp in self._assigned})
@@ -910,9 +1148,22 @@ class ProcessorRunner:
         self.log.warning("delivery failed", topic=msg.topic(), error=err.str())
 
     def _on_client_error(self, err: KafkaError) -> None:
+        """Fatal errors end the loop; the others are logged at most once per CLIENT_ERROR_LOG_S and
+        code (a broker outage reports every reconnect attempt of every client: thousands a minute)."""
         if err.fatal():
             self._async_error = FatalKafkaError(f"client: {err.str()}")
-        self.log.warning("kafka client error", error=err.str(), code=err.code())
+            self.log.error("kafka client error", error=err.str(), code=err.code(), fatal=True)
+            return
+        code = err.code()
+        now = time.monotonic()
+        if code == KafkaError._ALL_BROKERS_DOWN:  # not ready until the broker probe hears it again
+            self.status.broker_probed(now, reachable=False)
+        logged_at, suppressed = self._client_errors.get(code, (0.0, 0))
+        if now - logged_at < CLIENT_ERROR_LOG_S:
+            self._client_errors[code] = (logged_at, suppressed + 1)
+            return
+        self._client_errors[code] = (now, 0)
+        self.log.warning("kafka client error", error=err.str(), code=code, suppressed=suppressed or None)
 
     def _log_retry(self, what: str) -> Callable[[KafkaError], None]:
         def log_it(error: KafkaError) -> None:

@@ -13,7 +13,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from smc_runtime.config import ProcessorSettings, StreamsConfig
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from smc_runtime.config import KafkaSettings, ProcessorSettings, StreamsConfig
 from smc_runtime.kafka import clients
 from smc_runtime.kafka.processor import PipelineLike, ProcessorRunner
 from smc_runtime.logs import get_logger
@@ -28,10 +31,75 @@ PipelineFactory = Callable[[ProcessorSettings], PipelineLike]
 # (librdkafka #5456, #5511; seen here after a broker restart and, rarely, after an abort). The process
 # exits non-zero so the orchestrator restarts it; the restart fences the wedged producer and resumes
 # from the last commit. Retries and changelog restores beat the heartbeat, so they never trip it.
+# Neither does an outage: while the broker does not answer, send_offsets_to_transaction blocks until
+# it is back (its timeout ignored), and a restart would only restart into the same outage (issue 12,
+# item 8). So once a loop has not beaten for PROBE_AFTER_S, the BrokerProbe asks the broker for
+# metadata every PROBE_INTERVAL_S; while it does not answer the stall counts as waiting, and the
+# loop is wedged only WEDGED_AFTER_S after the broker answers again.
 WEDGED_AFTER_S = float(os.environ.get("SMC_WEDGED_AFTER_S", "30"))
 EXIT_WEDGED = 5
+PROBE_AFTER_S = 5.0
+PROBE_INTERVAL_S = 2.0
+PROBE_TIMEOUT_S = 3.0
 
 log = get_logger("smc_runtime.service.app")
+
+
+class BrokerProbe:
+    """Tells a loop blocked by an outage from a wedged one (see PROBE_AFTER_S above): a thread that,
+    only while some loop has not beaten for ``after_s`` or a client reported all brokers down, asks
+    the broker for metadata with its own admin client and records the answer in every processor
+    status (readiness is false while the broker does not answer)."""
+
+    def __init__(self, kafka: KafkaSettings, client_id: str, statuses: dict[str, ProcessorStatus],
+                 after_s: float = PROBE_AFTER_S, interval_s: float = PROBE_INTERVAL_S) -> None:
+        self.kafka = kafka
+        self.client_id = client_id
+        self.statuses = statuses
+        self.after_s = after_s
+        self.interval_s = interval_s
+        self._admin: AdminClient | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="broker-probe", daemon=True)
+        self._reachable = True
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            now = time.monotonic()
+            stalled = [s for s in self.statuses.values() if now - s.heartbeat > self.after_s]
+            # A client that reported "all brokers down" marked its status unreachable: probe until
+            # the broker answers again, then clear it.
+            reported = any(s.broker_unreachable for s in self.statuses.values())
+            if not stalled and not reported and self._reachable:
+                continue
+            reachable = self.probe()
+            if reachable != self._reachable:
+                (log.info if reachable else log.warning)(
+                    "broker answers again" if reachable else "broker not answering: an outage, not a wedge "
+                    "(liveness holds, readiness false)",
+                    stalled_processors=sorted(s.name for s in stalled))
+                self._reachable = reachable
+            for status in self.statuses.values():
+                status.broker_probed(time.monotonic(), reachable)
+
+    def probe(self) -> bool:
+        try:
+            if self._admin is None:
+                conf = clients.base_settings(self.kafka, self.client_id)
+                self._admin = AdminClient(conf, logger=logging.getLogger("smc_runtime.librdkafka.probe"))
+            self._admin.list_topics(timeout=PROBE_TIMEOUT_S)
+            return True
+        except KafkaException:
+            return False
+        except Exception as exc:  # e.g. unreadable credential files: not an outage, let liveness decide
+            log.warning("broker probe failed", error=str(exc))
+            return True
 
 
 def config_summary(config: StreamsConfig) -> dict[str, Any]:
@@ -82,6 +150,7 @@ class RuntimeApp:
         self.bind_address = bind_address
         self.exit_codes: dict[str, int] = {}
         self.wedged_after_s = wedged_after_s
+        self.probe = BrokerProbe(config.kafka, f"{config.processor_id}.probe", self.statuses)
 
     def run(self) -> int:
         """Run until stop() or a processor failure; return 0 on a clean stop, else the failing code."""
@@ -94,10 +163,12 @@ class RuntimeApp:
                    for name in self.runners]
         for thread in threads:
             thread.start()
+        self.probe.start()
         while any(t.is_alive() for t in threads):
             for thread in threads:
                 thread.join(timeout=0.2)
             self._check_wedged(time.monotonic())
+        self.probe.stop()
         self.health.stop()
         failures = [code for code in self.exit_codes.values() if code != 0]
         code = failures[0] if failures else 0
@@ -108,8 +179,8 @@ class RuntimeApp:
         if self.wedged_after_s is None:
             return
         for name, status in self.statuses.items():
+            stalled = status.stalled_for(now)  # an outage the probe saw counts as progress
             with status.lock:
-                stalled = now - status.heartbeat
                 state = status.state
             if stalled > self.wedged_after_s and state is not ProcessorState.STOPPED:
                 log.error("processor loop wedged: exiting for a restart", processor=name,

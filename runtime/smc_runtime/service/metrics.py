@@ -79,6 +79,15 @@ class RuntimeMetrics:
             "smc_runtime_consumption_paused", "1 while consumption is paused (backpressure or breaker)",
             ["processor"], registry=r)
         self.ready = Gauge("smc_runtime_ready", "1 when assigned and restored", ["processor"], registry=r)
+        self.state_keys = Gauge(
+            "smc_runtime_state_keys", "State keys held per source partition (capped by "
+            "max_state_keys_per_partition)", ["processor", "topic", "partition"], registry=r)
+        self.snapshots_too_large = Counter(
+            "smc_runtime_snapshots_too_large", "State snapshots refused as larger than the record limit "
+            "(written as tombstones: a restore starts the key afresh)", ["processor"], registry=r)
+        self.missing_topics = Gauge(
+            "smc_runtime_missing_topics", "Output, dead-letter or changelog topics missing at start "
+            "(the processor waits for them, not ready)", ["processor"], registry=r)
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
         start_http_server(port, addr=addr, registry=self.registry)

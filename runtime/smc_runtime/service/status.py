@@ -19,7 +19,8 @@ class ProcessorState(Enum):
     RESTORING = "restoring"
     RUNNING = "running"
     PAUSED = "paused"          # backpressure
-    BREAKER_OPEN = "breaker_open"
+    BREAKER_OPEN = "breaker_open"  # output failing (e.g. broker down): alive, not ready
+    WAITING_FOR_TOPICS = "waiting_for_topics"  # output/changelog topics missing: alive, not ready
     STOPPING = "stopping"
     STOPPED = "stopped"
     FAILED = "failed"
@@ -58,7 +59,16 @@ class ProcessorStatus:
     breaker_state: str = "closed"
     producer_queue: int = 0
     last_error: str | None = None
+    # Output, dead-letter or changelog topics the broker does not have (item 10 of issue 12): the
+    # processor does not consume until they exist; /ready is false and /status lists them.
+    missing_topics: list[str] = field(default_factory=list)
+    created_topics: list[str] = field(default_factory=list)
     heartbeat: float = field(default_factory=time.monotonic)
+    # Set by the broker probe (service/app.py) while the loop has not beaten for a while: the last
+    # time the broker did not answer. A loop blocked in a client call during an outage is waiting,
+    # not wedged: it counts as stalled only STALL_AFTER_S after the broker answers again.
+    broker_unreachable: bool = False
+    broker_unreachable_at: float | None = None
     _samples: deque[tuple[float, int]] = field(default_factory=deque)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -99,13 +109,38 @@ class ProcessorStatus:
     def is_ready(self) -> bool:
         with self.lock:
             return (self.state in (ProcessorState.RUNNING, ProcessorState.PAUSED)
-                    and bool(self.assigned) and not self.restoring)
+                    and bool(self.assigned) and not self.restoring and not self.missing_topics
+                    and not self.broker_unreachable)
+
+    def broker_probed(self, now: float, reachable: bool) -> None:
+        with self.lock:
+            self.broker_unreachable = not reachable
+            if not reachable:
+                self.broker_unreachable_at = now
+
+    def stalled_for(self, now: float) -> float:
+        """Seconds since the loop last showed progress, an outage counting as progress (see
+        ``broker_unreachable_at``)."""
+        with self.lock:
+            return self._stalled_for(now)
+
+    def _stalled_for(self, now: float) -> float:
+        last = self.heartbeat
+        if self.broker_unreachable_at is not None and self.broker_unreachable_at > last:
+            last = self.broker_unreachable_at
+        return now - last
 
     def is_healthy(self, now: float) -> bool:
+        """Liveness: the loop comes round (heartbeat) and has not failed or stopped.
+
+        An open breaker, missing topics or an unreachable broker are *not* liveness failures: a
+        restart cannot fix them and would only restart into the same outage (the loop keeps
+        retrying; readiness is false meanwhile). A loop stuck inside a call stops beating and fails
+        this check (and the watchdog in ``service/app.py`` exits it)."""
         with self.lock:
-            if self.state in (ProcessorState.FAILED, ProcessorState.BREAKER_OPEN, ProcessorState.STOPPED):
+            if self.state in (ProcessorState.FAILED, ProcessorState.STOPPED):
                 return False
-            return now - self.heartbeat < STALL_AFTER_S
+            return self._stalled_for(now) < STALL_AFTER_S
 
     def health(self, now: float) -> dict[str, Any]:
         throughput = self.throughput()
@@ -116,11 +151,13 @@ class ProcessorStatus:
                 "state": self.state.value,
                 "healthy": healthy,
                 "checks": {
-                    "loop_alive": now - self.heartbeat < STALL_AFTER_S,
+                    "loop_alive": self._stalled_for(now) < STALL_AFTER_S,
+                    "broker_reachable": not self.broker_unreachable,
                     "partitions_assigned": bool(self.assigned),
                     "state_restored": not self.restoring,
                     "ready": ready,
                     "circuit_breaker": self.breaker_state,
+                    "topics_present": not self.missing_topics,
                 },
                 "metrics": {
                     "messages_processed": self.messages_processed,
@@ -150,6 +187,9 @@ class ProcessorStatus:
                 "transactions": {"committed": self.transactions_committed,
                                  "aborted": self.transactions_aborted},
                 "circuit_breaker": self.breaker_state,
+                "broker_reachable": not self.broker_unreachable,
+                "missing_topics": list(self.missing_topics),
+                "created_topics": list(self.created_topics),
                 "producer_queue": self.producer_queue,
                 "outputs_produced": self.outputs_produced,
                 "last_error": self.last_error,

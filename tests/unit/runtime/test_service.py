@@ -52,10 +52,12 @@ def test_ready_needs_assignment_and_finished_restore() -> None:
     assert report.ready() == (200, {"ready": True, "processors": {"main": True}})
 
 
-def test_breaker_open_or_failed_processor_is_unhealthy() -> None:
+def test_breaker_open_is_live_but_not_ready_and_failed_is_unhealthy() -> None:
+    # an open breaker means the broker is out: a restart would only restart into the same outage
     status = _status()
     status.set_state(ProcessorState.BREAKER_OPEN)
-    assert not status.is_healthy(now=status.heartbeat)
+    assert status.is_healthy(now=status.heartbeat)
+    assert not status.is_ready()
     status.set_state(ProcessorState.FAILED, "fenced")
     report = HealthReport({"main": status}, {}, started_at=0.0)
     assert report.status(now=status.heartbeat, wall=0.0)[1]["processors"]["main"]["last_error"] == "fenced"

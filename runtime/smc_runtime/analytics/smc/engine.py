@@ -76,7 +76,7 @@ class SmcEngine:
             keep_final=keep_final,
             buf=BarBuffer(),
             swings=SwingDetector(params.swing_length, params.compat),
-            fvg=FvgDetector(params.join_fvg),
+            fvg=FvgDetector(params.join_fvg, max_open=params.max_open_fvgs),
             structure=StructureDetector(params.compat, params.close_break),
             ob=OrderBlockDetector(params.compat, params.close_mitigation, params.swing_length),
             liq=LiquidityDetector(params.compat, kind, value),
@@ -188,6 +188,12 @@ class SmcEngine:
                 book.pop(key, None)
             else:
                 book[key] = ev
+
+    def limit_open_fvgs(self, max_open: int) -> None:
+        """Apply the current ``max_open_fvgs`` to a restored engine (its snapshot may predate the
+        setting or carry another value); takes effect at the next gap formed. Not in compat mode."""
+        if not self._s.params.compat:
+            self._s.fvg.max_open = max_open
 
     def alive(self) -> list[SmcEvent]:
         """Events alive now (latest version of each), in SPEC 7 order.

@@ -3,6 +3,11 @@
 The gap at middle candle ``m`` is known at ``m + 1``; with ``join`` a run of adjacent
 same-direction gaps is emitted once the run ends. Unmitigated gaps wait in two heaps keyed by
 the price that mitigates them, so a bar costs O(log n) however many gaps are open.
+
+``max_open`` (0: no limit) bounds the open gaps, and so the state a live key snapshots: in a
+trending market gaps far from the price are never mitigated and would pile up forever. Beyond the
+limit the oldest open gap is given up: one ``final`` event (``final_at`` = the bar, not mitigated),
+and it is no longer tracked.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class FvgDetector(msgspec.Struct, array_like=True):
     bull_heap: list[tuple[float, int]] = []  # (-top, index): mitigated when low <= top
     bear_heap: list[tuple[float, int]] = []  # (bottom, index): mitigated when high >= bottom
     open_events: dict[int, SmcEvent] = {}
+    max_open: int = 0  # last, with a default: snapshots written before it still decode
 
     def _form(
         self, t: int, d: int, idx: int, ts: int, top: float, bottom: float, out: list[SmcEvent]
@@ -50,6 +56,22 @@ class FvgDetector(msgspec.Struct, array_like=True):
             heapq.heappush(self.bull_heap, (-top, idx))
         else:
             heapq.heappush(self.bear_heap, (bottom, idx))
+        if self.max_open and len(self.open_events) > self.max_open:
+            self._give_up_oldest(t, out)
+
+    def _give_up_oldest(self, t: int, out: list[SmcEvent]) -> None:
+        """Stop tracking the oldest open gaps beyond ``max_open`` (dicts keep insertion order:
+        formation order; more than one only after the limit was lowered)."""
+        while len(self.open_events) > self.max_open:
+            oldest = next(iter(self.open_events))
+            ev = self.open_events.pop(oldest)
+            out.append(msgspec.structs.replace(ev, action="final", final_at=t))
+        # its heap entry stays until popped (skipped then); compact when stale entries dominate
+        if len(self.bull_heap) + len(self.bear_heap) > 2 * len(self.open_events) + 64:
+            self.bull_heap = [e for e in self.bull_heap if e[1] in self.open_events]
+            self.bear_heap = [e for e in self.bear_heap if e[1] in self.open_events]
+            heapq.heapify(self.bull_heap)
+            heapq.heapify(self.bear_heap)
 
     def _close_run(self, t: int, out: list[SmcEvent]) -> None:
         self._form(t, self.run_dir, self.run_last, self.run_ts, self.run_top, self.run_bottom, out)
@@ -109,7 +131,9 @@ class FvgDetector(msgspec.Struct, array_like=True):
             return
         hits.sort()
         for idx in hits:
-            ev = self.open_events.pop(idx)
+            ev = self.open_events.pop(idx, None)
+            if ev is None:  # given up earlier (max_open)
+                continue
             out.append(msgspec.structs.replace(ev, action="mitigated", mitigated_index=t, final_at=t))
 
     def finalize(self, n: int, out: list[SmcEvent]) -> None:

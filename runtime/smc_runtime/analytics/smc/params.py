@@ -41,12 +41,18 @@ class SmcParams:
     join_fvg: bool = False
     liquidity_range: str = "atr:0.5"
     compat: bool = False
+    # open FVGs kept per stream (0: unlimited); beyond it the oldest becomes final (see fvg.py)
+    max_open_fvgs: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.swing_length, bool) or not isinstance(self.swing_length, int):
             raise ValueError("swing_length must be an int")
         if self.swing_length < 1:
             raise ValueError("swing_length must be >= 1")
+        if self.max_open_fvgs < 0:
+            raise ValueError("max_open_fvgs must be >= 0")
+        if self.max_open_fvgs and self.compat:
+            raise ValueError("max_open_fvgs: compat mode reproduces the library, which keeps every gap")
         kind, _ = parse_liquidity_range(self.liquidity_range)
         if kind == "range" and not self.compat:
             raise ValueError("liquidity_range 'range:R' reads the whole series: compat mode only")
