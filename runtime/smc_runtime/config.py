@@ -161,8 +161,8 @@ class InputBounds(_Model):
     max_quantity: float = Field(1e15, gt=0)
     max_volume: float = Field(1e18, gt=0)
     max_book_levels: int = Field(5000, ge=1, le=1_000_000)
-    max_id_jump: int = Field(1_000_000_000, ge=1, le=2**63 - 1)
-    max_time_jump_ms: int = Field(30 * 86_400_000, ge=1000, le=2**63 - 1)
+    max_id_jump: int = Field(1_000_000_000, ge=1, le=2**62)
+    max_time_jump_ms: int = Field(30 * 86_400_000, ge=1000, le=2**62)
 
     @model_validator(mode="after")
     def _consistent(self) -> InputBounds:

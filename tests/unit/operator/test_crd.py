@@ -127,3 +127,27 @@ def test_crd_names_columns_and_subresources() -> None:
     ]
     assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.replicas"
     assert "status" in version["subresources"]
+
+
+def _walk(node: Any, path: str = "") -> Any:
+    if isinstance(node, dict):
+        yield path, node
+        for key, child in node.items():
+            yield from _walk(child, f"{path}.{key}")
+    elif isinstance(node, list):
+        for index, child in enumerate(node):
+            yield from _walk(child, f"{path}[{index}]")
+
+
+def test_integer_bounds_survive_the_apiservers_float64_schema() -> None:
+    """The apiserver keeps minimum/maximum as float64: 2**63-1 rounds to 2**63 and wraps to -2**63, so
+    the CRD is refused ("should be less than or equal to -9223372036854775808")."""
+    bad = []
+    for path, node in _walk(schema_root()):
+        if node.get("type") != "integer":
+            continue
+        for bound in ("minimum", "maximum"):
+            value = node.get(bound)
+            if value is not None and (int(float(value)) != value or not -(2**63) <= value < 2**63):
+                bad.append(f"{path}.{bound} = {value}")
+    assert not bad, bad
