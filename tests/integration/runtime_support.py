@@ -116,11 +116,17 @@ def market_data(count: int, symbols: int = 12, seed: int = 11,
 
 
 def feed(bootstrap: str, topology: Topology, messages: Iterable[tuple[str, bytes | None, bytes | None]],
-         rate: float | None = None) -> int:
+         rate: float | None = None, max_message_bytes: int | None = None) -> int:
     """Produce inputs keyed by symbol (idempotent producer: no duplicates in the input itself),
-    at most ``rate`` records per second if given."""
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20,
-                         "compression.type": "lz4", "queue.buffering.max.messages": 500_000})
+    at most ``rate`` records per second if given; ``max_message_bytes`` raises the producer's record
+    limit (hostile inputs of several MB)."""
+    config: dict[str, str | int | bool] = {
+        "bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20,
+        "compression.type": "lz4", "queue.buffering.max.messages": 500_000}
+    if max_message_bytes is not None:
+        config["message.max.bytes"] = max_message_bytes
+        config["queue.buffering.max.kbytes"] = 1_048_576
+    producer = Producer(config)
     count = 0
     started = time.monotonic()
     for kind, key, value in messages:
@@ -138,7 +144,7 @@ def feed(bootstrap: str, topology: Topology, messages: Iterable[tuple[str, bytes
         count += 1
         if count % 10_000 == 0:
             producer.poll(0)
-    remaining = producer.flush(60)
+    remaining = producer.flush(120)
     assert remaining == 0, f"{remaining} input records not delivered"
     return count
 

@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
 
 from smc_runtime.config import ProcessorSettings, parse_config
 from smc_runtime.pipeline import Pipeline
@@ -43,30 +42,6 @@ INPUT_MAX_MESSAGE_BYTES = 3_000_000  # the input topics accept the 2 MB records 
 KILL_AFTER_S = (5.0, 7.0)
 TP = tuple[str, int]
 Coords = tuple[str, int, int]
-
-
-def feed_big(bootstrap: str, topology: rs.Topology, messages: Sequence[tuple[str, bytes, bytes]],
-             rate: float) -> int:
-    """Like ``rs.feed`` with a producer that takes the 2 MB records."""
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20,
-                         "compression.type": "lz4", "message.max.bytes": INPUT_MAX_MESSAGE_BYTES,
-                         "queue.buffering.max.messages": 500_000, "queue.buffering.max.kbytes": 1_048_576})
-    started = time.monotonic()
-    for count, (kind, key, value) in enumerate(messages):
-        if count % 200 == 0:
-            producer.poll(0)
-            ahead = count / rate - (time.monotonic() - started)
-            if ahead > 0:
-                time.sleep(ahead)
-        while True:
-            try:
-                producer.produce(topology.inputs[kind], value=value, key=key)
-                break
-            except BufferError:
-                producer.poll(0.1)
-    remaining = producer.flush(120)
-    assert remaining == 0, f"{remaining} input records not delivered"
-    return len(messages)
 
 
 def mix(rng: random.Random, canary: list[tuple[str, bytes, bytes]],
@@ -177,7 +152,8 @@ def test_hostile_records_never_stop_the_processor(kafka_bootstrap: str, make_top
     try:
         runtime.wait_ready(90)
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            fed = pool.submit(feed_big, kafka_bootstrap, topology, messages, FEED_RATE)
+            fed = pool.submit(rs.feed, kafka_bootstrap, topology, messages, FEED_RATE,
+                              INPUT_MAX_MESSAGE_BYTES)
             for delay in KILL_AFTER_S:
                 time.sleep(delay)
                 assert runtime.alive(), f"exited before kill {len(kills) + 1}:\n{runtime.log_tail(40)}"
