@@ -154,14 +154,7 @@ class GuardedEnricher:
         """The plugin's state bytes; empty when it cannot dump them (it restarts from fresh state)."""
         if self.health.disabled and state is None:
             return b""
-        try:
-            data = self.inner.dump_state(state)
-            if not isinstance(data, bytes):
-                raise TypeError(f"dump_state returned {type(data).__name__}, not bytes")
-            return data
-        except Exception as exc:
-            self.health.record_failure(exc)
-            return b""
+        return _guarded_bytes(lambda: self.inner.dump_state(state), "dump_state", self.health)
 
     def load_state(self, data: bytes) -> Any:
         """The plugin's state from ``data``; fresh state when the bytes are empty or do not load."""
@@ -220,14 +213,21 @@ class GuardedDetector:
         """The detector's state bytes; empty when it has none or cannot dump it."""
         if self.inner is None:
             return b""
-        try:
-            data = self.inner.snapshot()
-            if not isinstance(data, bytes):
-                raise TypeError(f"snapshot returned {type(data).__name__}, not bytes")
-            return data
-        except Exception as exc:
-            self.health.record_failure(exc)
-            return b""
+        inner = self.inner
+        return _guarded_bytes(lambda: inner.snapshot(), "snapshot", self.health)
+
+
+def _guarded_bytes(call: Callable[[], object], what: str, health: PluginHealth) -> bytes:
+    """A plugin's state bytes, or empty (counted as the plugin's failure) when the call raises or
+    returns something else than bytes: the plugin then restarts from fresh state."""
+    try:
+        data = call()
+        if not isinstance(data, bytes):
+            raise TypeError(f"{what} returned {type(data).__name__}, not bytes")
+        return data
+    except Exception as exc:
+        health.record_failure(exc)
+        return b""
 
 
 class GuardedDetectorFactory:
