@@ -33,9 +33,10 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import yaml
+from tests.testbed.fixture_types import Kubectl
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OVERLAY = REPO_ROOT / "manifests" / "overlays" / "local"
@@ -48,19 +49,6 @@ CRD = "crd/streamprocessors.smc-trading.io"
 KINDS = ("trades", "orderbook", "klines")
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT", "AVAXUSDT",
            "DOTUSDT", "LINKUSDT", "LTCUSDT", "TRXUSDT")
-
-
-class Kubectl(Protocol):
-    """Same shape as the tests' ``kubectl`` fixture (``tests/testbed/fixture_types.py``)."""
-
-    def __call__(
-        self,
-        *args: str,
-        check: bool = True,
-        input: str | None = None,
-        timeout: float = 60.0,
-        kubeconfig: str | Path | None = None,
-    ) -> subprocess.CompletedProcess[str]: ...
 
 
 def make_kubectl(binary: str, kubeconfig: str | None, env: Mapping[str, str] | None = None) -> Kubectl:
