@@ -35,7 +35,7 @@ alert.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -106,6 +106,9 @@ class OutputRecord:
     key: bytes
     value: bytes
     headers: tuple[tuple[str, bytes], ...] = ()
+    # An smc_signals record's pattern (``"unknown"`` when a plugin event has none), so telemetry counts
+    # patterns without parsing the JSON just encoded; not part of the record (nor of equality).
+    pattern: str = field(default="", compare=False, repr=False)
 
 
 _new_object = object.__new__
@@ -113,6 +116,7 @@ _set_role = OutputRecord.__dict__["role"].__set__
 _set_key = OutputRecord.__dict__["key"].__set__
 _set_value = OutputRecord.__dict__["value"].__set__
 _set_headers = OutputRecord.__dict__["headers"].__set__
+_set_pattern = OutputRecord.__dict__["pattern"].__set__
 _NO_HEADERS: tuple[tuple[str, bytes], ...] = ()
 
 
@@ -124,6 +128,7 @@ def _output(role: str, key: bytes, value: bytes) -> OutputRecord:
     _set_key(record, key)
     _set_value(record, value)
     _set_headers(record, _NO_HEADERS)
+    _set_pattern(record, "")
     return record
 
 
@@ -331,6 +336,7 @@ class Pipeline:
                 _set_key(record, key_bytes)
                 _set_value(record, encode(document))
                 _set_headers(record, _NO_HEADERS)
+                _set_pattern(record, "")
                 outputs.append(record)
                 for rule in rules:
                     try:
@@ -448,7 +454,9 @@ class Pipeline:
         for event in events:
             event_dict = dict(event.to_dict())
             signal = SmcSignal(slot.symbol, interval, source, detector_name, event_dict)
-            outputs.append(_output("smc_signals", slot.key_bytes, self._encode(signal)))
+            pattern = event_dict.get("pattern")
+            outputs.append(OutputRecord("smc_signals", slot.key_bytes, self._encode(signal),
+                                        pattern=str(pattern) if pattern else "unknown"))
             if rules:
                 record = {"symbol": slot.symbol, "interval": interval, "source": source, "event": event_dict}
                 alert_ts = timestamp_ms or int(event_dict.get("timestamp_ms") or 0)

@@ -20,7 +20,6 @@ their outputs (dead letters included) discarded, since they were committed alrea
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
@@ -644,25 +643,13 @@ class ProcessorRunner:
                         self.name, f"{_header(record.headers, 'plugin_kind')}:"
                                    f"{_header(record.headers, 'plugin')}").inc()
             else:
-                patterns[self._pattern_of(record.value)] += 1
+                patterns[getattr(record, "pattern", "") or "unknown"] += 1
         for (topic, reason), n in failed.items():
             self.metrics.messages_failed.labels(self.name, topic, reason).inc(n)
             self.metrics.dead_letters.labels(self.name, reason).inc(n)
         for pattern, n in patterns.items():
             self.metrics.smc_patterns.labels(self.name, pattern).inc(n)
         return sum(failed.values())
-
-    @staticmethod
-    def _pattern_of(value: bytes) -> str:
-        try:
-            doc = json.loads(value)
-        except ValueError:
-            return "unknown"
-        if not isinstance(doc, dict):
-            return "unknown"
-        event = doc.get("event")
-        pattern = event.get("pattern") if isinstance(event, dict) else doc.get("pattern")
-        return str(pattern) if pattern else "unknown"
 
     def _on_message_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._PARTITION_EOF:
