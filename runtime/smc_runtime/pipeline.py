@@ -521,8 +521,9 @@ class Pipeline:
 
     # -- state ----------------------------------------------------------------------------------
 
-    def touched(self) -> set[tuple[str, int, str]]:
-        """State keys changed since the last call (and clears the set)."""
+    def take_touched(self) -> set[tuple[str, int, str]]:
+        """The state keys changed since the last call; the Pipeline forgets them (they are the
+        caller's to snapshot now)."""
         touched, self._touched = self._touched, set()
         return touched
 

@@ -259,9 +259,9 @@ def test_an_exception_resets_the_key_with_one_dead_letter_and_an_alert(exc: Exce
 def test_a_reset_key_is_reported_touched_so_the_changelog_gets_a_tombstone() -> None:
     pipeline = Pipeline(_settings(), enrichers=[_Raising(ValueError("x"))], detectors=[], alert_rules=[])
     _run(pipeline, TRADES, [_trade(1)])
-    pipeline.touched()
+    pipeline.take_touched()
     _run(pipeline, TRADES, [_trade(2, price="13")], start_offset=1)
-    assert pipeline.touched() == {(TRADES, 0, "BTCUSDT")}
+    assert pipeline.take_touched() == {(TRADES, 0, "BTCUSDT")}
     assert pipeline.snapshot(TRADES, 0, "BTCUSDT") is None
 
 

@@ -189,8 +189,9 @@ def test_touched_state_keys_and_drop_partition() -> None:
     pipeline.process(_trade(1), topic=TRADES, partition=1, offset=0, timestamp_ms=0)
     pipeline.process(b'{"lastUpdateId":1,"bids":[["1","1"]],"asks":[["2","1"]]}', topic=BOOK, partition=0,
                      offset=0, timestamp_ms=0)
-    assert pipeline.touched() == {(TRADES, 0, "BTCUSDT"), (TRADES, 1, "BTCUSDT"), (BOOK, 0, "BTCUSDT|book")}
-    assert pipeline.touched() == set()
+    touched = pipeline.take_touched()
+    assert touched == {(TRADES, 0, "BTCUSDT"), (TRADES, 1, "BTCUSDT"), (BOOK, 0, "BTCUSDT|book")}
+    assert pipeline.take_touched() == set()
     assert pipeline.state_keys(BOOK, 0) == ["BTCUSDT|book"]
     pipeline.drop_partition(TRADES, 1)
     assert pipeline.state_keys(TRADES, 1) == [] and pipeline.snapshot(TRADES, 1, "BTCUSDT") is None

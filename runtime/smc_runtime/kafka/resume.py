@@ -1,4 +1,5 @@
-"""Pure decisions of snapshotting less often than committing: when a commit snapshots, and where a
+"""Resume planning (not to be confused with ``replay_command``, which runs a file through a Pipeline):
+the pure decisions of snapshotting less often than committing: when a commit snapshots, and where a
 partition resumes (and up to where it replays) after a restore or an abort.
 
 The state of a source partition is snapshotted at offset S (its last snapshot), its outputs and
@@ -9,12 +10,11 @@ already): the Pipeline is deterministic per source partition, so this is exact.
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING
 
-from smc_runtime.kafka.changelog import SourcePartition
+from smc_runtime.kafka.partitions import PartitionState
 
 
 @dataclass(frozen=True)
@@ -62,12 +62,8 @@ def snapshot_phase(index: int, count: int) -> float:
     return (index + 0.5) / count if count > 0 else 0.0
 
 
-def partitions_due(now_s: float, due_at: Mapping[SourcePartition, float],
-                   changed: Iterable[SourcePartition], interval_ms: int, *,
-                   forced: Container[SourcePartition] = ()) -> set[SourcePartition]:
-    """The changed partitions this commit snapshots: all with an interval of 0, else those whose
-    due time passed, plus ``forced`` ones (shutdown, revocation, a partition with no snapshot yet).
-    A partition without a due time is due."""
-    if interval_ms == 0:
-        return set(changed)
-    return {tp for tp in changed if tp in forced or now_s >= due_at.get(tp, 0.0)}
+def snapshot_due(part: PartitionState, now_s: float, interval_ms: int, forced: bool) -> bool:
+    """Whether a commit snapshots a changed partition: always with an interval of 0, else once its
+    due time passed, or when ``forced`` (shutdown, revocation, a partition with no snapshot yet).
+    A partition without a due time (0.0) is due."""
+    return interval_ms == 0 or forced or now_s >= part.snapshot_due_at

@@ -1,5 +1,7 @@
 """Snapshots less often than commits: the pure decisions (resume plan, snapshot due), the changelog
-marker, and the loop's replay/suppression, snapshot and abort paths with a fake Kafka and Pipeline."""
+marker, and the loop's replay/suppression, snapshot and abort paths with a fake Kafka and Pipeline.
+The partition and transaction objects are built and read directly (``PartitionState``,
+``ProcessorRunner.txn``)."""
 
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
 from smc_runtime.config import KafkaSettings, ProcessorSettings
 from smc_runtime.kafka import changelog as cl
+from smc_runtime.kafka.partitions import PartitionState
 from smc_runtime.kafka.processor import ProcessorRunner
-from smc_runtime.kafka.replay import ResumePlan, partitions_due, plan_resume, snapshot_phase
+from smc_runtime.kafka.resume import ResumePlan, plan_resume, snapshot_due, snapshot_phase
 from smc_runtime.service.metrics import RuntimeMetrics
 from smc_runtime.service.status import ProcessorStatus
 
@@ -35,15 +38,14 @@ def test_plan_resume(snapshot: int | None, committed: int | None, plan: ResumePl
     assert plan_resume(snapshot, committed) == plan
 
 
-def test_partitions_due() -> None:
-    a, b, c = ("t", 0), ("t", 1), ("t", 2)
-    due_at = {a: 11.0, b: 10.4}
-    assert partitions_due(10.5, due_at, {a, b}, 1000) == {b}               # a is not due yet
-    assert partitions_due(11.0, due_at, {a, b}, 1000) == {a, b}
-    assert partitions_due(10.0, due_at, {a, b}, 0) == {a, b}               # 0: every commit
-    assert partitions_due(10.0, due_at, {a}, 1000, forced={a}) == {a}      # shutdown, revocation
-    assert partitions_due(10.0, due_at, {c}, 1000) == {c}                  # no due time: due
-    assert partitions_due(10.0, due_at, set(), 1000, forced={a}) == set()  # only changed ones
+def test_snapshot_due() -> None:
+    a, b, c = (PartitionState("t", 0, snapshot_due_at=11.0), PartitionState("t", 1, snapshot_due_at=10.4),
+               PartitionState("t", 2))
+    assert not snapshot_due(a, 10.5, 1000, False) and snapshot_due(b, 10.5, 1000, False)  # a: not yet
+    assert snapshot_due(a, 11.0, 1000, False) and snapshot_due(b, 11.0, 1000, False)
+    assert snapshot_due(a, 10.0, 0, False)                                 # 0: every commit
+    assert snapshot_due(a, 10.0, 1000, True)                               # shutdown, revocation
+    assert snapshot_due(c, 10.0, 1000, False)                              # no due time: due
 
 
 def test_snapshot_phases_spread_partitions_over_the_interval() -> None:
@@ -156,7 +158,7 @@ class FakePipeline:
         self._touched.add((topic, partition, symbol))
         return [Out("enriched_trades", symbol.encode(), slots[symbol].encode())]
 
-    def touched(self) -> set[tuple[str, int, str]]:
+    def take_touched(self) -> set[tuple[str, int, str]]:
         touched, self._touched = self._touched, set()
         return touched
 
@@ -233,11 +235,21 @@ def _runner(snapshot_interval_ms: int) -> tuple[ProcessorRunner, FakePipeline, F
     pipeline = FakePipeline()
     runner = ProcessorRunner("p", settings, KafkaSettings(), "t-0", pipeline, status, RuntimeMetrics())
     producer, consumer = FakeProducer(), FakeConsumer()
-    runner._producer, runner._consumer = producer, consumer  # type: ignore[assignment]
-    runner._assigned.add(TP0)
-    runner._persisted.add(TP0)
-    runner._snapshot_offsets[TP0] = 0
+    runner.attach(producer, consumer, consumer)  # type: ignore[arg-type]
+    part = runner.partitions.add(TP0)
+    part.persisted = True
+    part.snapshot_offset = 0
     return runner, pipeline, producer, consumer
+
+
+def _part(runner: ProcessorRunner) -> PartitionState:
+    part = runner.partitions.get(TP0)
+    assert part is not None
+    return part
+
+
+def _dirty(runner: ProcessorRunner) -> set[tuple[str, int]]:
+    return set(runner.txn.dirty) if runner.txn is not None else set()
 
 
 def _msgs(offsets: range, value: bytes = b"{}", key: bytes = b"BTC") -> list[Any]:
@@ -246,87 +258,88 @@ def _msgs(offsets: range, value: bytes = b"{}", key: bytes = b"BTC") -> list[Any
 
 def test_replayed_records_rebuild_state_without_outputs_dead_letters_or_a_transaction() -> None:
     runner, pipeline, producer, _ = _runner(1000)
-    runner._committed[TP0] = 5
-    runner._replay_until[TP0] = 5
-    runner._process_batch([*_msgs(range(0, 2)), FakeMessage("in", 0, 2, b"bad", b"BTC"), *_msgs(range(3, 5))])
+    _part(runner).committed = 5
+    runner.partitions.set_replay(_part(runner), 5)
+    runner.process_batch([*_msgs(range(0, 2)), FakeMessage("in", 0, 2, b"bad", b"BTC"), *_msgs(range(3, 5))])
     assert producer.produced == [] and producer.calls == []           # nothing produced, no transaction
-    assert runner._positions[TP0] == 5 and not runner._dirty and not runner._pending
-    assert TP0 not in runner._replay_until                            # offset 4 = until - 1: done
+    assert _part(runner).position == 5 and runner.txn is None
+    assert _part(runner).replay_until is None                            # offset 4 = until - 1: done
     assert pipeline.state[TP0]["BTC"] == "0,1,3,4,"
     assert runner.status.replayed_records == 5 and runner.status.messages_processed == 0
-    runner._process_batch(_msgs(range(5, 6)))                         # past the replay range: live
+    runner.process_batch(_msgs(range(5, 6)))                         # past the replay range: live
     assert producer.outputs() == [(b"BTC", b"0,1,3,4,5,")] and producer.calls == ["begin"]
-    assert runner._dirty == {TP0}
+    assert _dirty(runner) == {TP0}
 
 
 def test_replay_ends_at_the_first_record_past_the_range_in_a_mixed_batch() -> None:
     runner, _, producer, _ = _runner(1000)
-    runner._committed[TP0] = 3
-    runner._replay_until[TP0] = 3
-    runner._process_batch(_msgs(range(1, 2)) + _msgs(range(4, 6)))    # 2..3 were aborted records
+    _part(runner).committed = 3
+    runner.partitions.set_replay(_part(runner), 3)
+    runner.process_batch(_msgs(range(1, 2)) + _msgs(range(4, 6)))    # 2..3 were aborted records
     assert producer.outputs() == [(b"BTC", b"1,4,"), (b"BTC", b"1,4,5,")]
-    assert not runner._replay_until and runner._positions[TP0] == 6
+    assert not runner.partitions.replaying and _part(runner).position == 6
 
 
 def test_commits_between_snapshots_write_no_changelog_and_keep_touched_keys() -> None:
     runner, _, producer, _ = _runner(60_000)
-    runner._snapshot_due_at[TP0] = 1e12  # the interval never passes in this test
-    runner._process_batch(_msgs(range(0, 3)))
-    runner._commit()
+    _part(runner).snapshot_due_at = 1e12  # the interval never passes in this test
+    runner.process_batch(_msgs(range(0, 3)))
+    runner.commit()
     assert producer.changelog() == [] and producer.calls == ["begin", "commit"]
-    assert producer.offsets[-1][0].offset == 3 and runner._committed[TP0] == 3
-    assert runner._touched == {("in", 0, "BTC")} and runner._unsnapshotted == {TP0}
-    runner._process_batch(_msgs(range(3, 4), key=b"ETH"))
-    runner._commit(snapshot=True)                                     # e.g. shutdown
+    assert producer.offsets[-1][0].offset == 3 and _part(runner).committed == 3
+    assert _part(runner).touched == {"BTC"} and _part(runner).unsnapshotted
+    runner.process_batch(_msgs(range(3, 4), key=b"ETH"))
+    runner.commit(snapshot=True)                                     # e.g. shutdown
     assert producer.changelog() == [(cl.changelog_key("in", 0, "BTC"), b"0,1,2,"),
                                      (cl.changelog_key("in", 0, "ETH"), b"3,"),
                                      (cl.marker_key("in", 0), b"4")]
-    assert runner._snapshot_offsets[TP0] == 4 and not runner._touched and not runner._unsnapshotted
-    assert runner._snapshots[TP0] == {"BTC": b"0,1,2,", "ETH": b"3,"}
+    part = _part(runner)
+    assert part.snapshot_offset == 4 and not part.touched and not part.unsnapshotted
+    assert _part(runner).snapshot == {"BTC": b"0,1,2,", "ETH": b"3,"}
 
 
 def test_interval_zero_snapshots_in_every_commit() -> None:
     runner, _, producer, _ = _runner(0)
     for start in (0, 2):
-        runner._process_batch(_msgs(range(start, start + 2)))
-        runner._commit()
+        runner.process_batch(_msgs(range(start, start + 2)))
+        runner.commit()
     assert [v for k, v in producer.changelog() if k == cl.marker_key("in", 0)] == [b"2", b"4"]
 
 
 def test_a_partition_without_snapshot_is_snapshotted_in_its_first_commit() -> None:
     runner, _, producer, _ = _runner(60_000)
-    runner._snapshot_due_at[TP0] = 1e12
-    runner._persisted.clear()
-    runner._process_batch(_msgs(range(0, 2)))
-    runner._commit()
-    assert (cl.marker_key("in", 0), b"2") in producer.changelog() and TP0 in runner._persisted
+    _part(runner).snapshot_due_at = 1e12
+    _part(runner).persisted = False
+    runner.process_batch(_msgs(range(0, 2)))
+    runner.commit()
+    assert (cl.marker_key("in", 0), b"2") in producer.changelog() and _part(runner).persisted
 
 
 def test_abort_rolls_back_to_the_snapshot_and_replays_up_to_the_committed_offset() -> None:
     runner, pipeline, producer, consumer = _runner(60_000)
-    runner._process_batch(_msgs(range(0, 2)))
-    runner._commit(snapshot=True)                                     # snapshot at 2
-    runner._snapshot_due_at[TP0] = 1e12
-    runner._process_batch(_msgs(range(2, 4)))
-    runner._commit()                                                  # committed 4, no snapshot
-    runner._process_batch(_msgs(range(4, 6)))
-    runner._abort("injected")
+    runner.process_batch(_msgs(range(0, 2)))
+    runner.commit(snapshot=True)                                     # snapshot at 2
+    _part(runner).snapshot_due_at = 1e12
+    runner.process_batch(_msgs(range(2, 4)))
+    runner.commit()                                                  # committed 4, no snapshot
+    runner.process_batch(_msgs(range(4, 6)))
+    runner.abort("injected")
     assert producer.calls[-1] == "abort"
     assert pipeline.state[TP0]["BTC"] == "0,1,"                      # the snapshot state
-    assert consumer.seeks[-1] == ("in", 0, 2) and runner._replay_until == {TP0: 4}
+    assert consumer.seeks[-1] == ("in", 0, 2) and _part(runner).replay_until == 4
     assert runner.status.replaying == {TP0: (2, 4)}
-    assert runner._touched == {("in", 0, "BTC")}                     # still owed to the next snapshot
+    assert _part(runner).touched == {"BTC"}                     # still owed to the next snapshot
     before = len(producer.outputs())
-    runner._process_batch(_msgs(range(2, 6)))                         # redelivered after the seek
+    runner.process_batch(_msgs(range(2, 6)))                         # redelivered after the seek
     assert producer.outputs()[before:] == [(b"BTC", b"0,1,2,3,4,"), (b"BTC", b"0,1,2,3,4,5,")]
-    assert not runner.status.replaying and runner._dirty == {TP0}
+    assert not runner.status.replaying and _dirty(runner) == {TP0}
 
 
 def test_abort_with_interval_zero_needs_no_replay() -> None:
     runner, pipeline, _, consumer = _runner(0)
-    runner._process_batch(_msgs(range(0, 3)))
-    runner._commit()
-    runner._process_batch(_msgs(range(3, 5)))
-    runner._abort("injected")
-    assert consumer.seeks[-1] == ("in", 0, 3) and not runner._replay_until
+    runner.process_batch(_msgs(range(0, 3)))
+    runner.commit()
+    runner.process_batch(_msgs(range(3, 5)))
+    runner.abort("injected")
+    assert consumer.seeks[-1] == ("in", 0, 3) and not runner.partitions.replaying
     assert pipeline.state[TP0]["BTC"] == "0,1,2,"

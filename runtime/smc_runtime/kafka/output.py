@@ -1,0 +1,168 @@
+"""The one place records are produced: the BufferError wait, the error mapping and the stand-ins for
+records the producer refuses as too large (output records and changelog snapshots).
+
+The per-record loop calls ``producer.produce`` itself (the hot path) and hands every exception of
+that call to ``OutputWriter.recover``; everything else produces through ``OutputWriter.produce``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from smc_runtime.kafka import topics
+from smc_runtime.kafka.errors import (
+    AbortableKafkaError,
+    ErrorClass,
+    FatalKafkaError,
+    classify,
+    kafka_error_of,
+)
+from smc_runtime.logs import StructLogger
+
+MAX_HEADER_BYTES = 1_024  # per header value of a replacement dead letter (see replace_oversized)
+Headers = Sequence[tuple[str, str | bytes | None]]
+
+
+class OutputLike(Protocol):
+    @property
+    def role(self) -> str: ...
+    @property
+    def key(self) -> bytes: ...
+    @property
+    def value(self) -> bytes: ...
+    @property
+    def headers(self) -> tuple[tuple[str, bytes], ...]: ...
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """A dead letter standing in for an output record the producer refused as too large."""
+
+    role: str
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+
+
+def produce_error(exc: KafkaException) -> FatalKafkaError | AbortableKafkaError:
+    """A produce() failure as the loop's error class: fatal stops the loop, the rest aborts."""
+    error = exc.args[0]
+    if classify(error) is ErrorClass.FATAL:
+        return FatalKafkaError(f"produce: {error.str()}")
+    return AbortableKafkaError(f"produce: {error.str()}")
+
+
+def is_too_large(exc: KafkaException) -> bool:
+    return bool(kafka_error_of(exc).code() == KafkaError.MSG_SIZE_TOO_LARGE)
+
+
+class OutputWriter:
+    """Produces records for one processor; ``on_full_queue(queued)`` runs while a full local queue is
+    waited out (the backpressure check)."""
+
+    def __init__(self, producer: Producer, topic_for_role: dict[str, str], max_message_bytes: int,
+                 log: StructLogger, on_full_queue: Callable[[int], None]) -> None:
+        self.producer = producer
+        self.topic_for_role = topic_for_role
+        self.max_message_bytes = max_message_bytes
+        self.log = log
+        self.on_full_queue = on_full_queue
+
+    def produce(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None,
+                partition: int | None = None) -> None:
+        """Produce one record; a full local queue is waited out (never a BufferError to the caller),
+        a KafkaException is raised as the loop's error class."""
+        hdrs = list(headers) if headers else None
+        producer = self.producer
+        while True:
+            try:
+                if partition is None:
+                    producer.produce(topic, value=value, key=key, headers=hdrs)
+                else:
+                    producer.produce(topic, value=value, key=key, headers=hdrs, partition=partition)
+                return
+            except BufferError:
+                self.on_full_queue(len(producer))
+                producer.poll(0.05)
+            except KafkaException as exc:
+                raise produce_error(exc) from exc
+
+    def recover(self, exc: Exception, record: OutputLike, topic: str, partition: int, offset: int,
+                timestamp_ms: int) -> OutputLike:
+        """The hot loop's ``produce`` of ``record`` (read from ``topic[partition]@offset``) raised
+        ``exc``: wait out a full queue, or replace a record too large by a capped dead letter; any
+        other error is raised as the loop's error class. Returns what was produced."""
+        if isinstance(exc, KafkaException):
+            if not is_too_large(exc):
+                raise produce_error(exc) from exc
+            record = self.replace_oversized(record, topic, partition, offset, timestamp_ms)
+        elif not isinstance(exc, BufferError):
+            raise exc
+        self.produce(self.topic_for_role[record.role], record.key, record.value, record.headers or None)
+        return record
+
+    def replace_oversized(self, record: OutputLike, topic: str, partition: int, offset: int,
+                          timestamp_ms: int) -> Replacement:
+        """The dead letter that replaces a record ``produce()`` refused with MSG_SIZE_TOO_LARGE.
+
+        Last line of defence behind the Pipeline's own dead-letter cap: a record larger than the
+        producer's message.max.bytes (which ``topics.producer_max_message_bytes`` keeps within every
+        topic's max.message.bytes) would otherwise abort the transaction on every replay. The
+        decision depends only on the record and the configured limit, so a replay decides the same.
+        A dead letter keeps its headers (each cut to MAX_HEADER_BYTES); another output becomes an
+        ``output_too_large`` dead letter with the source coordinates. Either way the value is cut to
+        what fits, with headers ``truncated`` and ``original_size``."""
+        original = record.value or b""
+        if record.role == "dead_letters":
+            kept = [(k, v[:MAX_HEADER_BYTES]) for k, v in record.headers
+                    if k not in ("truncated", "original_size")]
+        else:
+            kept = [("reason", b"output_too_large"),
+                    ("error", f"{record.role} record of {len(original)} bytes exceeds the producer's "
+                              f"message.max.bytes {self.max_message_bytes}".encode()),
+                    ("original_role", record.role.encode()),
+                    ("source_topic", topic.encode()), ("source_partition", str(partition).encode()),
+                    ("source_offset", str(offset).encode()), ("source_timestamp", str(timestamp_ms).encode())]
+        headers = (*kept, ("truncated", b"true"), ("original_size", str(len(original)).encode()))
+        key = (record.key or b"")[:MAX_HEADER_BYTES]
+        overhead = len(key) + sum(len(k) + len(v) + 16 for k, v in headers) + topics.BATCH_FRAMING_BYTES
+        value = original[:max(0, self.max_message_bytes - overhead)]
+        self.log.warning("output record too large for the producer: replaced by a capped dead letter",
+                         role=record.role, size=len(original), message_max_bytes=self.max_message_bytes,
+                         source=f"{topic}[{partition}]@{offset}")
+        return Replacement("dead_letters", key, value, headers)
+
+    def produce_snapshot(self, topic: str, key: bytes, data: bytes | None, headers: Headers,
+                         partition: int, *, may_tombstone: bool = True) -> bool:
+        """Produce one changelog record; False if ``data`` was too large and (``may_tombstone``: a
+        state key, not a marker) a tombstone was written instead: aborting would replay into the same
+        snapshot forever, a restore starts the key afresh (its live state goes on)."""
+        try:
+            self.produce(topic, key, data, headers, partition=partition)
+            return True
+        except (AbortableKafkaError, FatalKafkaError) as exc:
+            cause = exc.__cause__
+            if (not may_tombstone or data is None or not isinstance(cause, KafkaException)
+                    or not is_too_large(cause)):
+                raise
+        self.produce(topic, key, None, headers, partition=partition)
+        return False
+
+
+class DeliveryReport:
+    """The producer's ``on_delivery`` callback: counts failed deliveries (at-least-once checks them
+    at commit); records purged by an abort are expected and not counted."""
+
+    def __init__(self, log: StructLogger) -> None:
+        self.log = log
+        self.errors = 0
+
+    def __call__(self, err: KafkaError | None, msg: object) -> None:
+        if err is None or err.code() in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):
+            return
+        self.errors += 1
+        self.log.warning("delivery failed", topic=getattr(msg, "topic", lambda: None)(), error=err.str())

@@ -1,0 +1,122 @@
+"""The consumer's rebalance callbacks. They run inside ``consume()``; librdkafka mangles exceptions
+that cross its callback boundary, so each handler's first exception is kept and re-raised by the
+loop (``RebalanceHandler.error``).
+
+* assigned: restore the partitions' state from the changelog, then resume them (``recovery.py``);
+* revoked: commit the open transaction (with a snapshot), then forget the partitions;
+* lost: abort the open transaction (another member owns them now), then forget them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from smc_runtime.kafka import changelog as cl
+from smc_runtime.kafka.errors import call_with_retry
+from smc_runtime.kafka.partitions import TP
+from smc_runtime.kafka.recovery import Recovery
+from smc_runtime.kafka.telemetry import Telemetry
+from smc_runtime.logs import StructLogger
+
+KAFKA_CALL_TIMEOUT_S = 10.0
+RETRY_DEADLINE_S = 60.0
+
+
+class LoopControl(Protocol):
+    """What the handlers ask of the loop that owns the transaction."""
+
+    @property
+    def failed(self) -> bool: ...
+    @property
+    def paused(self) -> bool: ...
+    def has_uncommitted(self, *, including_snapshots: bool) -> bool: ...
+    def commit(self, *, snapshot: bool = False) -> None: ...
+    def abort(self, reason: str) -> None: ...
+    def log_retry(self, what: str) -> Callable[[KafkaError], None]: ...
+
+
+class RebalanceHandler:
+    """``on_assign``/``on_revoke``/``on_lost`` for ``Consumer.subscribe``."""
+
+    def __init__(self, loop: LoopControl, recovery: Recovery, telemetry: Telemetry, log: StructLogger,
+                 restore_consumer: Consumer, changelog_topic: str, changelog_partitions: int) -> None:
+        self.loop = loop
+        self.recovery = recovery
+        self.telemetry = telemetry
+        self.log = log
+        self.restore_consumer = restore_consumer
+        self.changelog_topic = changelog_topic
+        self.changelog_partitions = changelog_partitions
+        self.error: BaseException | None = None
+
+    def _guarded(self, handler: Callable[[Consumer, list[TopicPartition]], None], consumer: Consumer,
+                 partitions: list[TopicPartition]) -> None:
+        try:
+            handler(consumer, partitions)
+        except BaseException as exc:
+            self.log.exception("rebalance callback failed", error=str(exc))
+            if self.error is None:
+                self.error = exc
+
+    def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._guarded(self._assign, consumer, partitions)
+
+    def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._guarded(self._revoke, consumer, partitions)
+
+    def on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._guarded(self._lose, consumer, partitions)
+
+    def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = [(tp.topic, tp.partition) for tp in partitions]
+        self.telemetry.rebalance("assign")
+        if not tps:
+            return
+        self.telemetry.restoring(tps)
+        started = time.monotonic()
+        status = self.telemetry.status
+        restored = cl.read_changelog(self.restore_consumer, self.changelog_topic, self.changelog_partitions,
+                                     tps, on_progress=lambda: status.beat(time.monotonic()))
+        committed = self._group_offsets(consumer, tps)
+        assignment, replays = self.recovery.restore(tps, restored, committed)
+        consumer.incremental_assign(assignment)
+        if self.loop.paused:
+            consumer.pause(partitions)
+        else:
+            # librdkafka keeps a partition's pause flag across losing and regaining it: paused while
+            # the breaker was open, lost during an outage and assigned again after the breaker
+            # resumed (an empty assignment then), it would stay paused for good.
+            consumer.resume(partitions)
+        self.telemetry.assigned(tps, len(restored.snapshots), len(self.recovery.partitions), self.loop.paused)
+        self.log.info("partitions assigned", partitions=sorted(f"{t}[{p}]" for t, p in tps),
+                      restored_keys=len(restored.snapshots), changelog_records=restored.records_read,
+                      restore_seconds=round(time.monotonic() - started, 3), replay=replays or None)
+
+    def _group_offsets(self, consumer: Consumer, tps: list[TP]) -> dict[TP, int]:
+        """The group's committed offsets of ``tps`` (partitions without one are left out)."""
+        request = [TopicPartition(t, p) for t, p in tps]
+        result: list[TopicPartition] = call_with_retry(
+            lambda: consumer.committed(request, timeout=KAFKA_CALL_TIMEOUT_S), "committed",
+            RETRY_DEADLINE_S, self.loop.log_retry("committed"))
+        return {(tp.topic, tp.partition): tp.offset for tp in result if tp.offset >= 0}
+
+    def _revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.telemetry.rebalance("revoke")
+        if self.loop.has_uncommitted(including_snapshots=True) and not self.loop.failed:
+            self.loop.commit(snapshot=True)
+        self._forget([(tp.topic, tp.partition) for tp in partitions], "revoked")
+
+    def _lose(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.telemetry.rebalance("lost")
+        if self.loop.has_uncommitted(including_snapshots=False) and not self.loop.failed:
+            self.loop.abort("partitions lost")
+        self._forget([(tp.topic, tp.partition) for tp in partitions], "lost")
+
+    def _forget(self, tps: list[TP], why: str) -> None:
+        self.recovery.forget(tps)
+        self.telemetry.forgotten(tps, len(self.recovery.partitions))
+        self.log.info(f"partitions {why}", partitions=sorted(f"{t}[{p}]" for t, p in tps))

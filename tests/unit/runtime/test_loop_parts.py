@@ -1,0 +1,144 @@
+"""The loop's parts built directly with fake clients: a ``Transaction`` committed step by step over
+``PartitionState`` objects, the ``OutputWriter``'s error handling, ``Telemetry`` counting without
+parsing outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from smc_runtime.kafka import changelog as cl
+from smc_runtime.kafka.errors import AbortableKafkaError, FatalKafkaError
+from smc_runtime.kafka.output import DeliveryReport, OutputWriter
+from smc_runtime.kafka.partitions import Partitions
+from smc_runtime.kafka.telemetry import Telemetry
+from smc_runtime.kafka.transaction import CommitContext, Transaction
+from smc_runtime.logs import get_logger
+from smc_runtime.pipeline import OutputRecord
+from smc_runtime.service.metrics import RuntimeMetrics
+from smc_runtime.service.status import ProcessorStatus
+from tests.unit.runtime.test_resume import FakeConsumer, FakePipeline, FakeProducer
+
+LOG = get_logger("test")
+
+
+def _telemetry() -> Telemetry:
+    status = ProcessorStatus("p", "g", "exactly_once", ["in"], {}, 100, 10_000)
+    return Telemetry("p", RuntimeMetrics(), status)
+
+
+def _context(producer: Any, pipeline: FakePipeline, partitions: Partitions, interval_ms: int = 1000,
+             eos: bool = True) -> CommitContext:
+    writer = OutputWriter(producer, {"enriched_trades": "out", "dead_letters": "dlq"}, 1_000_000, LOG,
+                          lambda queued: None)
+    return CommitContext(producer, FakeConsumer(), eos, partitions, pipeline, writer,  # type: ignore[arg-type]
+                         DeliveryReport(LOG), _telemetry(), LOG, "g.changelog", 1, interval_ms,
+                         lambda what: lambda error: None)
+
+
+def test_a_commit_snapshots_only_due_partitions_and_advances_their_offsets() -> None:
+    producer, pipeline, partitions = FakeProducer(), FakePipeline(), Partitions()
+    due, later = partitions.add(("in", 0)), partitions.add(("in", 1))
+    due.persisted = later.persisted = True
+    later.snapshot_due_at = 1e12                     # not due in this test
+    ctx = _context(producer, pipeline, partitions)
+    txn = Transaction.begin(ctx)
+    for part, symbol in ((due, "BTC"), (later, "ETH")):
+        pipeline.process(b"{}", topic=part.topic, partition=part.partition, offset=0, timestamp_ms=1,
+                         key=symbol.encode())
+        part.first_record(0)
+        part.position = 1
+        txn.dirty[part.tp] = part
+    txn.commit()
+    assert producer.calls == ["begin", "commit"]
+    assert [(o.partition, o.offset) for o in producer.offsets[-1]] == [(0, 1), (1, 1)]
+    assert producer.changelog() == [(cl.changelog_key("in", 0, "BTC"), b"0,"), (cl.marker_key("in", 0), b"1")]
+    assert due.committed == 1 and due.snapshot == {"BTC": b"0,"} and due.snapshot_offset == 1
+    assert not due.touched and not due.unsnapshotted
+    assert later.committed == 1 and later.snapshot == {} and later.touched == {"ETH"} and later.unsnapshotted
+
+
+def test_at_least_once_commit_fails_on_delivery_errors() -> None:
+    producer, pipeline, partitions = FakeProducer(), FakePipeline(), Partitions()
+    part = partitions.add(("in", 0))
+    ctx = _context(producer, pipeline, partitions, eos=False)
+    txn = Transaction.begin(ctx)
+    part.position = 3
+    txn.dirty[part.tp] = part
+
+    def failing_flush(*_: Any) -> int:
+        ctx.deliveries(KafkaError(KafkaError._MSG_TIMED_OUT), None)
+        return 0
+
+    producer.flush = failing_flush  # type: ignore[method-assign]
+    with pytest.raises(AbortableKafkaError, match="1 deliveries failed"):
+        txn.commit()
+    assert part.committed is None                     # nothing advanced
+
+
+class RefusingProducer(FakeProducer):
+    """Refuses values above ``limit`` bytes like librdkafka (MSG_SIZE_TOO_LARGE); the first call
+    of ``full_once`` raises BufferError."""
+
+    def __init__(self, limit: int, full_once: bool = False) -> None:
+        super().__init__()
+        self.limit = limit
+        self.full_once = full_once
+        self.polls = 0
+
+    def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None, **kw: Any) -> None:
+        if self.full_once:
+            self.full_once = False
+            raise BufferError("queue full")
+        if value is not None and len(value) > self.limit:
+            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+        super().produce(topic, value, key, **kw)
+
+    def poll(self, *_: Any) -> int:
+        self.polls += 1
+        return 0
+
+
+def test_writer_waits_out_a_full_queue_and_replaces_an_oversized_record() -> None:
+    producer = RefusingProducer(limit=2_000, full_once=True)
+    queued: list[int] = []
+    writer = OutputWriter(producer, {"enriched_trades": "out", "dead_letters": "dlq"}, 2_000, LOG,  # type: ignore[arg-type]
+                          queued.append)
+    writer.produce("out", b"k", b"v", None)
+    assert producer.polls == 1 and queued == [0] and producer.produced == [("out", b"k", b"v")]
+    big = OutputRecord("enriched_trades", b"BTC", b"x" * 5_000)
+    sent = writer.recover(KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)), big, "in", 2, 7, 99)
+    assert sent.role == "dead_letters" and len(sent.value) < 2_000
+    headers = dict(sent.headers)
+    assert headers["reason"] == b"output_too_large" and headers["original_size"] == b"5000"
+    assert headers["source_offset"] == b"7" and producer.produced[-1][0] == "dlq"
+
+
+def test_writer_maps_other_produce_errors_and_tombstones_oversized_snapshots() -> None:
+    producer = RefusingProducer(limit=10)
+    writer = OutputWriter(producer, {}, 10, LOG, lambda queued: None)  # type: ignore[arg-type]
+    with pytest.raises(AbortableKafkaError):
+        writer.recover(KafkaException(KafkaError(KafkaError._UNKNOWN_TOPIC)),
+                       OutputRecord("enriched_trades", b"", b""), "in", 0, 0, 0)
+    with pytest.raises(FatalKafkaError):
+        writer.recover(KafkaException(KafkaError(KafkaError._FENCED, fatal=True)),
+                       OutputRecord("enriched_trades", b"", b""), "in", 0, 0, 0)
+    assert writer.produce_snapshot("cl", b"k", b"y" * 50, [], 0) is False   # tombstone instead
+    assert producer.produced == [("cl", b"k", None)]
+    with pytest.raises(AbortableKafkaError):                                   # a marker never is
+        writer.produce_snapshot("cl", b"m", b"y" * 50, [], 0, may_tombstone=False)
+
+
+def test_telemetry_counts_patterns_from_the_record_and_dead_letters_by_reason() -> None:
+    telemetry = _telemetry()
+    signal = OutputRecord("smc_signals", b"BTC", b"not json at all", pattern="fvg")
+    dead = OutputRecord("dead_letters", b"", b"", (("reason", b"invalid_json"),))
+    telemetry.batch(3, 0.003, {"in": 3}, {"sig": 1, "dlq": 1}, [("in", signal), ("in", dead)])
+    registry = telemetry.metrics.registry
+    assert registry.get_sample_value("smc_runtime_smc_patterns_detected_total",
+                                     {"processor": "p", "pattern": "fvg"}) == 1
+    assert registry.get_sample_value("smc_runtime_dead_letters_total",
+                                     {"processor": "p", "reason": "invalid_json"}) == 1
+    assert telemetry.status.messages_processed == 3 and telemetry.status.messages_failed == 1
