@@ -18,7 +18,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from smc_runtime.kafka.clients import TRANSACTION_TIMEOUT_MS
+# A restarted instance with the same transactional.id fences its predecessor at once; a dead
+# instance's open transaction otherwise blocks read_committed readers for this long. Here (not in
+# kafka/clients.py, which uses it) so that config -> client_settings imports nothing back.
+TRANSACTION_TIMEOUT_MS = 60_000
 
 ClientRole = Literal["consumer", "producer", "admin"]
 CLIENT_ROLES: tuple[ClientRole, ...] = ("consumer", "producer", "admin")

@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from smc_runtime.client_settings import CLIENT_ROLES, check_client_settings, probe_client_settings
+
 DEFAULT_CONFIG_PATH = "/app/config/streams-config.yaml"
 CONFIG_PATH_ENV = "STREAMS_CONFIG"
 
@@ -260,8 +262,6 @@ class KafkaClientSettings(_Model):
     @field_validator("consumer", "producer", "admin")
     @classmethod
     def _allowed_keys(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        from smc_runtime.client_settings import check_client_settings
-
         problems = check_client_settings(info.field_name, value)  # type: ignore[arg-type]
         if problems:
             raise ValueError("; ".join(f"{key!r}: {reason}" for key, reason in problems))
@@ -324,8 +324,6 @@ class ProcessorSettings(_Model):
 
     @model_validator(mode="after")
     def _librdkafka_accepts_client_settings(self) -> ProcessorSettings:
-        from smc_runtime.client_settings import CLIENT_ROLES, probe_client_settings
-
         eos = self.processing_mode is ProcessingMode.EXACTLY_ONCE
         problems = [reason for role in CLIENT_ROLES
                     for _, reason in probe_client_settings(role, getattr(self.kafka_clients, role),

@@ -10,11 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from smc_runtime.client_settings import TRANSACTION_TIMEOUT_MS
 from smc_runtime.config import KafkaSettings, ProcessingMode, ProcessorSettings
-
-# A restarted instance with the same transactional.id fences its predecessor at once; a dead
-# instance's open transaction otherwise blocks read_committed readers for this long.
-TRANSACTION_TIMEOUT_MS = 60_000
 
 
 def transactional_id(processor_id: str, processor_name: str) -> str:

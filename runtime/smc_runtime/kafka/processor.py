@@ -17,19 +17,16 @@ through one ``Telemetry`` (``telemetry.py``); waiting for the broker is ``startu
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
-from smc_runtime import client_settings
 from smc_runtime.config import KafkaSettings, ProcessingMode, ProcessorSettings
-from smc_runtime.kafka import clients, topics
-from smc_runtime.kafka.backpressure import Backpressure, FlowAction
+from smc_runtime.kafka import clients, startup, topics
+from smc_runtime.kafka.backpressure import Backpressure
 from smc_runtime.kafka.breaker import CircuitBreaker
 from smc_runtime.kafka.errors import (
     AbortableKafkaError,
@@ -38,11 +35,12 @@ from smc_runtime.kafka.errors import (
     classify,
     kafka_error_of,
 )
+from smc_runtime.kafka.flow import FlowControl
 from smc_runtime.kafka.output import DeliveryReport, OutputLike, OutputWriter
 from smc_runtime.kafka.partitions import TP, Partitions, StateId
 from smc_runtime.kafka.rebalance import RebalanceHandler
 from smc_runtime.kafka.recovery import Recovery
-from smc_runtime.kafka.startup import BrokerWaits, check_record_limits
+from smc_runtime.kafka.startup import BrokerWaits
 from smc_runtime.kafka.telemetry import Telemetry
 from smc_runtime.kafka.transaction import CommitContext, Transaction
 from smc_runtime.logs import get_logger
@@ -50,8 +48,7 @@ from smc_runtime.service.metrics import RuntimeMetrics
 from smc_runtime.service.status import ProcessorState, ProcessorStatus
 
 KAFKA_CALL_TIMEOUT_S = 10.0
-ABORT_FLUSH_S = 5.0  # in-flight requests settle before an abort (see abort)
-LAG_REFRESH_S = 1.0
+LAG_REFRESH_S = 1.0  # gauges: lag, queue, state keys
 CONSUME_TIMEOUT_S = 0.01
 EXIT_FATAL = 3
 EXIT_CRASHED = 4
@@ -105,8 +102,9 @@ class ProcessorRunner:
         self.waits = BrokerWaits(self.telemetry, self.log, self.breaker, threading.Event())
         self.deliveries = DeliveryReport(self.log)
         self.txn: Transaction | None = None
+        self.flow = FlowControl(lambda: self._consumer, self.backpressure, self.breaker, self.telemetry,
+                                self.log)
         self.failed = False
-        self._paused_by: set[str] = set()
         self._last_lag_refresh = 0.0
         self._producer: Producer | None = None
         self._consumer: Consumer | None = None
@@ -159,32 +157,25 @@ class ProcessorRunner:
         """Topics, then the transactional producer, then the consumers; False if stopped before it
         was done (``startup.py`` waits, alive and not ready, while the broker or topics are missing)."""
         self.status.set_state(ProcessorState.STARTING)
-        user = self.settings.kafka_clients  # kafka_clients tunables over the runtime's settings
-        base = client_settings.admin_config(clients.base_settings(self.kafka, f"{self.client_id}.admin"),
-                                            user.admin)
-        admin = AdminClient(base, logger=logging.getLogger("smc_runtime.librdkafka.admin"))
-        self.waits.admin = admin
+        admin = self.waits.admin = startup.admin_client(self.kafka, self.settings, self.client_id)
         outputs = sorted(set(self.topic_for_role.values()))
         check = self.waits.prepare_topics(admin, outputs, self.changelog_topic, self.settings.input_topics,
                                           self.topic_policy, self.record_bytes)
         if check is None:
             return False
         self.changelog_partitions = check.changelog_partitions
-        producer = self._producer = self._make_producer(check)
+        conf = startup.client_configs(self.kafka, self.settings, self.client_id, self.txn_id, check,
+                                      self.deliveries, self.waits.on_client_error)
+        self.max_message_bytes = int(conf.producer["message.max.bytes"])
+        startup.check_record_limits(self.log, check, self.max_message_bytes, self.record_bytes)
+        producer = self._producer = self._producer_factory(conf.producer)
         # Fences any previous producer with this transactional.id and aborts its open transaction.
         if self.eos and not self.waits.until_broker_answers(
                 lambda: producer.init_transactions(KAFKA_CALL_TIMEOUT_S), "init_transactions",
                 ProcessorState.STARTING):
             return False
-        rconf = clients.restore_consumer_settings(self.kafka, self.settings, f"{self.client_id}.restore")
-        rconf["logger"] = logging.getLogger("smc_runtime.librdkafka.restore")
-        self._restore_consumer = Consumer(rconf)
-        cconf = client_settings.consumer_config(
-            clients.consumer_settings(self.kafka, self.settings, self.client_id), user.consumer)
-        cconf["error_cb"] = self.waits.on_client_error
-        cconf["logger"] = logging.getLogger("smc_runtime.librdkafka.consumer")
-        consumer = self._consumer = Consumer(cconf)
-        self.attach(producer, consumer, self._restore_consumer)
+        consumer = Consumer(conf.consumer)
+        self.attach(producer, consumer, Consumer(conf.restore))
         assert self._rebalance is not None
         consumer.subscribe(self.settings.input_topics, on_assign=self._rebalance.on_assign,
                            on_revoke=self._rebalance.on_revoke, on_lost=self._rebalance.on_lost)
@@ -195,23 +186,12 @@ class ProcessorRunner:
                       message_max_bytes=self.max_message_bytes)
         return True
 
-    def _make_producer(self, check: topics.TopicCheck) -> Producer:
-        runtime_producer = clients.producer_settings(self.kafka, self.settings, self.client_id, self.txn_id)
-        runtime_producer["message.max.bytes"] = topics.producer_max_message_bytes(check, self.record_bytes)
-        pconf = client_settings.producer_config(runtime_producer, self.settings.kafka_clients.producer)
-        self.max_message_bytes = int(pconf["message.max.bytes"])
-        check_record_limits(self.log, check, self.max_message_bytes, self.record_bytes)
-        pconf["on_delivery"] = self.deliveries
-        pconf["error_cb"] = self.waits.on_client_error
-        pconf["logger"] = logging.getLogger("smc_runtime.librdkafka.producer")
-        return self._producer_factory(pconf)
-
     def attach(self, producer: Producer, consumer: Consumer, restore_consumer: Consumer) -> None:
         """The collaborators that need the clients: the writer, the commit context, the rebalance
         handler. Tests call this with fake clients instead of ``_start``."""
         self._producer, self._consumer, self._restore_consumer = producer, consumer, restore_consumer
         writer = OutputWriter(producer, self.topic_for_role, self.max_message_bytes, self.log,
-                              self._apply_backpressure)
+                              self.flow.producer_queue)
         self._ctx = CommitContext(producer, consumer, self.eos, self.partitions, self.pipeline, writer,
                                   self.deliveries, self.telemetry, self.log, self.changelog_topic,
                                   self.changelog_partitions, self.settings.snapshot_interval_ms,
@@ -264,9 +244,9 @@ class ProcessorRunner:
         self.status.beat(now)
         self._raise_async_error()
         if not self.breaker.allows_work(now):
-            self._hold_while_open(consumer, producer)
+            self.flow.hold_while_open(consumer, producer)
             return
-        self._resume("breaker")
+        self.flow.resume("breaker")
         # consume() waits for the whole timeout unless max_poll_records arrive: keep it short (a
         # latency floor at live rates) and never past the moment the open transaction is due.
         timeout = CONSUME_TIMEOUT_S
@@ -283,7 +263,7 @@ class ProcessorRunner:
                 self._abort_after_failure(str(exc))
                 return
         producer.poll(0)
-        self._apply_backpressure(len(producer))
+        self.flow.producer_queue(len(producer))
         txn = self.txn
         if txn is not None and txn.pending:  # nothing processed -> nothing to commit
             now = time.monotonic()  # after consume + processing: commit as soon as the interval is up
@@ -292,18 +272,8 @@ class ProcessorRunner:
                 self.commit()
         if now - self._last_lag_refresh >= LAG_REFRESH_S:
             self._last_lag_refresh = now
-            self._refresh_gauges(consumer, producer)
-
-    def _hold_while_open(self, consumer: Consumer, producer: Producer) -> None:
-        """The breaker is open: pause, serve rebalance callbacks; a record that still slips through
-        is put back, not lost."""
-        self._pause("breaker")
-        for stray in consumer.consume(num_messages=1, timeout=0.1):
-            topic, partition, offset = stray.topic(), stray.partition(), stray.offset()
-            if stray.error() is None and topic and partition is not None and offset is not None:
-                consumer.seek(TopicPartition(topic, partition, offset))
-        producer.poll(0)
-        self.telemetry.breaker(self.breaker.state)
+            key_count = getattr(self.pipeline, "state_key_count", None)  # optional in PipelineLike fakes
+            self.telemetry.refresh_gauges(consumer, len(producer), self.partitions, key_count)
 
     def process_batch(self, messages: list[Message]) -> None:
         """Run a consumed batch through the Pipeline and produce its outputs: the hot loop.
@@ -440,89 +410,20 @@ class ProcessorRunner:
         dirty = txn.dirty if txn is not None else {}
         self.log.warning("aborting transaction", reason=reason, partitions=len(dirty))
         if self.eos and txn is not None:
-            self._abort_transaction(producer)
+            # A fenced/fatal producer goes straight to abort (and exit 3), without the flush.
+            self.waits.abort_transaction(producer, flush_first=self.waits.async_error is None)
         replays = self.recovery.rollback(consumer, dirty.__contains__)
         self.txn = None
         if replays:
             self.log.info("replaying state after abort", replay=replays)
         self.telemetry.aborted(reason)
 
-    def _abort_transaction(self, producer: Producer) -> None:
-        # Let requests already sent finish first: aborting with produce requests in flight purges
-        # them and can leave librdkafka with a sequence gap in the next transaction
-        # (OUT_OF_ORDER_SEQUENCE_NUMBER -> one more abort and an epoch bump). Their records are
-        # aborted with the transaction either way.
-        if self.waits.async_error is None:  # a fenced/fatal producer goes straight to abort (and exit 3)
-            try:
-                producer.flush(ABORT_FLUSH_S)
-            except Exception as exc:  # fatal states surface again from abort_transaction below
-                self.log.warning("flush before abort failed", error=str(exc))
-        # An abort that times out may be called again: while the broker is down it is retried
-        # until the broker answers, alive with the breaker open (issue 12, item 8).
-        try:
-            aborted = self.waits.until_broker_answers(
-                lambda: producer.abort_transaction(KAFKA_CALL_TIMEOUT_S), "abort_transaction",
-                ProcessorState.BREAKER_OPEN)
-        except AbortableKafkaError as exc:
-            raise FatalKafkaError(f"cannot abort the transaction: {exc}") from exc
-        if not aborted:
-            raise FatalKafkaError("stopped while the broker was unreachable (transaction not aborted; "
-                                  "the next instance's init_transactions aborts it)")
-
     def log_retry(self, what: str) -> Callable[[KafkaError], None]:
         return self.waits.log_retry(what)  # for the rebalance handler
 
     # ------------------------------------------------------------------------------------------------
-    # flow control and gauges
+    # flow control
 
     @property
     def paused(self) -> bool:
-        return bool(self._paused_by)
-
-    def _apply_backpressure(self, queued: int) -> None:
-        action = self.backpressure.update(queued)
-        if action is FlowAction.PAUSE:
-            self.log.info("producer queue above high water: pausing", queued=queued)
-            self._pause("backpressure")
-        elif action is FlowAction.RESUME:
-            self.log.info("producer queue drained: resuming", queued=queued)
-            self._resume("backpressure")
-
-    def _pause(self, reason: str) -> None:
-        if reason in self._paused_by:
-            return
-        self._paused_by.add(reason)
-        consumer, _ = self._require()
-        consumer.pause(consumer.assignment())
-        state = ProcessorState.BREAKER_OPEN if reason == "breaker" else ProcessorState.PAUSED
-        self.telemetry.paused(True, state)
-
-    def _resume(self, reason: str) -> None:
-        if reason not in self._paused_by:
-            return
-        self._paused_by.discard(reason)
-        if self._paused_by:
-            return
-        consumer, _ = self._require()
-        consumer.resume(consumer.assignment())
-        self.telemetry.paused(False, ProcessorState.RUNNING)
-
-    def _refresh_gauges(self, consumer: Consumer, producer: Producer) -> None:
-        lags: dict[TP, int] = {}
-        positions: dict[TP, int] = {}
-        key_count = getattr(self.pipeline, "state_key_count", None)  # optional in PipelineLike fakes
-        keys: dict[TP, int] = {}
-        for tp, part in list(self.partitions.by_tp.items()):
-            if key_count is not None:
-                keys[tp] = key_count(*tp)
-            if part.position is not None:
-                positions[tp] = part.position
-            try:
-                _, high = consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
-            except KafkaException:
-                continue
-            position = part.position if part.position is not None else part.committed
-            if high is None or high < 0 or position is None:
-                continue
-            lags[tp] = max(0, high - position)
-        self.telemetry.gauges(len(producer), lags, positions, keys)
+        return self.flow.paused
