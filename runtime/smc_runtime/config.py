@@ -15,8 +15,6 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -24,7 +22,18 @@ from pydantic import (
     model_validator,
 )
 
+from smc_runtime.analytics_config import AlertSettings as AlertSettings
+from smc_runtime.analytics_config import DetectionSettings as DetectionSettings
+from smc_runtime.analytics_config import EnrichmentSettings as EnrichmentSettings
+from smc_runtime.analytics_config import InputBounds as InputBounds
+from smc_runtime.analytics_config import KlineEnrichment as KlineEnrichment
+from smc_runtime.analytics_config import OrderBookEnrichment as OrderBookEnrichment
+from smc_runtime.analytics_config import StrictModel
+from smc_runtime.analytics_config import TradeEnrichment as TradeEnrichment
 from smc_runtime.client_settings import CLIENT_ROLES, check_client_settings, probe_client_settings
+from smc_runtime.state_budget import CHANGELOG_RECORD_OVERHEAD as CHANGELOG_RECORD_OVERHEAD
+from smc_runtime.state_budget import snapshot_size_problems
+from smc_runtime.state_budget import worst_case_snapshot_bytes as worst_case_snapshot_bytes
 
 DEFAULT_CONFIG_PATH = "/app/config/streams-config.yaml"
 CONFIG_PATH_ENV = "STREAMS_CONFIG"
@@ -44,8 +53,6 @@ class ConfigError(Exception):
         super().__init__(f"invalid configuration ({len(problems)} problem(s)):\n{lines}")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class ProcessingMode(StrEnum):
@@ -60,7 +67,7 @@ class SecurityProtocol(StrEnum):
     SASL_SSL = "SASL_SSL"
 
 
-class KafkaSecurity(_Model):
+class KafkaSecurity(StrictModel):
     """Credentials are referenced by file path (mounted Secrets) or env, never written inline."""
 
     protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
@@ -77,7 +84,7 @@ class KafkaSecurity(_Model):
         return self
 
 
-class KafkaSettings(_Model):
+class KafkaSettings(StrictModel):
     bootstrap_servers: str = "localhost:9092"
     security: KafkaSecurity = KafkaSecurity()
     # Static group membership (group.instance.id = PROCESSOR_ID.<processor>): a restarted instance
@@ -108,7 +115,7 @@ class KafkaSettings(_Model):
         return ",".join(servers)
 
 
-class OutputTopics(_Model):
+class OutputTopics(StrictModel):
     enriched_trades: TopicName = "market_data.enriched.trades"
     orderbook_metrics: TopicName = "market_data.enriched.orderbook"
     kline_metrics: TopicName = "market_data.enriched.klines"
@@ -120,109 +127,11 @@ class OutputTopics(_Model):
         return dict(self.model_dump())
 
 
-class TradeEnrichment(_Model):
-    sma_windows: list[Annotated[int, Field(ge=2, le=10_000)]] = [5, 20, 50]
-    vwap_window: int = Field(100, ge=2, le=100_000)
-    ema_span: int = Field(20, ge=2, le=10_000)
-    momentum_window: int = Field(20, ge=1, le=10_000)
-    volatility_window: int = Field(50, ge=2, le=10_000)
-    volume_window: int = Field(100, ge=2, le=100_000)
-    large_trade_multiplier: float = Field(5.0, gt=0)
-
-
-class OrderBookEnrichment(_Model):
-    depth_bands_bps: list[Annotated[float, Field(gt=0, le=10_000)]] = [10.0, 25.0, 50.0]
-    imbalance_levels: int = Field(10, ge=1, le=1000)
-    max_levels: int = Field(1000, ge=1, le=100_000)
-
-
-class KlineEnrichment(_Model):
-    atr_period: int = Field(14, ge=1, le=1000)
-    bars_from_trades: bool = False
-    trade_bar_interval_ms: int = Field(60_000, ge=1000)
-
-
-# Magnitudes the built-in arithmetic is proven finite for (docs/runtime.md, "Hostile input"): every
-# product, sum and ratio of bounded inputs over the largest windows stays far below float max (1.8e308).
-_FINITE_HEADROOM = 1e250
-
-
-class InputBounds(_Model):
-    """What ``decode`` and the enrichers accept (each rejection is a dead letter with its reason).
-
-    Prices and quantities must lie in ``[min, max]`` (and be finite); ids and times are integers in
-    ``[0, 2**63-1]`` (times also before the year 10000); kline volumes in ``[0, max_volume]`` (quote
-    volumes up to ``max_volume * max_price``); one book message has at most ``max_book_levels`` levels
-    per side. A trade id or depth update id more than ``max_id_jump`` beyond the key's last one, or a
-    trade/kline time more than ``max_time_jump_ms`` beyond the key's last (klines: at least two
-    intervals), is dead-lettered (``id_jump`` / ``time_jump``) instead of becoming the new baseline."""
-
-    min_price: float = Field(1e-12, gt=0)
-    max_price: float = Field(1e15, gt=0)
-    min_quantity: float = Field(1e-12, gt=0)
-    max_quantity: float = Field(1e15, gt=0)
-    max_volume: float = Field(1e18, gt=0)
-    max_book_levels: int = Field(5000, ge=1, le=1_000_000)
-    max_id_jump: int = Field(1_000_000_000, ge=1, le=2**62)
-    max_time_jump_ms: int = Field(30 * 86_400_000, ge=1000, le=2**62)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> InputBounds:
-        problems = []
-        if self.min_price >= self.max_price:
-            problems.append(f"min_price {self.min_price:g} must be < max_price {self.max_price:g}")
-        if self.min_quantity >= self.max_quantity:
-            problems.append(f"min_quantity {self.min_quantity:g} must be < max_quantity "
-                            f"{self.max_quantity:g}")
-        if self.max_price / self.min_price > _FINITE_HEADROOM:
-            problems.append(f"max_price / min_price must be <= {_FINITE_HEADROOM:g} (price ratios and their "
-                            "logs must stay finite)")
-        if self.max_price * max(self.max_quantity, self.max_volume) > 1e100:
-            problems.append("max_price * max(max_quantity, max_volume) must be <= 1e100 (notional sums "
-                            "must stay finite)")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
-
-
-class EnrichmentSettings(_Model):
-    max_message_bytes: int = Field(1_048_576, ge=64, le=100 * 1_048_576)
-    bounds: InputBounds = InputBounds()
-    trades: TradeEnrichment = TradeEnrichment()
-    orderbook: OrderBookEnrichment = OrderBookEnrichment()
-    klines: KlineEnrichment = KlineEnrichment()
-
-
-class DetectionSettings(_Model):
-    """SMC detector parameters (see the SMC SPEC); ``mode`` picks compat or default semantics."""
-
-    enabled: bool = True
-    mode: Literal["default", "compat"] = "default"
-    swing_length: int = Field(10, ge=1, le=500)
-    close_break: bool = True
-    close_mitigation: bool = False
-    join_fvg: bool = False
-    liquidity_range: str = Field("atr:0.5", pattern=r"^(abs|atr):[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$")
-    # Open fair value gaps kept per stream: in a trend, gaps far from the price are never mitigated
-    # and would grow a key's state without bound; beyond this the oldest is given up (a `final`
-    # event). Bounds the key's snapshot (see worst_case_snapshot_bytes).
-    max_open_fvgs: int = Field(200, ge=1, le=100_000)
-
-
-class AlertSettings(_Model):
-    watched_symbols: list[str] = []
-    structure_breaks: bool = True
-    spread_bps_threshold: float = Field(50.0, gt=0)
-    imbalance_threshold: float = Field(0.8, gt=0, le=1)
-    large_trades: bool = True
-    orderbook_gaps: bool = True
-
-
 PLUGIN_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
 _PLUGIN_NAME_RE = re.compile(PLUGIN_NAME_PATTERN)
 
 
-class PluginSettings(_Model):
+class PluginSettings(StrictModel):
     """Plugins enabled for a processor: entry-point name -> parameters, per group (see docs/plugins.md).
 
     Groups are the entry-point groups ``smc_stream.enrichers|detectors|alert_rules``; plugins run
@@ -250,7 +159,7 @@ class PluginSettings(_Model):
         return not (self.enrichers or self.detectors or self.alert_rules)
 
 
-class KafkaClientSettings(_Model):
+class KafkaClientSettings(StrictModel):
     """librdkafka tunables per client role; keys the runtime owns are rejected with the reason.
 
     See ``smc_runtime.client_settings`` for the allow-lists and docs/plugins.md for tuning advice."""
@@ -268,7 +177,7 @@ class KafkaClientSettings(_Model):
         return value
 
 
-class TopicCreation(_Model):
+class TopicCreation(StrictModel):
     """Output, dead-letter and changelog topics missing at start: created (like Kafka Streams' internal
     topics) or reported. ``partitions`` None: the widest input topic's count; replication -1: the
     broker's default."""
@@ -278,7 +187,7 @@ class TopicCreation(_Model):
     replication_factor: int = Field(-1, ge=-1, le=32)
 
 
-class ProcessorSettings(_Model):
+class ProcessorSettings(StrictModel):
     consumer_group: str = Field(min_length=1, max_length=249)
     processing_mode: ProcessingMode = ProcessingMode.EXACTLY_ONCE
     batch_size: int = Field(10_000, ge=1, le=1_000_000)
@@ -338,86 +247,13 @@ class ProcessorSettings(_Model):
 
 # Framing of one changelog record beyond the snapshot itself: the key (source topic <= 249 chars,
 # partition, state key) plus the headers and the record overhead, with a wide margin.
-CHANGELOG_RECORD_OVERHEAD = 2048
-_MAX_SYMBOL_BYTES = 32
-_FLOAT_BYTES = 9  # a msgpack float64
-# The SMC engine in default mode keeps ~2 x swing_length bars plus a prune chunk (256) of slack, and
-# at most max_open_fvgs open gaps (each an event in the FVG detector and in the engine's alive book,
-# ~200 B each as msgpack maps). The other alive events (order blocks, liquidity groups, swings) are
-# not bounded by a setting and get a fixed budget (measured on a 5,900-bar synthetic trend: ~12 KB).
-_SMC_BAR_BYTES = 7 * _FLOAT_BYTES
-_SMC_FVG_BYTES = 512
-_SMC_EVENT_BUDGET = 128 * 1024
-
-
-def worst_case_snapshot_bytes(settings: ProcessorSettings) -> dict[str, int]:
-    """Upper bound of one key's snapshot bytes per key kind (``trade``, ``orderbook``, ``kline``),
-    built-ins only (plugins' state is theirs to bound). An estimate with margins, from the formats in
-    ``analytics/`` (trade rings as raw float64, book levels as msgpack floats)."""
-    frame = 256 + _MAX_SYMBOL_BYTES + 64 * 8  # KeySnapshot fields, names, the active alert flags
-    trades, book = settings.enrichment.trades, settings.enrichment.orderbook
-    ring = max(*trades.sma_windows, trades.vwap_window, trades.volume_window, trades.volatility_window,
-               trades.momentum_window + 1)
-    trade = frame + 4 * 8 * ring + _FLOAT_BYTES * len(trades.sma_windows) + 512
-    orderbook = frame + 4 * _FLOAT_BYTES * book.max_levels + 128
-    kline = frame + 256
-    detection = settings.detection
-    if detection.enabled:
-        smc = ((2 * detection.swing_length + 2 * 256) * _SMC_BAR_BYTES
-               + detection.max_open_fvgs * _SMC_FVG_BYTES + _SMC_EVENT_BUDGET)
-        kline += smc
-        if settings.enrichment.klines.bars_from_trades:
-            trade += smc + 128
-    return {"trade": trade, "orderbook": orderbook, "kline": kline}
-
-
-def snapshot_size_problems(settings: ProcessorSettings) -> list[str]:
-    """Every setting whose worst-case key snapshot cannot fit one changelog record."""
-    problems: list[str] = []
-    limit = settings.max_record_bytes - CHANGELOG_RECORD_OVERHEAD
-    sizes = worst_case_snapshot_bytes(settings)
-    if settings.detection.enabled and settings.detection.mode == "compat":
-        problems.append("detection.mode 'compat' keeps every bar (the reference library's end-of-series "
-                        "rules read the whole series), so a key's snapshot grows without bound; use "
-                        "'default' in a processor (compat is for `smc-runtime detect`)")
-    if sizes["trade"] > limit:
-        problems.append(f"enrichment.trades windows (largest ring {_ring_of(settings)}) need up to "
-                        f"{sizes['trade']} bytes per trade key (limit {limit}): lower vwap_window/"
-                        "volume_window/sma_windows/volatility_window or raise max_record_bytes")
-    if sizes["orderbook"] > limit:
-        problems.append(f"enrichment.orderbook.max_levels {settings.enrichment.orderbook.max_levels} needs "
-                        f"up to {sizes['orderbook']} bytes per book key (limit {limit}): lower it or raise "
-                        "max_record_bytes")
-    if sizes["kline"] > limit:
-        problems.append(f"detection.swing_length {settings.detection.swing_length} and max_open_fvgs "
-                        f"{settings.detection.max_open_fvgs} need up to {sizes['kline']} bytes per kline key "
-                        f"(limit {limit}): lower them or raise max_record_bytes")
-    producer_max = settings.kafka_clients.producer.get("message.max.bytes")
-    if producer_max is not None and _as_int(producer_max) < settings.max_record_bytes:
-        problems.append(f"kafka_clients.producer message.max.bytes {producer_max} is below max_record_bytes "
-                        f"{settings.max_record_bytes}: records up to max_record_bytes would be refused")
-    return problems
-
-
-def _ring_of(settings: ProcessorSettings) -> int:
-    t = settings.enrichment.trades
-    return max(*t.sma_windows, t.vwap_window, t.volume_window, t.volatility_window, t.momentum_window + 1)
-
-
-def _as_int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
-
-
-class MonitoringSettings(_Model):
+class MonitoringSettings(StrictModel):
     metrics_port: int = Field(8080, ge=1, le=65535)
     health_check_port: int = Field(8081, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
 
-class StreamsConfig(_Model):
+class StreamsConfig(StrictModel):
     """Root of ``streams-config.yaml``."""
 
     kafka: KafkaSettings = KafkaSettings()

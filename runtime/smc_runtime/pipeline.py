@@ -35,7 +35,6 @@ alert.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -66,6 +65,22 @@ from smc_runtime.messages import (
     Trade,
     make_decoder,
 )
+from smc_runtime.outputs import DEAD_LETTER_KEY_MAX as DEAD_LETTER_KEY_MAX
+from smc_runtime.outputs import (
+    NO_HEADERS,
+    SmcSignal,
+    dead_letter,
+    exception_text,
+    new_object,
+    output,
+    set_headers,
+    set_key,
+    set_pattern,
+    set_role,
+    set_value,
+)
+from smc_runtime.outputs import OutputRecord as OutputRecord
+from smc_runtime.outputs import dead_letter_value_cap as dead_letter_value_cap
 from smc_runtime.plugins import (
     GuardedDetector,
     LoadedPlugins,
@@ -86,52 +101,6 @@ ROLE_BY_KIND = {"trade": "enriched_trades", "orderbook": "orderbook_metrics", "k
 _BOOK_SUFFIX = "|book"
 _KIND_BY_TYPE: dict[type, str] = {Trade: "trade", AggTrade: "trade", DepthUpdate: "orderbook",
                                   DepthSnapshot: "orderbook", Kline: "kline"}
-# What a dead letter may spend besides the echoed value: key, headers (error text capped below) and
-# the record framing. The value is cut to max_record_bytes minus this.
-DEAD_LETTER_KEY_MAX = 256
-DEAD_LETTER_ERROR_MAX = 1024
-DEAD_LETTER_OVERHEAD = 8192
-
-
-def dead_letter_value_cap(max_record_bytes: int) -> int:
-    """Bytes of the original value a dead letter echoes at most, for records up to ``max_record_bytes``."""
-    return max_record_bytes - DEAD_LETTER_OVERHEAD
-
-
-@dataclass(frozen=True, slots=True)
-class OutputRecord:
-    """One record to produce; ``role`` names an ``OutputTopics`` field."""
-
-    role: str
-    key: bytes
-    value: bytes
-    headers: tuple[tuple[str, bytes], ...] = ()
-    # An smc_signals record's pattern (``"unknown"`` when a plugin event has none), so telemetry counts
-    # patterns without parsing the JSON just encoded; not part of the record (nor of equality).
-    pattern: str = field(default="", compare=False, repr=False)
-
-
-_new_object = object.__new__
-_set_role = OutputRecord.__dict__["role"].__set__
-_set_key = OutputRecord.__dict__["key"].__set__
-_set_value = OutputRecord.__dict__["value"].__set__
-_set_headers = OutputRecord.__dict__["headers"].__set__
-_set_pattern = OutputRecord.__dict__["pattern"].__set__
-_NO_HEADERS: tuple[tuple[str, bytes], ...] = ()
-
-
-def _output(role: str, key: bytes, value: bytes) -> OutputRecord:
-    """``OutputRecord(role, key, value)`` without headers, at a third of the cost: a frozen
-    dataclass's ``__init__`` pays ``object.__setattr__`` per field; the slot descriptors do not."""
-    record: OutputRecord = _new_object(OutputRecord)
-    _set_role(record, role)
-    _set_key(record, key)
-    _set_value(record, value)
-    _set_headers(record, _NO_HEADERS)
-    _set_pattern(record, "")
-    return record
-
-
 def _fresh_state(enricher: Enricher[Any, Any], failures: list[PluginFailed] | None = None) -> Any:
     """New state of one component; a plugin that cannot make one gets None (its guard counted the
     failure; its updates then fail as the plugin's, not the key's)."""
@@ -150,53 +119,6 @@ def _fresh_detector(factory: DetectorFactory, failures: list[PluginFailed] | Non
         if failures is not None:
             failures.append(failure)
         return GuardedDetector(None, failure.health)
-
-
-def _exception_text(exc: BaseException) -> str:
-    try:
-        text = f"{type(exc).__name__}: {exc}"
-    except Exception:  # a __str__ that raises: the class name must do
-        text = type(exc).__name__
-    return text if len(text) <= DEAD_LETTER_ERROR_MAX else text[:DEAD_LETTER_ERROR_MAX] + "..."
-
-
-def dead_letter(value: bytes | None, key: bytes | None, reason: str, error: str, topic: str, partition: int,
-                offset: int, timestamp_ms: int, value_cap: int,
-                extra: tuple[tuple[str, bytes], ...] = ()) -> OutputRecord:
-    """The dead letter of one record: its value and key echoed (cut to ``value_cap`` and
-    ``DEAD_LETTER_KEY_MAX`` bytes; then headers ``truncated`` = ``true`` and ``original_size`` = the
-    value's size, plus ``original_key_size`` for a cut key), reason, error text (capped) and source."""
-    value = value or b""
-    key = key or b""
-    if len(error) > DEAD_LETTER_ERROR_MAX:
-        error = error[:DEAD_LETTER_ERROR_MAX] + "..."
-    headers: tuple[tuple[str, bytes], ...] = (
-        ("reason", reason.encode()),
-        ("error", error.encode("utf-8", "replace")),
-        ("source_topic", topic.encode()),
-        ("source_partition", str(partition).encode()),
-        ("source_offset", str(offset).encode()),
-        ("source_timestamp", str(timestamp_ms).encode()),
-        *extra,
-    )
-    if len(value) > value_cap or len(key) > DEAD_LETTER_KEY_MAX:
-        headers += (("truncated", b"true"), ("original_size", str(len(value)).encode()))
-        if len(key) > DEAD_LETTER_KEY_MAX:
-            headers += (("original_key_size", str(len(key)).encode()),)
-        value = value[:value_cap]
-        key = key[:DEAD_LETTER_KEY_MAX]
-    return OutputRecord("dead_letters", key, value, headers)
-
-
-class SmcSignal(msgspec.Struct):
-    """The ``smc_signals`` document: one detector event with its stream (see docs/schemas.md)."""
-
-    symbol: str
-    interval: str
-    source: str
-    detector: str
-    event: dict[str, Any]
-    type: str = "smc_signal"
 
 
 class _Slot:
@@ -331,12 +253,12 @@ class Pipeline:
                         self._plugin_failures(failures, slot, value, key, topic, partition, offset,
                                               timestamp_ms, outputs)
                     return outputs
-                record: OutputRecord = _new_object(OutputRecord)  # _output(), inlined: the hot line
-                _set_role(record, role)
-                _set_key(record, key_bytes)
-                _set_value(record, encode(document))
-                _set_headers(record, _NO_HEADERS)
-                _set_pattern(record, "")
+                record: OutputRecord = new_object(OutputRecord)  # output(), inlined: the hot line
+                set_role(record, role)
+                set_key(record, key_bytes)
+                set_value(record, encode(document))
+                set_headers(record, NO_HEADERS)
+                set_pattern(record, "")
                 outputs.append(record)
                 for rule in rules:
                     try:
@@ -345,7 +267,7 @@ class Pipeline:
                         failures.append(failure)
                         continue
                     for alert in alerts:
-                        outputs.append(_output("alerts", key_bytes, encode(alert)))
+                        outputs.append(output("alerts", key_bytes, encode(alert)))
 
             if slot.detectors:
                 bar: Bar | None = None
@@ -380,7 +302,7 @@ class Pipeline:
         self._touched.add((topic, partition, state_key))
         reason = RejectReason.NON_FINITE_STATE if isinstance(exc, NonFiniteState) else (
             RejectReason.PROCESSING_ERROR)
-        error = _exception_text(exc)
+        error = exception_text(exc)
         rejection = Rejection(reason, error)
         dead_letter = self._dead_letter(value, key, rejection, topic, partition, offset, timestamp_ms,
                                         (("exception", type(exc).__name__.encode()),))
@@ -467,7 +389,7 @@ class Pipeline:
                         failures.append(failure)
                         continue
                     for alert in alerts:
-                        outputs.append(_output("alerts", slot.key_bytes, self._encode(alert)))
+                        outputs.append(output("alerts", slot.key_bytes, self._encode(alert)))
 
     def _plugin_failures(self, failures: list[PluginFailed], slot: _Slot, value: bytes | None,
                          key: bytes | None, topic: str, partition: int, offset: int, timestamp_ms: int,

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from smc_runtime.config import ConfigError, ProcessorSettings, load_config
-from smc_runtime.pipeline import OutputRecord, Pipeline
+from smc_runtime.outputs import OutputRecord
+from smc_runtime.pipeline import Pipeline
 from smc_runtime.plugins import load_plugins
 
 FALLBACK_TOPIC = "replay.input"
