@@ -45,7 +45,6 @@ from smc_runtime.analytics.enrichers import TradeEnricher
 from smc_runtime.analytics.interfaces import (
     Alert,
     AlertRule,
-    BarDetector,
     DetectorFactory,
     Enricher,
     NonFiniteState,
@@ -54,6 +53,7 @@ from smc_runtime.analytics.klines import KlineEnricher, TradeBarBuilder, kline_b
 from smc_runtime.analytics.orderbook import OrderBookEnricher
 from smc_runtime.analytics.smc.bars import Bar
 from smc_runtime.config import ProcessorSettings
+from smc_runtime.key_state import KeyCodec, KeySlot, fresh_detector, fresh_state
 from smc_runtime.messages import (
     AggTrade,
     Bounds,
@@ -82,62 +82,17 @@ from smc_runtime.outputs import (
 from smc_runtime.outputs import OutputRecord as OutputRecord
 from smc_runtime.outputs import dead_letter_value_cap as dead_letter_value_cap
 from smc_runtime.plugins import (
-    GuardedDetector,
     LoadedPlugins,
     PluginFailed,
     PluginStopError,
     check_unique_names,
     load_plugins,
 )
-from smc_runtime.state import (
-    SNAPSHOT_VERSION,
-    KeySnapshot,
-    SnapshotError,
-    decode_snapshot,
-    encode_snapshot,
-)
 
 ROLE_BY_KIND = {"trade": "enriched_trades", "orderbook": "orderbook_metrics", "kline": "kline_metrics"}
 _BOOK_SUFFIX = "|book"
 _KIND_BY_TYPE: dict[type, str] = {Trade: "trade", AggTrade: "trade", DepthUpdate: "orderbook",
                                   DepthSnapshot: "orderbook", Kline: "kline"}
-def _fresh_state(enricher: Enricher[Any, Any], failures: list[PluginFailed] | None = None) -> Any:
-    """New state of one component; a plugin that cannot make one gets None (its guard counted the
-    failure; its updates then fail as the plugin's, not the key's)."""
-    try:
-        return enricher.new_state()
-    except PluginFailed as failure:
-        if failures is not None:
-            failures.append(failure)
-        return None
-
-
-def _fresh_detector(factory: DetectorFactory, failures: list[PluginFailed] | None = None) -> BarDetector:
-    try:
-        return factory.create()
-    except PluginFailed as failure:
-        if failures is not None:
-            failures.append(failure)
-        return GuardedDetector(None, failure.health)
-
-
-class _Slot:
-    """Everything kept for one state key; ``ident`` is its ``(topic, partition, state_key)``."""
-
-    __slots__ = ("active", "bar_state", "detectors", "ident", "interval", "key_bytes", "kind", "pairs",
-                 "states", "symbol")
-
-    def __init__(self, kind: str, symbol: str, interval: str, ident: tuple[str, int, str]) -> None:
-        self.kind = kind
-        self.symbol = symbol
-        self.key_bytes = symbol.encode()
-        self.interval = interval
-        self.ident = ident
-        self.states: list[Any] = []
-        self.pairs: list[tuple[Enricher[Any, Any], Any]] = []  # (enricher, its state), for the hot loop
-        self.bar_state: Any = None
-        self.detectors: list[BarDetector] = []
-        self.active: set[str] = set()
 
 
 class _Route:
@@ -197,7 +152,8 @@ class Pipeline:
         self._routes: dict[type, _Route] = {
             cls: _Route(kind, self._enrichers[kind], self._rules[kind]) for cls, kind in _KIND_BY_TYPE.items()
         }
-        self._partitions: dict[tuple[str, int], dict[str, _Slot]] = {}
+        self._partitions: dict[tuple[str, int], dict[str, KeySlot]] = {}
+        self._codec = KeyCodec(self._enrichers, self._bar_builder, self._detector_factories)
         self._touched: set[tuple[str, int, str]] = set()
         self._encode = msgspec.json.Encoder().encode
 
@@ -293,7 +249,7 @@ class Pipeline:
             return self._reset_key(exc, slots, state_key, symbol, value, key, topic, partition, offset,
                                    timestamp_ms)
 
-    def _reset_key(self, exc: Exception, slots: dict[str, _Slot], state_key: str, symbol: str,
+    def _reset_key(self, exc: Exception, slots: dict[str, KeySlot], state_key: str, symbol: str,
                    value: bytes | None, key: bytes | None, topic: str, partition: int, offset: int,
                    timestamp_ms: int) -> list[OutputRecord]:
         """A record raised: drop the key's state (the changelog gets a tombstone), one dead letter with
@@ -319,7 +275,7 @@ class Pipeline:
                               f"{self._max_keys} keys; no room for {state_key!r}")
         return self._dead_letter(value, key, rejection, topic, partition, offset, timestamp_ms)
 
-    def _key_limit_alert(self, slot: _Slot, topic: str, partition: int, timestamp_ms: int) -> OutputRecord:
+    def _key_limit_alert(self, slot: KeySlot, topic: str, partition: int, timestamp_ms: int) -> OutputRecord:
         alert = Alert("state_key_limit", "critical", slot.symbol, timestamp_ms,
                       f"partition {topic}[{partition}] reached max_state_keys_per_partition "
                       f"{self._max_keys} with key {slot.ident[2]!r}: records of new keys are dead-lettered "
@@ -358,7 +314,7 @@ class Pipeline:
                                           -1, last_ts, outputs)
         return outputs
 
-    def _detect(self, slot: _Slot, bar: Bar, source: str, timestamp_ms: int,
+    def _detect(self, slot: KeySlot, bar: Bar, source: str, timestamp_ms: int,
                 outputs: list[OutputRecord], failures: list[PluginFailed]) -> None:
         for factory, detector in zip(self._detector_factories, slot.detectors, strict=True):
             try:
@@ -369,7 +325,7 @@ class Pipeline:
             if events:
                 self._signals(slot, factory.name, source, events, timestamp_ms, outputs, failures)
 
-    def _signals(self, slot: _Slot, detector_name: str, source: str, events: Sequence[Any],
+    def _signals(self, slot: KeySlot, detector_name: str, source: str, events: Sequence[Any],
                  timestamp_ms: int, outputs: list[OutputRecord], failures: list[PluginFailed]) -> None:
         interval = slot.interval or (self._bar_builder.label if self._bar_builder else "")
         rules = self._rules["signal"]
@@ -391,7 +347,7 @@ class Pipeline:
                     for alert in alerts:
                         outputs.append(output("alerts", slot.key_bytes, self._encode(alert)))
 
-    def _plugin_failures(self, failures: list[PluginFailed], slot: _Slot, value: bytes | None,
+    def _plugin_failures(self, failures: list[PluginFailed], slot: KeySlot, value: bytes | None,
                          key: bytes | None, topic: str, partition: int, offset: int, timestamp_ms: int,
                          outputs: list[OutputRecord]) -> None:
         """One dead letter per failed plugin call (the original bytes, the plugin and its error) and a
@@ -422,15 +378,15 @@ class Pipeline:
         return self._plugins.disabled()
 
     def _new_slot(self, kind: str, symbol: str, interval: str, ident: tuple[str, int, str],
-                  failures: list[PluginFailed]) -> _Slot:
+                  failures: list[PluginFailed]) -> KeySlot:
         """A fresh key. A plugin that cannot make its state or detector gets None / a detector that
         does nothing (its failure goes to ``failures``): the built-ins of the key run regardless."""
-        slot = _Slot(kind, symbol, interval, ident)
+        slot = KeySlot(kind, symbol, interval, ident)
         enrichers = self._enrichers[kind]
-        slot.states = [_fresh_state(e, failures) for e in enrichers]
+        slot.states = [fresh_state(e, failures) for e in enrichers]
         slot.pairs = list(zip(enrichers, slot.states, strict=True))
         if kind == "kline" or (kind == "trade" and self._bar_builder is not None):
-            slot.detectors = [_fresh_detector(f, failures) for f in self._detector_factories]
+            slot.detectors = [fresh_detector(f, failures) for f in self._detector_factories]
         if kind == "trade" and self._bar_builder is not None:
             slot.bar_state = self._bar_builder.new_state()
         return slot
@@ -464,43 +420,9 @@ class Pipeline:
         """Deterministic bytes of one key's state, or None if the key has no state."""
         slots = self._partitions.get((topic, partition))
         slot = slots.get(state_key) if slots is not None else None
-        if slot is None:
-            return None
-        enrichers = self._enrichers[slot.kind]
-        states = slot.states
-        if len(enrichers) == 1:  # the common case: one enricher per kind, no plugin
-            components = [(enrichers[0].name, enrichers[0].dump_state(states[0]))]
-        else:
-            components = [(e.name, e.dump_state(s)) for e, s in zip(enrichers, states, strict=True)]
-        if slot.bar_state is not None and self._bar_builder is not None:
-            components.append((self._bar_builder.name, self._bar_builder.dump_state(slot.bar_state)))
-        detectors = ([(f.name, d.snapshot()) for f, d in zip(self._detector_factories, slot.detectors,
-                                                              strict=False)]
-                     if slot.detectors else [])
-        active = sorted(slot.active) if slot.active else []
-        return encode_snapshot(KeySnapshot(SNAPSHOT_VERSION, slot.kind, slot.symbol, slot.interval,
-                                           components, detectors, active))
+        return None if slot is None else self._codec.dump(slot)
 
     def restore(self, topic: str, partition: int, state_key: str, data: bytes) -> None:
         """Replace one key's state with a snapshot; raises ``SnapshotError`` on foreign bytes."""
-        snap = decode_snapshot(data)
-        kind = snap.kind
-        slot = _Slot(kind, snap.symbol, snap.interval, (topic, partition, state_key))
-        saved = dict(snap.components)
-        enrichers = self._enrichers[kind]
-        try:
-            slot.states = [e.load_state(saved[e.name]) if e.name in saved else _fresh_state(e)
-                           for e in enrichers]
-        except ValueError as exc:  # msgspec errors and ring-size checks are ValueErrors
-            raise SnapshotError(f"state of {kind} key {state_key!r} does not load: {exc}") from None
-        slot.pairs = list(zip(enrichers, slot.states, strict=True))
-        builder = self._bar_builder
-        if kind == "trade" and builder is not None:
-            name = builder.name
-            slot.bar_state = builder.load_state(saved[name]) if name in saved else builder.new_state()
-        if kind == "kline" or (kind == "trade" and builder is not None):
-            saved_detectors = dict(snap.detectors)
-            slot.detectors = [f.restore(saved_detectors[f.name]) if f.name in saved_detectors
-                              else _fresh_detector(f) for f in self._detector_factories]
-        slot.active = set(snap.active_alerts)
+        slot = self._codec.load(data, (topic, partition, state_key))
         self._partitions.setdefault((topic, partition), {})[state_key] = slot

@@ -14,9 +14,17 @@ _E2E_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 
 
 
 class RuntimeMetrics:
+    """Every metric, grouped by what feeds it (``kafka/telemetry.py`` is the one writer)."""
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        r = self.registry
+        self._records(self.registry)
+        self._transactions(self.registry)
+        self._state(self.registry)
+        self._flow(self.registry)
+
+    def _records(self, r: CollectorRegistry) -> None:
+        """Per batch: records in, out, rejected; processing and end-to-end latency."""
         self.messages_processed = Counter(
             "smc_runtime_messages_processed", "Input messages processed", ["processor", "topic"], registry=r)
         self.messages_failed = Counter(
@@ -37,12 +45,9 @@ class RuntimeMetrics:
             "smc_runtime_end_to_end_latency_seconds",
             "Commit (output visible) time minus input record timestamp", ["processor"],
             buckets=_E2E_BUCKETS, registry=r)
-        self.throughput = Gauge(
-            "smc_runtime_throughput_messages_per_second", "Input messages per second (10 s window)",
-            ["processor"], registry=r)
-        self.consumer_lag = Gauge(
-            "smc_runtime_consumer_lag_messages", "High watermark minus position",
-            ["processor", "topic", "partition"], registry=r)
+
+    def _transactions(self, r: CollectorRegistry) -> None:
+        """Per commit or abort, and rebalances."""
         self.transactions_committed = Counter(
             "smc_runtime_transactions_committed", "Transactions (or offset commits) completed", ["processor"],
             registry=r)
@@ -56,6 +61,9 @@ class RuntimeMetrics:
             "smc_runtime_rebalances", "Rebalance events", ["processor", "kind"], registry=r)
         self.partitions_assigned = Gauge(
             "smc_runtime_partitions_assigned", "Input partitions assigned", ["processor"], registry=r)
+
+    def _state(self, r: CollectorRegistry) -> None:
+        """Changelog restores, replays and snapshots; state keys; signals."""
         self.state_restored_keys = Counter(
             "smc_runtime_state_restored_keys", "State keys restored from the changelog", ["processor"],
             registry=r)
@@ -69,9 +77,18 @@ class RuntimeMetrics:
         self.smc_patterns = Counter(
             "smc_runtime_smc_patterns_detected", "SMC signals produced, by pattern", ["processor", "pattern"],
             registry=r)
+
+    def _flow(self, r: CollectorRegistry) -> None:
+        """Breaker, backpressure, readiness, topics."""
         self.breaker_state = Gauge(
             "smc_runtime_circuit_breaker_state", "Output circuit breaker: 0 closed, 1 half-open, 2 open",
             ["processor"], registry=r)
+        self.throughput = Gauge(
+            "smc_runtime_throughput_messages_per_second", "Input messages per second (10 s window)",
+            ["processor"], registry=r)
+        self.consumer_lag = Gauge(
+            "smc_runtime_consumer_lag_messages", "High watermark minus position",
+            ["processor", "topic", "partition"], registry=r)
         self.producer_queue = Gauge(
             "smc_runtime_producer_queue_messages", "Messages waiting in the producer queue", ["processor"],
             registry=r)
