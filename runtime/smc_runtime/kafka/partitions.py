@@ -16,9 +16,10 @@ TP = tuple[str, int]
 StateId = tuple[str, int, str]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class PartitionState:
-    """One assigned source partition (see the module docstring for the offsets)."""
+    """One assigned source partition (see the module docstring for the offsets); slots because the
+    hot loop writes ``position`` once per record."""
 
     topic: str
     partition: int
