@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 SourcePartition = tuple[str, int]
 StateId = tuple[str, int, str]
@@ -82,6 +82,32 @@ class RestoredState:
         return marker if marker is not None else self.source_offsets.get(tp)
 
 
+def _apply_record(msg: Message, wanted: set[SourcePartition], snapshots: dict[StateId, bytes],
+                  offsets: dict[SourcePartition, int], markers: dict[SourcePartition, int]) -> None:
+    """One changelog record into the restored state: a marker, a snapshot or a tombstone of a key of
+    the ``wanted`` source partitions (the rest is skipped)."""
+    key = msg.key()
+    state_id = parse_changelog_key(key) if key is not None else None
+    if state_id is None or (state_id[0], state_id[1]) not in wanted:
+        return
+    source = (state_id[0], state_id[1])
+    value = msg.value()
+    if state_id[2] == MARKER_STATE_KEY:
+        if value is None:
+            markers.pop(source, None)
+        else:
+            markers[source] = int(value)
+        return
+    if value is None:
+        snapshots.pop(state_id, None)
+    else:
+        snapshots[state_id] = value
+    for header in msg.headers() or ():
+        name, raw = header[0], header[1]
+        if name == SOURCE_OFFSET_HEADER and raw is not None:
+            offsets[source] = max(offsets.get(source, 0), int(raw))
+
+
 def read_changelog(consumer: Consumer, topic: str, changelog_partitions: int,
                    sources: Iterable[SourcePartition], timeout_s: float = 60.0,
                    on_progress: Callable[[], None] | None = None) -> RestoredState:
@@ -120,26 +146,7 @@ def read_changelog(consumer: Consumer, topic: str, changelog_partitions: int,
                         raise KafkaException(err)
                     continue
                 records += 1
-                key = msg.key()
-                state_id = parse_changelog_key(key) if key is not None else None
-                if state_id is None or (state_id[0], state_id[1]) not in wanted:
-                    continue
-                value = msg.value()
-                if state_id[2] == MARKER_STATE_KEY:
-                    if value is None:
-                        markers.pop((state_id[0], state_id[1]), None)
-                    else:
-                        markers[(state_id[0], state_id[1])] = int(value)
-                    continue
-                if value is None:
-                    snapshots.pop(state_id, None)
-                else:
-                    snapshots[state_id] = value
-                for header in msg.headers() or ():
-                    name, raw = header[0], header[1]
-                    if name == SOURCE_OFFSET_HEADER and raw is not None:
-                        offsets[(state_id[0], state_id[1])] = max(
-                            offsets.get((state_id[0], state_id[1]), 0), int(raw))
+                _apply_record(msg, wanted, snapshots, offsets, markers)
     finally:
         consumer.unassign()
     return RestoredState(snapshots, records, offsets, markers)
