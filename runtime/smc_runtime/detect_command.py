@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, help="CSV: timestamp_ms,open,high,low,close,volume")
     parser.add_argument("--compat", action="store_true", help="reproduce smartmoneyconcepts 0.0.27 exactly")
     parser.add_argument(
-        "--swing-length", type=int, default=None, help="swing_length L (>= 1; required unless --series, else 10)"
+        "--swing-length", type=int, default=None, help="swing_length L (>= 1; optional with --series: 10)"
     )
     parser.add_argument(
         "--close-break",
@@ -120,7 +120,9 @@ def detect_lines(bars: list[Bar], params: SmcParams) -> list[str]:
     return [json.dumps(conformance_dict(ev, params.compat)) for ev in engine.alive()]
 
 
-def series_rows(bars: list[Bar], spec: SeriesSpec, *, compat: bool, swing_length: int) -> list[dict[str, object]]:
+def series_rows(
+    bars: list[Bar], spec: SeriesSpec, *, compat: bool, swing_length: int
+) -> list[dict[str, object]]:
     """Every bar's row of one series (SPEC 7.1) as dicts: ``index``, ``timestamp_ms``, the columns."""
     engine = SeriesEngine([spec], compat=compat, swing_length=swing_length, keep_rows=True)
     for i, bar in enumerate(bars):

@@ -42,7 +42,9 @@ def _f(x: Any) -> float | None:
     return None if math.isnan(v) else v
 
 
-def library_rows(bars: Sequence[Bar], spec: str, *, swing_length: int = 10, time_zone: str = "UTC") -> list[Row]:
+def library_rows(
+    bars: Sequence[Bar], spec: str, *, swing_length: int = 10, time_zone: str = "UTC"
+) -> list[Row]:
     """The library's columns for ``spec`` (our syntax), one dict per bar, NaN as None."""
     from smartmoneyconcepts import smc
 
@@ -58,7 +60,8 @@ def library_rows(bars: Sequence[Bar], spec: str, *, swing_length: int = 10, time
             out.append({"index": i, "timestamp_ms": ts[i],
                         "previous_high": _f(r["PreviousHigh"].iloc[i]),
                         "previous_low": _f(r["PreviousLow"].iloc[i]),
-                        "broken_high": int(r["BrokenHigh"].iloc[i]), "broken_low": int(r["BrokenLow"].iloc[i])})
+                        "broken_high": int(r["BrokenHigh"].iloc[i]),
+                        "broken_low": int(r["BrokenLow"].iloc[i])})
     elif kind == "sessions":
         if param.startswith("Custom:"):
             start, _, end = param[7:].partition("-")
