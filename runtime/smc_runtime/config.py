@@ -205,6 +205,17 @@ class DetectionSettings(_Model):
     # and would grow a key's state without bound; beyond this the oldest is given up (a `final`
     # event). Bounds the key's snapshot (see worst_case_snapshot_bytes).
     max_open_fvgs: int = Field(200, ge=1, le=100_000)
+    # Per-bar series (SMC README "Series"), each its `smc_signals` events: previous_high_low:TF,
+    # sessions:NAME[@ZONE] (e.g. London, Custom:06:00-09:00@Europe/London), retracements. Off if empty.
+    series: list[str] = Field(default_factory=list, max_length=32)
+
+    @model_validator(mode="after")
+    def _series_valid(self) -> DetectionSettings:
+        if self.series:
+            from smc_runtime.analytics.smc.series.factory import parse_series_list
+
+            parse_series_list(self.series, self.mode == "compat", self.swing_length)
+        return self
 
 
 class AlertSettings(_Model):
@@ -214,6 +225,9 @@ class AlertSettings(_Model):
     imbalance_threshold: float = Field(0.8, gt=0, le=1)
     large_trades: bool = True
     orderbook_gaps: bool = True
+    # series events (detection.series): a previous period's high/low broken; a session opened/closed
+    previous_levels_broken: bool = True
+    sessions: bool = True
 
 
 PLUGIN_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
