@@ -28,6 +28,7 @@ from smc_runtime.analytics.smc.fvg import FvgDetector
 from smc_runtime.analytics.smc.liquidity import LiquidityDetector
 from smc_runtime.analytics.smc.order_blocks import OrderBlockDetector
 from smc_runtime.analytics.smc.params import SmcParams
+from smc_runtime.analytics.smc.series import SeriesEngine, parse_series
 from smc_runtime.analytics.smc.structure import StructureDetector
 from smc_runtime.analytics.smc.swings import SwingDetector, SwingPoint
 from smc_runtime.detect_command import detect_lines
@@ -118,7 +119,27 @@ def per_detector(bars: list[Bar]) -> list[tuple[str, float]]:
     rows.append(("detectors total (sum of above, excl. intake)", sum(r[1] for r in rows[1:])))
     rows.append(("SmcEngine.on_bar, default mode (all, incl. intake)", eng_t[0]))
     rows.append(("SmcEngine.on_bar, compat mode (all, incl. intake)", eng_t[1]))
+    rows.extend(series_cost(bars))
     return [(name, sec / n * 1e6) for name, sec in rows]
+
+
+SERIES = ("previous_high_low:1D", "previous_high_low:4h", "sessions:London", "retracements")
+
+
+def series_cost(bars: list[Bar]) -> list[tuple[str, float]]:
+    """Seconds of the per-bar series (issue 15), each alone and all four, default mode."""
+    out = []
+    for names in [(s,) for s in SERIES] + [SERIES]:
+        best = math.inf
+        for _ in range(3):
+            eng = SeriesEngine([parse_series(s) for s in names], compat=False, swing_length=L)
+            t0 = time.process_time()
+            for b in bars:
+                eng.on_bar(b)
+            eng.finalize()
+            best = min(best, time.process_time() - t0)
+        out.append(("series " + (names[0] if len(names) == 1 else "all four") + " (incl. intake)", best))
+    return out
 
 
 def time_it(fn: Callable[[], object]) -> float:
