@@ -79,6 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE.png",
         help="also draw the bars and detections to FILE.png (needs the 'plot' extra: matplotlib)",
     )
+    parser.add_argument(
+        "--plot-from", type=int, default=None, metavar="I", help="first bar drawn (default: the last N)"
+    )
+    parser.add_argument("--plot-bars", type=int, default=300, metavar="N", help="bars drawn (default 300)")
 
 
 def _rows(stream: TextIO) -> Iterator[tuple[int, Bar]]:
@@ -178,7 +182,8 @@ def main(args: argparse.Namespace) -> int:
         if args.plot:
             from smc_runtime.plot import plot_detections  # optional extra: imported only when asked
 
-            plot_detections(bars, params, args.plot, series=args.series, time_zone=args.time_zone)
+            plot_detections(bars, params, args.plot, series=args.series, time_zone=args.time_zone,
+                            first=args.plot_from, count=args.plot_bars)
     except ImportError as exc:
         print(f"smc-runtime detect: error: --plot needs the 'plot' extra ({exc})", file=sys.stderr)
         return 2
