@@ -279,3 +279,23 @@ def test_event_stream_is_compact_and_meaningful() -> None:
         got = [e.index for e in events if e.series == "previous_high_low:1D" and e.action == "broken"
                and e.direction == direction]
         assert got == rises and rises
+
+
+def test_default_state_stays_bounded() -> None:
+    """Live streams snapshot every key: the series state must not grow with the stream."""
+    from smc_runtime.config import DetectionSettings, ProcessorSettings, worst_case_snapshot_bytes
+
+    bars = irregular_series(11, 20_000, 15)
+    eng = SeriesEngine([parse_series(s) for s in ALL], compat=False, swing_length=10)
+    sizes = []
+    for k, b in enumerate(bars):
+        eng.on_bar(b)
+        if k % 1000 == 999:
+            sizes.append(len(eng.snapshot()))
+    assert max(sizes) < 40_000 and max(sizes[10:]) < 2 * max(sizes[:10])
+    detection = DetectionSettings(series=ALL).model_dump()
+    with_series = ProcessorSettings.model_validate(
+        {"consumer_group": "g", "input_topics": ["t"], "detection": detection})
+    without = ProcessorSettings.model_validate({"consumer_group": "g", "input_topics": ["t"]})
+    extra = worst_case_snapshot_bytes(with_series)["kline"] - worst_case_snapshot_bytes(without)["kline"]
+    assert max(sizes) < extra
