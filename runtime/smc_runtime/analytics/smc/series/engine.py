@@ -99,6 +99,7 @@ class _Phl(msgspec.Struct, array_like=True):
     spec: SeriesSpec
     calc: PreviousHighLow
     last: tuple[float | None, float | None, int, int] = (None, None, 0, 0)
+    ref: int = -1  # which bin the levels come from (a new one: an ``updated`` event, flags start over)
 
 
 class _Sess(msgspec.Struct, array_like=True):
@@ -237,7 +238,10 @@ class SeriesEngine:
         ph, pl, bh, bl = row
         last = p.last
         name = p.spec.name
-        if ph is not None and (ph != last[0] or pl != last[1]):
+        calc = p.calc
+        ref = calc.group if calc.compat else calc.completed
+        if ph is not None and ref != p.ref:
+            p.ref = ref
             out.append(SeriesEvent(pattern="previous_high_low", action="updated", series=name, direction=0,
                                    index=i, timestamp_ms=ts, confirmed_at=i, final_at=i, high=ph, low=pl))
             last = (None, None, 0, 0)  # new levels: the broken flags start over
