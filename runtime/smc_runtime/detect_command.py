@@ -17,7 +17,7 @@ from typing import TextIO
 from smc_runtime.analytics.smc.bars import Bar
 from smc_runtime.analytics.smc.engine import InvalidBarError, SmcEngine
 from smc_runtime.analytics.smc.events import conformance_dict
-from smc_runtime.analytics.smc.params import SmcParams
+from smc_runtime.analytics.smc.params import SmcParams, parse_context_overrides
 
 __all__ = ["InputError", "add_arguments", "detect_lines", "main", "read_bars"]
 
@@ -52,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="ABS",
         help="absolute liquidity tolerance (default: compat (max high - min low)*0.01, else atr:0.5)",
+    )
+    parser.add_argument(  # context features (issue 15 points 2-7; names as in SmcParams)
+        "--param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="SMC context setting, repeatable, e.g. internal_length=5 zones=true (see the SMC README)",
     )
 
 
@@ -108,6 +114,7 @@ def _params(args: argparse.Namespace, bars: list[Bar]) -> SmcParams:
         join_fvg=args.join_fvg,
         liquidity_range=liq,
         compat=args.compat,
+        **parse_context_overrides(getattr(args, "param", None)),  # type: ignore[arg-type]
     )
 
 

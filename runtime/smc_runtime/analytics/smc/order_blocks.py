@@ -51,7 +51,9 @@ class _Side(msgspec.Struct, array_like=True):
     # (key, candle); an entry triggers when key < x (x oriented per side, see _update)
     unmitigated: list[tuple[float, int]] = []
     breakers: list[tuple[float, int]] = []
-    # context: breakers awaiting their retest, (bottom, candle) bullish side / (-top, candle) bearish
+    # context: breakers waiting to trade fully on their new side, (-bottom, candle) bullish side /
+    # (top, candle) bearish; then waiting for the retest, (bottom, candle) / (-top, candle)
+    arming: list[tuple[float, int]] = []
     retests: list[tuple[float, int]] = []
     swing_ok: bool = True  # the swing bar passes the OB volatility filter
 
@@ -154,7 +156,12 @@ class OrderBlockDetector(msgspec.Struct, array_like=True):
                     out.append(msgspec.structs.replace(ob.breaker_event, action="final", final_at=t))
                 if self.compat and bull:
                     self.bull_mitigated[candle] = 0
-        if self.breaker_events and side.retests:
+            if self.breaker_events and len(side.arming) + len(side.retests) > 2 * len(side.obs) + 64:
+                side.arming = [e for e in side.arming if e[1] in side.obs]
+                side.retests = [e for e in side.retests if e[1] in side.obs]
+                heapq.heapify(side.arming)
+                heapq.heapify(side.retests)
+        if self.breaker_events and (side.retests or side.arming):
             self._retest(side, i, t, reclaim, out)
         live = side.unmitigated
         x = -mit if bull else mit
@@ -189,13 +196,16 @@ class OrderBlockDetector(msgspec.Struct, array_like=True):
                         scope=self.scope,
                     )
                     out.append(ob.breaker_event)
-                    heapq.heappush(side.retests, (ob.bottom if bull else -ob.top, candle))
+                    heapq.heappush(side.arming, (-ob.bottom if bull else ob.top, candle))
 
     def _retest(self, side: _Side, i: int, t: int, reclaim: float, out: list[SmcEvent]) -> None:
-        """First re-entry into a breaker from its new side (a bar that reached back inside the
-        zone without reclaiming it: reclaiming bars deleted the breaker just before)."""
+        """Retest: the first bar that reaches back into the zone after price traded wholly on the
+        breaker's new side (a bar that reclaimed the zone deleted the breaker just before). Then
+        arm the breakers this bar left the zone for (``reclaim`` is the bar's high on the
+        bullish-OB side, its low on the bearish one)."""
+        bull = side.d == 1
         heap = side.retests
-        x = reclaim if side.d == 1 else -reclaim
+        x = reclaim if bull else -reclaim
         while heap and heap[0][0] <= x:
             candle = heapq.heappop(heap)[1]
             ob = side.obs.get(candle)
@@ -203,6 +213,11 @@ class OrderBlockDetector(msgspec.Struct, array_like=True):
                 continue  # deleted (reclaimed) earlier: stale entry
             ob.breaker_event = msgspec.structs.replace(ob.breaker_event, action="retested", retest_index=i)
             out.append(ob.breaker_event)
+        arm = side.arming
+        while arm and arm[0][0] < -x:  # bullish side: high < bottom; bearish: low > top
+            key, candle = heapq.heappop(arm)
+            if candle in side.obs:
+                heapq.heappush(heap, (-key, candle))
 
     def _create(self, side: _Side, i: int, t: int, c: float, buf: BarBuffer, out: list[SmcEvent]) -> None:
         if side.swing < 0 or side.crossed:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["FVG_MITIGATION_LEVELS", "SmcParams", "parse_fvg_min_size", "parse_liquidity_range"]
+__all__ = [
+    "CONTEXT_PARAMS",
+    "FVG_MITIGATION_LEVELS",
+    "SmcParams",
+    "parse_context_overrides",
+    "parse_fvg_min_size",
+    "parse_liquidity_range",
+]
 
 FVG_MITIGATION_LEVELS = ("touch", "ce", "full")
 
@@ -151,3 +158,43 @@ class SmcParams:
         if self.compat and kind == "atr":
             return "range", 0.01
         return kind, value
+
+
+# settable from `smc-runtime detect --param KEY=VALUE`: name -> type
+CONTEXT_PARAMS: dict[str, type] = {
+    "internal_length": int,
+    "internal_confluence": bool,
+    "trend": bool,
+    "zones": bool,
+    "fvg_min_size": str,
+    "fvg_mitigation": str,
+    "inverse_fvg": bool,
+    "ob_atr_filter": float,
+    "breakers": bool,
+    "sweep_outcome": bool,
+}
+
+
+def parse_context_overrides(items: list[str] | None) -> dict[str, object]:
+    """``["zones=true", "internal_length=5"]`` -> SmcParams keyword arguments; raise ``ValueError``."""
+    out: dict[str, object] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        typ = CONTEXT_PARAMS.get(key.strip())
+        if not sep or typ is None:
+            raise ValueError(
+                f"--param expects KEY=VALUE with KEY one of {sorted(CONTEXT_PARAMS)}, got {item!r}"
+            )
+        raw = raw.strip()
+        if typ is bool:
+            if raw.lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                raise ValueError(f"--param {key}: expected true or false, got {raw!r}")
+            out[key.strip()] = raw.lower() in ("true", "1", "yes", "on")
+        elif typ is str:
+            out[key.strip()] = raw
+        else:
+            try:
+                out[key.strip()] = typ(raw)
+            except ValueError:
+                raise ValueError(f"--param {key}: not a {typ.__name__}: {raw!r}") from None
+    return out
