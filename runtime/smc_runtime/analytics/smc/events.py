@@ -131,11 +131,13 @@ class SmcEvent(msgspec.Struct, frozen=True, kw_only=True):
     strong_low: bool | None = None
 
     def to_dict(self) -> dict[str, object]:
-        """JSON-ready dict in declaration order (stable): every library field, and the context
-        fields that are set (so records of the five patterns look as they always did)."""
+        """JSON-ready dict in declaration order (stable): every library field, the context fields
+        of the event's pattern (``PATTERN_FIELDS``, null when unset) and other context fields only
+        when set, so records of the five patterns look as they always did."""
         d = {f: getattr(self, f) for f in self.__struct_fields__}
+        own = PATTERN_FIELDS[self.pattern]
         for f in _EXTENSION_FIELDS:
-            if d[f] is None:
+            if d[f] is None and f not in own:
                 del d[f]
         return d
 
