@@ -443,3 +443,29 @@ def test_detection_settings_reach_the_engine() -> None:
     assert isinstance(eng, SmcEngine)
     assert eng.params.internal_length == 5 and eng.params.fvg_mitigation == "full"
     assert msgspec.msgpack.decode(eng.snapshot())  # encodable
+
+
+def test_detect_command_param_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`smc-runtime detect --param KEY=VALUE` switches context features on; bad keys fail with 2."""
+    import argparse
+
+    from smc_runtime import detect_command
+
+    bars = random_series(2, 600, "walk")
+    csv = tmp_path / "bars.csv"
+    csv.write_text("timestamp_ms,open,high,low,close,volume\n" + "".join(
+        f"{b.timestamp_ms},{b.open!r},{b.high!r},{b.low!r},{b.close!r},{b.volume!r}\n" for b in bars))
+    parser = argparse.ArgumentParser()
+    detect_command.add_arguments(parser)
+    base = ["--input", str(csv), "--swing-length", "6"]
+    assert detect_command.main(parser.parse_args(base)) == 0
+    plain = capsys.readouterr().out.splitlines()
+    flags = ["--param", "internal_length=2", "--param", "breakers=true", "--param", "zones=on"]
+    assert detect_command.main(parser.parse_args(base + flags)) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert {"breaker_block", "zones"} <= {d["pattern"] for d in lines}
+    assert {d.get("scope") for d in lines if d["pattern"] == "swing"} == {"swing", "internal"}
+    assert [json.dumps({k: v for k, v in d.items() if k != "scope"}) for d in lines
+            if d.get("scope") in (None, "swing") and d["pattern"] not in ("breaker_block", "zones")] == plain
+    assert detect_command.main(parser.parse_args([*base, "--param", "swing_length=3"])) == 2
+    assert "--param" in capsys.readouterr().err
