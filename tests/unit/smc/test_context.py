@@ -421,6 +421,10 @@ def test_param_validation_and_overrides() -> None:
         SmcParams(fvg_mitigation="half")
     with pytest.raises(ValueError, match="internal_confluence"):
         SmcParams(internal_confluence=True)
+    # an int filter is stored as a float, so a restored engine snapshots the same bytes
+    eng = SmcEngine(SmcParams(ob_atr_filter=2))
+    assert type(eng.params.ob_atr_filter) is float
+    assert SmcEngine.restore(eng.snapshot()).snapshot() == eng.snapshot()
     assert parse_context_overrides(["internal_length=3", "zones=on", "fvg_min_size=atr:0.5"]) == {
         "internal_length": 3, "zones": True, "fvg_min_size": "atr:0.5"}
     with pytest.raises(ValueError):

@@ -111,6 +111,9 @@ class SmcParams:
         self._check_context()
 
     def _check_context(self) -> None:
+        if isinstance(self.ob_atr_filter, int) and not isinstance(self.ob_atr_filter, bool):
+            # an int would be snapshotted as an int and restored as a float: other bytes
+            object.__setattr__(self, "ob_atr_filter", float(self.ob_atr_filter))
         il = self.internal_length
         if isinstance(il, bool) or not isinstance(il, int) or il < 0:
             raise ValueError("internal_length must be an int >= 0")
