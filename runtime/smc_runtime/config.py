@@ -217,6 +217,32 @@ class DetectionSettings(_Model):
             parse_series_list(self.series, self.mode == "compat", self.swing_length)
         return self
 
+    # SMC context features (issue 15, default mode only, all off by default; see the SMC README).
+    internal_length: int = Field(0, ge=0, le=499)  # internal structure swing length, < swing_length
+    internal_confluence: bool = False
+    trend: bool = False
+    zones: bool = False
+    fvg_min_size: str = Field("", pattern=r"^(|auto|(abs|atr):[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?)$")
+    fvg_mitigation: Literal["touch", "ce", "full"] = "touch"
+    inverse_fvg: bool = False
+    ob_atr_filter: float = Field(0.0, ge=0, le=1000)
+    breakers: bool = False
+    sweep_outcome: bool = False
+
+    @model_validator(mode="after")
+    def _context_consistent(self) -> DetectionSettings:
+        if self.internal_length and self.internal_length >= self.swing_length:
+            raise ValueError("detection.internal_length must be smaller than swing_length (0 = off)")
+        if self.internal_confluence and not self.internal_length:
+            raise ValueError("detection.internal_confluence needs internal_length > 0")
+        context = (self.internal_length or self.trend or self.zones or self.fvg_min_size
+                   or self.fvg_mitigation != "touch" or self.inverse_fvg or self.ob_atr_filter
+                   or self.breakers or self.sweep_outcome)
+        if context and self.mode == "compat":
+            raise ValueError("detection context features (internal_length, trend, zones, fvg_*, "
+                             "inverse_fvg, ob_atr_filter, breakers, sweep_outcome) need mode 'default'")
+        return self
+
 
 class AlertSettings(_Model):
     watched_symbols: list[str] = []
@@ -228,6 +254,11 @@ class AlertSettings(_Model):
     # series events (detection.series): a previous period's high/low broken; a session opened/closed
     previous_levels_broken: bool = True
     sessions: bool = True
+    # SMC context alerts (off by default, like the detection features whose events they read:
+    # sweep_outcome, breakers, trend)
+    liquidity_sweeps: bool = False
+    breaker_retests: bool = False
+    trend_changes: bool = False
 
 
 PLUGIN_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
@@ -383,6 +414,10 @@ def worst_case_snapshot_bytes(settings: ProcessorSettings) -> dict[str, int]:
                + detection.max_open_fvgs * _SMC_FVG_BYTES + _SMC_EVENT_BUDGET)
         if detection.series:  # the smc_series detector: a swing buffer like the engine's + small calculators
             smc += (2 * detection.swing_length + 2 * 256) * _SMC_BAR_BYTES + 1024 * len(detection.series)
+        if detection.inverse_fvg:  # waiting and live inverse gaps, bounded by max_open_fvgs too
+            smc += detection.max_open_fvgs * _SMC_FVG_BYTES
+        if detection.internal_length:  # a second scope's swings, structure and order blocks
+            smc += _SMC_EVENT_BUDGET
         kline += smc
         if settings.enrichment.klines.bars_from_trades:
             trade += smc + 128

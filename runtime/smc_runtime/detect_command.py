@@ -20,7 +20,7 @@ from typing import TextIO
 from smc_runtime.analytics.smc.bars import Bar
 from smc_runtime.analytics.smc.engine import InvalidBarError, SmcEngine
 from smc_runtime.analytics.smc.events import conformance_dict
-from smc_runtime.analytics.smc.params import SmcParams
+from smc_runtime.analytics.smc.params import SmcParams, parse_context_overrides
 from smc_runtime.analytics.smc.series import SeriesEngine, SeriesSpec, parse_series
 from smc_runtime.analytics.smc.series.engine import ROW_COLUMNS
 
@@ -83,6 +83,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--plot-from", type=int, default=None, metavar="I", help="first bar drawn (default: the last N)"
     )
     parser.add_argument("--plot-bars", type=int, default=300, metavar="N", help="bars drawn (default 300)")
+    parser.add_argument(  # context features (issue 15 points 2-7; names as in SmcParams)
+        "--param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="SMC context setting, repeatable, e.g. internal_length=5 zones=true (see the SMC README)",
+    )
 
 
 def _rows(stream: TextIO) -> Iterator[tuple[int, Bar]]:
@@ -156,6 +162,7 @@ def _params(args: argparse.Namespace, bars: list[Bar]) -> SmcParams:
         join_fvg=args.join_fvg,
         liquidity_range=liq,
         compat=args.compat,
+        **parse_context_overrides(getattr(args, "param", None)),  # type: ignore[arg-type]
     )
 
 
