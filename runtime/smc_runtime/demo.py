@@ -257,6 +257,9 @@ def replay(producer: Producer, records: Sequence[MarketRecord], rate: float | No
 
 DEMO_SERIES = ["previous_high_low:1h", "sessions:Asian kill zone", "retracements"]
 SERIES_PATTERNS = ("previous_high_low", "session", "retracement")
+# the context features (issue 15 points 2-7, off by default), all on so the summary shows their events
+DEMO_CONTEXT: dict[str, Any] = {"internal_length": 3, "trend": True, "zones": True, "inverse_fvg": True,
+                                "breakers": True, "sweep_outcome": True}
 
 
 def _print_events(name: str, events: list[dict[str, Any]], keys: tuple[str, ...]) -> None:
@@ -298,7 +301,8 @@ def summarize(bootstrap: str, inputs: dict[str, int], outputs: OutputTopics, dra
     print("\nSMC patterns by type (examples):")
     for pattern, events in sorted(patterns.items(), key=lambda kv: -len(kv[1])):
         if pattern not in SERIES_PATTERNS:
-            _print_events(pattern, events, ("action", "direction", "level", "top", "bottom"))
+            _print_events(pattern, events, ("action", "direction", "scope", "level", "top", "bottom",
+                                            "bias", "outcome"))
     print("\nSMC series events by type (detector smc_series; detection.series = "
           f"{', '.join(DEMO_SERIES)}):")
     for pattern in SERIES_PATTERNS:
@@ -376,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "input_topics": input_topics, "output_topics": outputs.by_role(),
                 "enrichment": {"klines": {"bars_from_trades": False}},
                 # the per-bar series (issue 15), chosen to fire within the demo's hours from 00:00 UTC
-                "detection": {"series": DEMO_SERIES},
+                "detection": {"series": DEMO_SERIES, **DEMO_CONTEXT},
             }},
             "monitoring": {"metrics_port": metrics_port, "health_check_port": health_port,
                            "log_level": "INFO"},
