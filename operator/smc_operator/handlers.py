@@ -30,6 +30,7 @@ from smc_operator.crd import GROUP, PLURAL, VERSION
 from smc_operator.lag import LagError, LagReader, client_config
 from smc_operator.render import Owner, RenderProblem, referenced_secrets, render
 from smc_operator.scaling import ScalerMemory, decide, memory_from_status, memory_to_status
+from smc_operator.signals import workload_signals
 from smc_operator.spec import StreamProcessorSpec, parse_spec
 from smc_operator.status import (
     health_conditions,
@@ -377,13 +378,15 @@ def poll(
         metrics.CONSUMER_LAG.labels(namespace, name).set(sample.total_lag)
         if auto.enabled:
             memory = mem.scaler if mem.scaler is not None else memory_from_status(status.get("autoscaler"))
-            decision = decide(auto, current, sample, memory)
+            signals = workload_signals(namespace, name, sts, parsed.ports.health, auto.hold_on_open_breaker)
+            decision = decide(auto, current, sample, memory, signals)
             mem.scaler = decision.memory
             desired = decision.desired
             patch["autoscaler"] = {
                 **memory_to_status(decision.memory),
                 "recommendedReplicas": decision.recommended,
                 "decision": decision.reason,
+                "heldBy": decision.held_by,
             }
             _log(
                 "scale_decision",
