@@ -224,15 +224,13 @@ def rate_recommendation(
 def settled(
     policy: AutoscalingSpec, memory: ScalerMemory, current: int, signals: WorkloadSignals, now: float
 ) -> tuple[bool, float | None]:
-    """Whether the last rescale has settled, and the updated ``ready_since``."""
-    if memory.rescaled_at is None:
-        return True, memory.ready_since
-    all_ready = signals.ready is None or signals.ready >= current
-    ready_since = memory.ready_since
-    if not all_ready:
+    """Whether consumption runs at steady state (every replica Ready for ``rescaleSettleSeconds``: the
+    group has rebalanced and state is restored), and the updated ``ready_since``."""
+    if signals.ready is not None and signals.ready < current:
         return False, None
-    if ready_since is None:
-        ready_since = now
+    ready_since = memory.ready_since if memory.ready_since is not None else now
+    if signals.ready is None and memory.rescaled_at is None:
+        return True, ready_since  # nothing known and nothing changed: trust the measurement
     return now - ready_since >= policy.rescale_settle_seconds, ready_since
 
 
@@ -333,7 +331,7 @@ def decide(
             f", clamped to [{policy.min_replicas}, {upper}]"
             f" (max {policy.max_replicas}, {sample.partition_count} partitions)"
         )
-    if policy.mode == "rate" and not is_settled and recommended != current:
+    if policy.mode == "rate" and memory.rescaled_at is not None and not is_settled and recommended != current:
         held_by = "settling"
         why += (
             f"; held at {current} while the last rescale settles (ready {signals.ready}/{current},"
@@ -391,7 +389,7 @@ def decide(
         events += (ScaleEvent(now, desired - current),)
         rescaled_at, ready_since, is_settled = now, None, False
     elif is_settled:
-        rescaled_at, ready_since = None, None
+        rescaled_at = None
     samples = (
         *(s for s in memory.samples if s.time >= now - policy.rate_window_seconds),
         SampleTotals(now, sample.log_end_sum(), sample.consumed_sum(), desired, is_settled),

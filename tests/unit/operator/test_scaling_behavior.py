@@ -129,7 +129,8 @@ def test_rate_mode_holds_while_new_pods_are_not_ready_then_settle() -> None:
         behavior={"scaleUp": {"policies": [{"type": "Percent", "value": 1000, "periodSeconds": 1}]}},
     )
     ready = WorkloadSignals(ready=1)
-    m = decide(p, current=1, sample=lagged(0, 6000, committed=0), memory=ScalerMemory(), signals=ready).memory
+    long_ready = ScalerMemory(ready_since=-100.0)  # the one pod has run for a while
+    m = decide(p, current=1, sample=lagged(0, 6000, committed=0), memory=long_ready, signals=ready).memory
     # 1 replica consumed 500 in 10 s: 50/s; 6000 lag / 10 s target -> 12 replicas.
     d = decide(p, current=1, sample=lagged(10, 6000, committed=500 // 20 * 1), memory=m, signals=ready)
     assert d.memory.per_replica_rate is not None
@@ -213,6 +214,20 @@ def test_no_scale_out_while_a_replica_reports_the_breaker_open() -> None:
     assert down.desired == 1  # scale-down is not blocked
     off = policy(holdOnOpenBreaker=False)
     assert decide(off, current=2, sample=lagged(0, 2000), memory=ScalerMemory(), signals=sick).desired == 6
+
+
+def test_a_pod_that_is_not_ready_pauses_the_rate_measurement_but_not_decisions() -> None:
+    p = policy(mode="rate", rescaleSettleSeconds=5, lagThreshold=100)
+    d = decide(p, current=2, sample=lagged(0, 200), memory=ScalerMemory(), signals=WorkloadSignals(ready=1))
+    assert d.memory.samples[-1].settled is False and d.held_by is None  # no rescale of ours pending
+    d = decide(
+        p, current=2, sample=lagged(3, 200, committed=10), memory=d.memory, signals=WorkloadSignals(ready=2)
+    )
+    assert d.memory.per_replica_rate is None and d.memory.ready_since == 3
+    d = decide(
+        p, current=2, sample=lagged(9, 200, committed=20), memory=d.memory, signals=WorkloadSignals(ready=2)
+    )
+    assert d.memory.samples[-1].settled is True
 
 
 def test_new_memory_survives_a_status_round_trip() -> None:
