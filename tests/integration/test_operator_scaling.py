@@ -10,6 +10,7 @@ import http.server
 import itertools
 import json
 import math
+import re
 import threading
 import time
 import uuid
@@ -330,6 +331,20 @@ class FakeKubelet:
         return res.returncode == 0
 
 
+def _series(text: str, namespace: str, name: str) -> dict[str, float]:
+    """The operator's series of one CR, keyed by metric name plus its other labels."""
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"^(\w+)\{(.*)\} (\S+)$", line)
+        if not m:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+        if labels.pop("namespace", None) == namespace and labels.pop("name", None) == name:
+            rest = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+            out[m.group(1) + (f"{{{rest}}}" if rest else "")] = float(m.group(3))
+    return out
+
+
 def _scale_ups(kubectl: Kubectl, ns: str, name: str) -> list[str]:
     return [e.get("message", "") for e in events(kubectl, ns, name) if e["reason"] == "ScaledUp"]
 
@@ -373,6 +388,11 @@ def test_a_lag_burst_scales_up_no_faster_than_the_policy_allows(
     assert max(gaps) <= period + 3, gaps  # and not needlessly slower
     status = status_of(kubectl, namespace, "burst")
     assert any("behavior policies" in m for m in _scale_ups(kubectl, namespace, "burst")), status
+    # Per-CR operator metrics: the last successful lag poll is recent, the scale-ups are counted.
+    values = _series(operator.metrics(), namespace, "burst")
+    assert time.time() - values["smc_operator_lag_poll_last_success_timestamp_seconds"] < 10, values
+    ups = values.get('smc_operator_scale_events_total{direction="up"}')
+    assert ups == partitions - 1, values
 
 
 def test_rate_mode_does_not_overshoot_after_a_rescale(
