@@ -91,6 +91,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     import smc_operator.handlers  # noqa: F401  (registers the handlers with kopf's default registry)
 
     metrics.serve(args.metrics_port, args.metrics_address)
+    if args.namespace and not any(ch in ns for ns in args.namespace for ch in "*?[!"):
+        # Namespaced install (Roles only): kopf would list and watch namespaces and CRDs cluster-wide,
+        # be forbidden, retry for about a minute and only then fall back to the names given. Named
+        # namespaces need neither scan (kopf still discovers the CRD's API group once at start).
+
+        @kopf.on.startup(id="namespaced-scope")
+        def namespaced_scope(settings: kopf.OperatorSettings, **_: object) -> None:
+            settings.scanning.disabled = True
+
 
     def run() -> None:
         kopf.run(
