@@ -5,6 +5,7 @@ module (tests/testbed/helm.py); kubectl is the bed's. The chart then installs in
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,21 @@ def helm() -> Path:
     return binary
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's floats are YAML 1.1 (``1e-12`` is a string there); kustomize writes YAML 1.2 (``1e-12``
+    for the CRD's ``1.0e-12``): parse both the 1.2 way so only real differences differ."""
+
+
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$|^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$"),
+    list("-+0123456789."),
+)
+
+
 def objects(text: str) -> dict[tuple[str, str, str, str], dict[str, Any]]:
     out = {}
-    for doc in yaml.safe_load_all(text):
+    for doc in yaml.load_all(text, Loader=_Yaml12Loader):
         if not doc:
             continue
         meta = doc["metadata"]
