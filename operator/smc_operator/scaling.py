@@ -165,6 +165,10 @@ class Decision:
         return "none"
 
 
+# Status lists are bounded (the CRD's maxItems is 4096): a window longer than this many polls keeps the
+# newest MAX_KEPT entries (pollIntervalSeconds 0.5 with a 3600 s window: the newest 4000 polls, ~33 minutes).
+MAX_KEPT = 4000
+
 # The HPA's defaults (k8s.io/api autoscaling/v2 HPAScalingRules).
 DEFAULT_SCALE_UP = (
     ScalingPolicy(type="Pods", value=4, period_seconds=15),
@@ -265,7 +269,7 @@ def _push(
     if kept and kept[-1].replicas == rec.replicas:
         kept.pop()
     kept.append(rec)
-    return tuple(kept)
+    return tuple(kept[-MAX_KEPT:])
 
 
 def _policy_limit(
@@ -393,7 +397,7 @@ def decide(
     samples = (
         *(s for s in memory.samples if s.time >= now - policy.rate_window_seconds),
         SampleTotals(now, sample.log_end_sum(), sample.consumed_sum(), desired, is_settled),
-    )
+    )[-MAX_KEPT:]
     new_memory = replace(
         memory,
         recommendations=window,
