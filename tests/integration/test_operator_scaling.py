@@ -208,6 +208,7 @@ def test_rate_mode_scales_to_the_catch_up_target_then_back(
     produce_backlog(kafka_bootstrap, topic, partitions, per_partition)
     ends = [per_partition] * partitions
     cr = sample_cr("rated", kafka_bootstrap, [topic])
+    cr["spec"]["resources"] = UNSCHEDULABLE
     cr["spec"]["autoscaling"] = {
         "enabled": True,
         "mode": "rate",
@@ -276,10 +277,14 @@ def test_rate_mode_scales_to_the_catch_up_target_then_back(
     assert rows[-1]["lag"] == 0 and rows[-1]["replicas"] == 1, rows[-1]
 
 
+UNSCHEDULABLE = {"requests": {"cpu": "1000", "memory": "64Mi"}, "limits": {"memory": "64Mi"}}
+
+
 class FakeKubelet:
     """Plays the kubelet for a StatefulSet's pods on a bed without a node: a pod first seen at ``t`` turns
     Running and Ready (pod IP 127.0.0.1) at ``t + start_delay`` through the pods' status subresource, so
-    the StatefulSet controller counts it in ``readyReplicas`` as it would a real one."""
+    the StatefulSet controller counts it in ``readyReplicas`` as it would a real one. CRs it serves ask
+    for ``UNSCHEDULABLE`` resources: on a bed with a node no real kubelet ever gets (and rewrites) them."""
 
     def __init__(self, kubectl: Kubectl, namespace: str, name: str, start_delay: float) -> None:
         self.kubectl, self.namespace, self.name, self.delay = kubectl, namespace, name, start_delay
@@ -410,6 +415,7 @@ def test_rate_mode_does_not_overshoot_after_a_rescale(
     produce_backlog(kafka_bootstrap, topic, partitions, per_partition)
     ends = [per_partition] * partitions
     cr = sample_cr("settle", kafka_bootstrap, [topic])
+    cr["spec"]["resources"] = UNSCHEDULABLE
     cr["spec"]["autoscaling"] = {
         "enabled": True,
         "mode": "rate",
@@ -508,6 +514,7 @@ def test_no_scale_out_while_replicas_report_the_breaker_open(
     topic = make_topic(partitions=partitions, prefix="op-breaker")
     health = _BreakerHealth()
     cr = sample_cr("sick", kafka_bootstrap, [topic])
+    cr["spec"]["resources"] = UNSCHEDULABLE
     cr["spec"]["ports"] = {"metrics": 8080, "health": health.port}
     cr["spec"]["autoscaling"] = {
         "enabled": True,
