@@ -6,8 +6,9 @@ peering record can pause a new one until it expires). A Lease is what Strimzi, K
 controller-runtime use, ``kubectl get lease`` shows who leads, and its optimistic concurrency
 (``resourceVersion``) makes acquisition atomic.
 
-Protocol (client-go's ``leaderelection`` semantics): a candidate takes the Lease when it is free or its
-holder has not renewed for ``leaseDurationSeconds``; the leader renews every ``renew_period``. A leader
+Protocol (client-go's ``leaderelection`` semantics): a candidate takes the Lease when it is free or it
+has not seen the record change for ``leaseDurationSeconds`` (on its own clock); the leader renews every
+``renew_period``. A leader
 that cannot renew before its lease would expire stops kopf and exits non-zero (the pod restarts as a
 standby): it must stop acting before anyone else may start. On a graceful stop the leader releases the
 Lease so a standby takes over at once instead of after a lease duration. Only the leader runs kopf at all,
@@ -42,7 +43,7 @@ class LeaseView:
     """The fields of a Lease the election reads (``None``: no Lease yet)."""
 
     holder: str | None
-    renewed_at: float | None  # epoch seconds
+    renewed_at: float | None  # epoch seconds on the reader's clock: when it first saw this record
     duration_s: float
     transitions: int = 0
 
@@ -82,6 +83,7 @@ class LeaseElector:
     def __init__(self, namespace: str, name: str, identity: str, duration_s: float) -> None:
         self.namespace, self.name, self.identity, self.duration_s = namespace, name, identity, duration_s
         self._api = client.CoordinationV1Api()
+        self._observed: tuple[object, float] = (None, 0.0)
 
     def _read(self) -> tuple[LeaseView | None, Any]:
         try:
@@ -91,9 +93,14 @@ class LeaseElector:
                 return None, None
             raise
         spec = obj.spec
+        # Expiry is judged on this process's clock, from when it first saw the current record (as
+        # client-go does), not from the holder's renewTime: clocks of two nodes may disagree.
+        record = (spec.holder_identity, str(spec.renew_time), obj.metadata.resource_version)
+        if record != self._observed[0]:
+            self._observed = (record, time.time())
         view = LeaseView(
             holder=spec.holder_identity,
-            renewed_at=_epoch(spec.renew_time or spec.acquire_time),
+            renewed_at=self._observed[1] if spec.holder_identity else None,
             duration_s=float(spec.lease_duration_seconds or self.duration_s),
             transitions=int(spec.lease_transitions or 0),
         )

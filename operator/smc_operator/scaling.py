@@ -239,10 +239,17 @@ def settled(
 
 
 def window_rates(
-    memory: ScalerMemory, sample: LagSample, current: int, window_s: float
+    memory: ScalerMemory,
+    sample: LagSample,
+    current: int,
+    window_s: float,
+    *,
+    settled_now: bool = True,
+    min_span_s: float = 0.0,
 ) -> tuple[float | None, float | None]:
     """Produce rate over the window; per-replica consume rate over its trailing run of settled samples
-    taken at the current replica count (an earlier estimate is kept when that run is too short)."""
+    taken at the current replica count, once that run spans ``min_span_s`` (consumers commit in bursts:
+    a rate over a second or two is noise). Until then, and while unsettled, the earlier estimate stays."""
     produce, per_replica = memory.produce_rate, memory.per_replica_rate
     horizon = sample.time - window_s
     in_window = [s for s in memory.samples if s.time >= horizon and s.time < sample.time]
@@ -254,7 +261,7 @@ def window_rates(
         if not s.settled or s.replicas != current:
             break
         run.append(s)
-    if run and current > 0:
+    if run and current > 0 and settled_now and sample.time - run[-1].time >= min_span_s:
         first = run[-1]
         consumed = max(0, sample.consumed_sum() - first.committed) / (sample.time - first.time)
         if consumed > 0:
@@ -313,7 +320,10 @@ def decide(
     total = sample.total_lag
     upper = upper_bound(policy, sample.partition_count)
     is_settled, ready_since = settled(policy, memory, current, signals, now)
-    produce, per_replica = window_rates(memory, sample, current, policy.rate_window_seconds)
+    min_span = min(float(policy.rate_window_seconds), max(2 * policy.poll_interval_seconds, 5.0))
+    produce, per_replica = window_rates(
+        memory, sample, current, policy.rate_window_seconds, settled_now=is_settled, min_span_s=min_span
+    )
     active = total > policy.activation_lag_threshold
     held_by: str | None = None
 

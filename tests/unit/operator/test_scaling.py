@@ -33,6 +33,7 @@ def policy(**overrides: object) -> AutoscalingSpec:
         "scaleDownStabilizationSeconds": 30,
         "behavior": FREE,
         "rescaleSettleSeconds": 0,
+        "pollIntervalSeconds": 1,  # R needs a run of max(2 polls, 5 s); these polls are 5-10 s apart
     }
     base.update(overrides)
     return AutoscalingSpec.model_validate(base)

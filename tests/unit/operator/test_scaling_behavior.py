@@ -21,7 +21,13 @@ from smc_operator.spec import AutoscalingSpec
 
 
 def policy(**overrides: Any) -> AutoscalingSpec:
-    base: dict[str, Any] = {"enabled": True, "minReplicas": 1, "maxReplicas": 20, "lagThreshold": 100}
+    base: dict[str, Any] = {
+        "enabled": True,
+        "minReplicas": 1,
+        "maxReplicas": 20,
+        "lagThreshold": 100,
+        "pollIntervalSeconds": 1,
+    }
     base.update(overrides)
     return AutoscalingSpec.model_validate(base)
 
