@@ -36,7 +36,9 @@ class _Yaml12Loader(yaml.SafeLoader):
 
 _Yaml12Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$|^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$"),
+    re.compile(
+        r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$|^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$"
+    ),
     list("-+0123456789."),
 )
 
@@ -150,3 +152,11 @@ def test_the_rendered_chart_is_accepted_by_the_apiserver(helm: Path, kubectl: Ku
         "apply", "--dry-run=server", "--server-side", "--force-conflicts", "-f", "-", input=result.stdout
     )
     assert "deployment.apps/smc-operator" in applied.stdout
+
+
+def test_helm_lint_passes_with_default_and_namespaced_values(helm: Path) -> None:
+    for extra in ([], ["--set", "watchNamespaces={a,b}", "--set", "leaderElection.enabled=false"]):
+        result = subprocess.run(
+            [str(helm), "lint", str(CHART), *extra], capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0 and "0 chart(s) failed" in result.stdout, result.stdout + result.stderr
