@@ -170,6 +170,8 @@ def test_a_graceful_stop_hands_the_lease_over_at_once(
         started.append(c)
     first = wait_for(lambda: holder(kubectl, lease), timeout=20, what="a leader")
     leader, standby = (a, b) if first == "op-a" else (b, a)
+    time.sleep(2 * RENEW_S)
+    assert holder(kubectl, lease) == first and leader.leading() and not standby.leading()  # exactly one
     stopped = time.monotonic()
     leader.stop()  # SIGTERM: kopf stops, the Lease is released
     assert leader.proc is not None and leader.proc.returncode == 0
