@@ -3,6 +3,7 @@
 
     .venv/bin/python benchmarks/bench_smc.py            # 100k (ours + library), 1M (ours)
     .venv/bin/python benchmarks/bench_smc.py --full     # also the library at 1M (minutes)
+    .venv/bin/python -m benchmarks.bench_smc --context-only   # engine with each context feature
 
 Per-detector cost = time of a loop driving that detector (plus the swings it consumes) minus
 the time of the same loop without it (best of 3). Times are process CPU time, so other load on
@@ -28,6 +29,7 @@ from smc_runtime.analytics.smc.fvg import FvgDetector
 from smc_runtime.analytics.smc.liquidity import LiquidityDetector
 from smc_runtime.analytics.smc.order_blocks import OrderBlockDetector
 from smc_runtime.analytics.smc.params import SmcParams
+from smc_runtime.analytics.smc.series import SeriesEngine, parse_series
 from smc_runtime.analytics.smc.structure import StructureDetector
 from smc_runtime.analytics.smc.swings import SwingDetector, SwingPoint
 from smc_runtime.detect_command import detect_lines
@@ -118,7 +120,60 @@ def per_detector(bars: list[Bar]) -> list[tuple[str, float]]:
     rows.append(("detectors total (sum of above, excl. intake)", sum(r[1] for r in rows[1:])))
     rows.append(("SmcEngine.on_bar, default mode (all, incl. intake)", eng_t[0]))
     rows.append(("SmcEngine.on_bar, compat mode (all, incl. intake)", eng_t[1]))
+    rows.extend(series_cost(bars))
     return [(name, sec / n * 1e6) for name, sec in rows]
+
+
+SERIES = ("previous_high_low:1D", "previous_high_low:4h", "sessions:London", "retracements")
+
+
+def series_cost(bars: list[Bar]) -> list[tuple[str, float]]:
+    """Seconds of the per-bar series (issue 15), each alone and all four, default mode."""
+    out = []
+    for names in [(s,) for s in SERIES] + [SERIES]:
+        best = math.inf
+        for _ in range(3):
+            eng = SeriesEngine([parse_series(s) for s in names], compat=False, swing_length=L)
+            t0 = time.process_time()
+            for b in bars:
+                eng.on_bar(b)
+            eng.finalize()
+            best = min(best, time.process_time() - t0)
+        out.append(("series " + (names[0] if len(names) == 1 else "all four") + " (incl. intake)", best))
+    return out
+
+
+# issue 15 context features, each on its own over the five patterns, then all together
+CONTEXT_SETS: dict[str, dict[str, object]] = {
+    "internal structure (internal_length=3, confluence)": {"internal_length": 3, "internal_confluence": True},
+    "trend + zones": {"trend": True, "zones": True},
+    "FVG controls (atr:0.5 min size, ce, inverse)": {
+        "fvg_min_size": "atr:0.5", "fvg_mitigation": "ce", "inverse_fvg": True},
+    "OB ATR filter 2.0 + breakers": {"ob_atr_filter": 2.0, "breakers": True},
+    "sweep outcome": {"sweep_outcome": True},
+}
+
+
+def context_costs(bars: list[Bar]) -> list[tuple[str, float]]:
+    """Microseconds per bar of the whole engine (default mode) with each context feature set on,
+    and with all of them (the whole detector set)."""
+    everything: dict[str, object] = {}
+    for extra in CONTEXT_SETS.values():
+        everything.update(extra)
+    rows: list[tuple[str, float]] = []
+    sets = [("five patterns only", {}), *CONTEXT_SETS.items(), ("whole set (all of the above)", everything)]
+    for name, extra in sets:
+        params = SmcParams(swing_length=L, liquidity_range="abs:0.0001", **extra)  # type: ignore[arg-type]
+        best = math.inf
+        for _ in range(3):
+            eng = SmcEngine(params)
+            t0 = time.process_time()
+            for b in bars:
+                eng.on_bar(b)
+            eng.finalize()
+            best = min(best, time.process_time() - t0)
+        rows.append((name, best / len(bars) * 1e6))
+    return rows
 
 
 def time_it(fn: Callable[[], object]) -> float:
@@ -152,11 +207,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--full", action="store_true", help="also run the library at 1M bars (slow)")
     ap.add_argument("--micro-bars", type=int, default=200_000)
+    ap.add_argument("--context-only", action="store_true", help="only the context-feature table")
     args = ap.parse_args()
     os.environ.setdefault("SMC_CREDIT", "0")
 
     micro = make_bars(args.micro_bars)
-    print(f"## per-bar cost, L={L}, {len(micro):,} bars (us/bar)\n")
+    print(f"## SmcEngine.on_bar with the context features (default mode), L={L}, {len(micro):,} bars\n")
+    print(f"| {'features on':<52} | {'us/bar':>8} |\n|{'-' * 54}|{'-' * 10}|")
+    for name, us in context_costs(micro):
+        print(f"| {name:<52} | {us:8.2f} |", flush=True)
+    if args.context_only:
+        return
+    print(f"\n## per-bar cost, L={L}, {len(micro):,} bars (us/bar)\n")
     print(f"| {'component':<52} | {'us/bar':>8} |\n|{'-' * 54}|{'-' * 10}|")
     for name, us in per_detector(micro):
         print(f"| {name:<52} | {us:8.2f} |")

@@ -275,6 +275,31 @@ def status_schema() -> dict[str, Any]:
                             "replicas": integer,
                         },
                     },
+                    "samples": {
+                        "type": "array",
+                        "maxItems": 4096,
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "time": {"type": "number"},
+                                "logEnd": integer,
+                                "committed": integer,
+                                "replicas": integer,
+                                "settled": {"type": "boolean"},
+                            },
+                        },
+                    },
+                    "scaleEvents": {
+                        "type": "array",
+                        "maxItems": 4096,
+                        "items": {
+                            "type": "object",
+                            "properties": {"time": {"type": "number"}, "delta": integer},
+                        },
+                    },
+                    "rescaledAt": {"type": "number"},
+                    "readySince": {"type": "number"},
+                    "heldBy": {"type": "string", "maxLength": 32},
                     "produceRate": {"type": "number"},
                     "perReplicaRate": {"type": "number"},
                     "recommendedReplicas": integer,

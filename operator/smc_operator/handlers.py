@@ -30,6 +30,7 @@ from smc_operator.crd import GROUP, PLURAL, VERSION
 from smc_operator.lag import LagError, LagReader, client_config
 from smc_operator.render import Owner, RenderProblem, referenced_secrets, render
 from smc_operator.scaling import ScalerMemory, decide, memory_from_status, memory_to_status
+from smc_operator.signals import workload_signals
 from smc_operator.spec import StreamProcessorSpec, parse_spec
 from smc_operator.status import (
     health_conditions,
@@ -365,6 +366,7 @@ def poll(
     problem: tuple[str, str] | None
     desired = current if auto.enabled else parsed.replicas
     scaling_now = False
+    signals, held_by, scaled = None, None, None  # for metrics.observe_poll
     if isinstance(sample, LagError):
         problem = (sample.reason, sample.message)
         mem.failures += 1
@@ -377,13 +379,16 @@ def poll(
         metrics.CONSUMER_LAG.labels(namespace, name).set(sample.total_lag)
         if auto.enabled:
             memory = mem.scaler if mem.scaler is not None else memory_from_status(status.get("autoscaler"))
-            decision = decide(auto, current, sample, memory)
+            signals = workload_signals(namespace, name, sts, parsed.ports.health, auto.hold_on_open_breaker)
+            decision = decide(auto, current, sample, memory, signals)
+            held_by = decision.held_by
             mem.scaler = decision.memory
             desired = decision.desired
             patch["autoscaler"] = {
                 **memory_to_status(decision.memory),
                 "recommendedReplicas": decision.recommended,
                 "decision": decision.reason,
+                "heldBy": decision.held_by,
             }
             _log(
                 "scale_decision",
@@ -408,6 +413,7 @@ def poll(
                     patch["lastScaleTime"] = iso(now)
                     patch["lastScaleReason"] = message
                     metrics.SCALE_DECISIONS.labels(decision.direction, auto.mode).inc()
+                    scaled = decision.direction
     problem = mem.reconcile_problem or problem
     if problem != mem.reported_problem:
         if problem is not None:
@@ -417,7 +423,12 @@ def poll(
             kopf.info(body, reason="Recovered", message="problems cleared")
         mem.reported_problem = problem
 
-    metrics.DESIRED_REPLICAS.labels(namespace, name).set(desired)
+    metrics.observe_poll(
+        namespace, name, now=now, error=sample.reason if isinstance(sample, LagError) else None,
+        current=current, ready=int((sts.get("status") or {}).get("readyReplicas") or 0), desired=desired,
+        breaker_open=signals.breaker_open if signals is not None else None, held_by=held_by, scaled=scaled,
+        degraded=problem is not None,
+    )
     generation = meta.get("generation") if mem.reconcile_problem is None else None
     patch.update(
         _workload_status(sts, desired, problem, status, now=now, generation=generation, scaling=scaling_now)

@@ -5,6 +5,14 @@ see ``LagReader._committed``), the log-end offset
 under ``read_committed`` (so transaction markers of exactly-once producers do not count as lag) and the
 log-start offset (a partition the group never committed to is read from its start:
 ``auto.offset.reset=earliest``). Failures come back as a ``LagError`` value for the handler to report.
+
+Transactional inputs: every transaction ends in a control record (commit/abort marker) that takes an
+offset but is never delivered. A consumer that commits "last record + 1" (the runtime does, as most EOS
+consumers) leaves its committed offset on the final marker, so offsets alone say lag 1 per partition
+forever (the KEDA bug class, kedacore/keda#5675). For a partition whose offset gap is small
+(``<= MARKER_TAIL_MAX``) the reader fetches from the committed offset under ``read_committed``: when it
+reaches the end without a record, the gap is markers (or aborted records) only and the lag is 0. The
+verdict is cached per (partition, committed, log end), so an idle partition costs one fetch, not one per poll.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
@@ -22,6 +30,7 @@ from smc_operator.scaling import LagSample, PartitionLag
 _COORDINATOR_ERRORS = frozenset({KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE,
                                  KafkaError.COORDINATOR_LOAD_IN_PROGRESS})
 _RETRY_PAUSE_S = 0.1
+MARKER_TAIL_MAX = 16  # offset gaps up to this are checked for being control records only
 _LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]
 _EARLIEST = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
 
@@ -40,6 +49,8 @@ class LagReader:
         self._timeout = timeout_s
         self._clients: dict[tuple[tuple[str, str], ...], AdminClient] = {}
         self._probes: dict[tuple[tuple[tuple[str, str], ...], str], Consumer] = {}
+        self._tails: dict[tuple[tuple[str, str], ...], Consumer] = {}
+        self._tail_verdicts: dict[tuple[str, int, int, int], bool] = {}
         self._lock = threading.Lock()
 
     def _client(self, config: Mapping[str, str]) -> AdminClient:
@@ -63,6 +74,64 @@ class LagReader:
                 self._probes[key] = probe
             return probe
 
+    def _tail_reader(self, config: Mapping[str, str]) -> Consumer:
+        key = tuple(sorted(config.items()))
+        with self._lock:
+            reader = self._tails.get(key)
+            if reader is None:
+                # Assigned partitions only (never subscribes, never commits): the group id is a placeholder.
+                reader = Consumer({
+                    **config, "group.id": "smc-operator-marker-probe", "enable.auto.commit": False,
+                    "enable.auto.offset.store": False, "isolation.level": "read_committed",
+                    "enable.partition.eof": True, "fetch.wait.max.ms": 50,
+                    "socket.connection.setup.timeout.ms": "3000",
+                })
+                self._tails[key] = reader
+            return reader
+
+    def markers_only(
+        self, config: Mapping[str, str], gaps: list[tuple[str, int, int, int]]
+    ) -> set[tuple[str, int]]:
+        """Of ``(topic, partition, committed, log_end)`` gaps, those holding no deliverable record."""
+        verdicts: dict[tuple[str, int], bool] = {}
+        todo: list[tuple[str, int, int, int]] = []
+        for gap in gaps:
+            known = self._tail_verdicts.get(gap)
+            if known is None:
+                todo.append(gap)
+            else:
+                verdicts[(gap[0], gap[1])] = known
+        if todo:
+            reader = self._tail_reader(config)
+            ends = {(t, p): end for t, p, _, end in todo}
+            reader.assign([TopicPartition(t, p, committed) for t, p, committed, _ in todo])
+            pending = set(ends)
+            deadline = time.monotonic() + self._timeout
+            try:
+                while pending and time.monotonic() < deadline:
+                    msg = reader.poll(0.2)
+                    if msg is None:
+                        continue
+                    key = (msg.topic(), msg.partition())
+                    if key not in pending:
+                        continue
+                    error = msg.error()
+                    if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                        verdicts[key] = True
+                        pending.discard(key)
+                    elif error is None:
+                        offset = msg.offset()
+                        verdicts[key] = offset is not None and offset >= ends[key]
+                        pending.discard(key)
+            finally:
+                reader.unassign()
+            for t, p, committed, end in todo:
+                if (t, p) in verdicts:
+                    self._tail_verdicts[(t, p, committed, end)] = verdicts[(t, p)]
+            if len(self._tail_verdicts) > 100_000:
+                self._tail_verdicts.clear()
+        return {key for key, only_markers in verdicts.items() if only_markers}
+
     def forget_group(self, group: str) -> None:
         """Close the offset probes of a group nobody asks about any more (its resource is gone)."""
         with self._lock:
@@ -76,6 +145,9 @@ class LagReader:
             self._clients.pop(key, None)
             stale = [k for k in self._probes if k[0] == key]
             probes = [self._probes.pop(k) for k in stale]
+            tail = self._tails.pop(key, None)
+            if tail is not None:
+                probes.append(tail)
         for probe in probes:
             probe.close()
 
@@ -107,7 +179,7 @@ class LagReader:
             earliest = self._offsets(admin, partitions, _EARLIEST)
         except KafkaException as exc:
             return LagError("OffsetsUnavailable", f"cannot read offsets of group {group!r}: {exc}")
-        rows = tuple(
+        rows = [
             PartitionLag(
                 topic=tp.topic,
                 partition=tp.partition,
@@ -116,8 +188,16 @@ class LagReader:
                 log_start=earliest[(tp.topic, tp.partition)],
             )
             for tp in partitions
-        )
-        return LagSample(time=now, partitions=rows)
+        ]
+        gaps = [(r.topic, r.partition, r.committed, r.log_end) for r in rows
+                if r.committed is not None and 0 < r.lag <= MARKER_TAIL_MAX]
+        if gaps:
+            try:
+                markers = self.markers_only(config, gaps)
+            except KafkaException:
+                markers = set()  # unverified: count the gap (an over-estimate, never a missed backlog)
+            rows = [replace(r, committed=r.log_end) if (r.topic, r.partition) in markers else r for r in rows]
+        return LagSample(time=now, partitions=tuple(rows))
 
     def _committed(self, probe: Consumer, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]:
         """The group's committed offsets via ``Consumer.committed`` on a consumer with the group's id

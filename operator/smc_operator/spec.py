@@ -75,6 +75,32 @@ class ResourcesSpec(_Spec):
     limits: ResourceList = ResourceList(memory="1Gi")
 
 
+class ScalingPolicy(_Spec):
+    """At most ``value`` pods (``Pods``) or ``value`` percent (``Percent``) per ``periodSeconds``
+    (the HPA's ``HPAScalingPolicy``)."""
+
+    type: Literal["Pods", "Percent"]
+    value: int = Field(ge=1, le=10_000)
+    period_seconds: int = Field(ge=1, le=1800)
+
+
+class ScalingRules(_Spec):
+    """One direction of ``autoscaling.behavior`` (the HPA's ``HPAScalingRules``).
+
+    Unset fields take the HPA's defaults: scale-up 0 s window, ``max(4 pods, 100%)`` per 15 s; scale-down
+    ``scaleDownStabilizationSeconds`` window, 100% per 15 s.
+    """
+
+    stabilization_window_seconds: int | None = Field(None, ge=0, le=3600)
+    select_policy: Literal["Max", "Min", "Disabled"] = "Max"
+    policies: list[ScalingPolicy] | None = Field(None, min_length=1, max_length=10)
+
+
+class ScalingBehavior(_Spec):
+    scale_up: ScalingRules = ScalingRules()
+    scale_down: ScalingRules = ScalingRules()
+
+
 class AutoscalingSpec(_Spec):
     """Lag-driven replica count (see ``scaling.py`` and docs/operator.md for the formulas)."""
 
@@ -88,6 +114,10 @@ class AutoscalingSpec(_Spec):
     scale_down_stabilization_seconds: int = Field(300, ge=0, le=3600)
     poll_interval_seconds: float = Field(15, ge=0.5, le=3600)
     target_catch_up_seconds: int = Field(60, ge=1, le=86400)
+    behavior: ScalingBehavior = ScalingBehavior()
+    rate_window_seconds: int = Field(60, ge=1, le=3600)
+    rescale_settle_seconds: int = Field(30, ge=0, le=3600)
+    hold_on_open_breaker: bool = True
 
 
 class StreamProcessorSpec(_Spec):

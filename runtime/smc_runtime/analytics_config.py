@@ -103,6 +103,43 @@ class DetectionSettings(StrictModel):
     # and would grow a key's state without bound; beyond this the oldest is given up (a `final`
     # event). Bounds the key's snapshot (see worst_case_snapshot_bytes).
     max_open_fvgs: int = Field(200, ge=1, le=100_000)
+    # Per-bar series (SMC README "Series"), each its `smc_signals` events: previous_high_low:TF,
+    # sessions:NAME[@ZONE] (e.g. London, Custom:06:00-09:00@Europe/London), retracements. Off if empty.
+    series: list[str] = Field(default_factory=list, max_length=32)
+
+    @model_validator(mode="after")
+    def _series_valid(self) -> DetectionSettings:
+        if self.series:
+            from smc_runtime.analytics.smc.series.factory import parse_series_list
+
+            parse_series_list(self.series, self.mode == "compat", self.swing_length)
+        return self
+
+    # SMC context features (issue 15, default mode only, all off by default; see the SMC README).
+    internal_length: int = Field(0, ge=0, le=499)  # internal structure swing length, < swing_length
+    internal_confluence: bool = False
+    trend: bool = False
+    zones: bool = False
+    fvg_min_size: str = Field("", pattern=r"^(|auto|(abs|atr):[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?)$")
+    fvg_mitigation: Literal["touch", "ce", "full"] = "touch"
+    inverse_fvg: bool = False
+    ob_atr_filter: float = Field(0.0, ge=0, le=1000)
+    breakers: bool = False
+    sweep_outcome: bool = False
+
+    @model_validator(mode="after")
+    def _context_consistent(self) -> DetectionSettings:
+        if self.internal_length and self.internal_length >= self.swing_length:
+            raise ValueError("detection.internal_length must be smaller than swing_length (0 = off)")
+        if self.internal_confluence and not self.internal_length:
+            raise ValueError("detection.internal_confluence needs internal_length > 0")
+        context = (self.internal_length or self.trend or self.zones or self.fvg_min_size
+                   or self.fvg_mitigation != "touch" or self.inverse_fvg or self.ob_atr_filter
+                   or self.breakers or self.sweep_outcome)
+        if context and self.mode == "compat":
+            raise ValueError("detection context features (internal_length, trend, zones, fvg_*, "
+                             "inverse_fvg, ob_atr_filter, breakers, sweep_outcome) need mode 'default'")
+        return self
 
 
 class AlertSettings(StrictModel):
@@ -112,3 +149,11 @@ class AlertSettings(StrictModel):
     imbalance_threshold: float = Field(0.8, gt=0, le=1)
     large_trades: bool = True
     orderbook_gaps: bool = True
+    # series events (detection.series): a previous period's high/low broken; a session opened/closed
+    previous_levels_broken: bool = True
+    sessions: bool = True
+    # SMC context alerts (off by default, like the detection features whose events they read:
+    # sweep_outcome, breakers, trend)
+    liquidity_sweeps: bool = False
+    breaker_retests: bool = False
+    trend_changes: bool = False

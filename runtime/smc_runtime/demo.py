@@ -255,6 +255,21 @@ def replay(producer: Producer, records: Sequence[MarketRecord], rate: float | No
 
 # --- summary ----------------------------------------------------------------------------------------------
 
+DEMO_SERIES = ["previous_high_low:1h", "sessions:Asian kill zone", "retracements"]
+SERIES_PATTERNS = ("previous_high_low", "session", "retracement")
+# the context features (issue 15 points 2-7, off by default), all on so the summary shows their events
+DEMO_CONTEXT: dict[str, Any] = {"internal_length": 3, "trend": True, "zones": True, "inverse_fvg": True,
+                                "breakers": True, "sweep_outcome": True}
+
+
+def _print_events(name: str, events: list[dict[str, Any]], keys: tuple[str, ...]) -> None:
+    """One summary line per event type and two examples with the given fields."""
+    print(f"  {name:<28} {len(events):>6,}")
+    for event in events[:2]:
+        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(int(event.get("timestamp_ms", 0)) / 1000))
+        extra = {k: v for k, v in event.items() if k in keys and v is not None}
+        print(f"      {event['symbol']} {event.get('interval')} {when} {json.dumps(extra)}")
+
 
 def summarize(bootstrap: str, inputs: dict[str, int], outputs: OutputTopics, drain: tuple[int, float],
               latency: tuple[float | None, float | None], metrics: str, rate: float,
@@ -285,11 +300,15 @@ def summarize(bootstrap: str, inputs: dict[str, int], outputs: OutputTopics, dra
                                                          "interval": doc.get("interval"), **event})
     print("\nSMC patterns by type (examples):")
     for pattern, events in sorted(patterns.items(), key=lambda kv: -len(kv[1])):
-        print(f"  {pattern:<16} {len(events):>6,}")
-        for event in events[:2]:
-            when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(int(event.get("timestamp_ms", 0)) / 1000))
-            extra = {k: v for k, v in event.items() if k in ("action", "direction", "level", "top", "bottom")}
-            print(f"      {event['symbol']} {event.get('interval')} {when} {json.dumps(extra)}")
+        if pattern not in SERIES_PATTERNS:
+            _print_events(pattern, events, ("action", "direction", "scope", "level", "top", "bottom",
+                                            "bias", "outcome"))
+    print("\nSMC series events by type (detector smc_series; detection.series = "
+          f"{', '.join(DEMO_SERIES)}):")
+    for pattern in SERIES_PATTERNS:
+        for action in sorted({str(e.get("action")) for e in patterns.get(pattern, [])}):
+            _print_events(f"{pattern}/{action}", [e for e in patterns[pattern] if e.get("action") == action],
+                          ("series", "direction", "high", "low", "level", "deepest"))
     count, seconds = drain
     p50, p99 = latency
     print("\nPerformance (this machine, exactly-once):")
@@ -360,6 +379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "commit_interval_ms": args.commit_interval_ms, "batch_size": 2_000, "max_poll_records": 1_000,
                 "input_topics": input_topics, "output_topics": outputs.by_role(),
                 "enrichment": {"klines": {"bars_from_trades": False}},
+                # the per-bar series (issue 15), chosen to fire within the demo's hours from 00:00 UTC
+                "detection": {"series": DEMO_SERIES, **DEMO_CONTEXT},
             }},
             "monitoring": {"metrics_port": metrics_port, "health_check_port": health_port,
                            "log_level": "INFO"},

@@ -137,11 +137,21 @@ class Pipeline:
         if detectors is None:
             enabled = settings.detection.enabled and smc_engine_available()
             detectors = [SmcDetectorFactory(settings.detection)] if enabled else []
+            if enabled and settings.detection.series:  # per-bar series: analytics/smc/series (issue 15)
+                from smc_runtime.analytics.smc.series.factory import SeriesDetectorFactory
+
+                detectors.append(SeriesDetectorFactory(settings.detection.series,
+                                                       compat=settings.detection.mode == "compat",
+                                                       swing_length=settings.detection.swing_length))
         self._detector_factories: list[DetectorFactory] = [*detectors, *self._plugins.detectors]
         klines = enrichment.klines
         self._bar_builder = (TradeBarBuilder(klines.trade_bar_interval_ms)
                              if klines.bars_from_trades and self._detector_factories else None)
         rules = list(default_alert_rules(settings.alerts) if alert_rules is None else alert_rules)
+        if alert_rules is None and any(f.name == "smc_series" for f in detectors):  # issue 15: series alerts
+            from smc_runtime.analytics.smc.series.factory import series_alert_rules
+
+            rules.extend(series_alert_rules(settings.alerts.previous_levels_broken, settings.alerts.sessions))
         rules.extend(self._plugins.alert_rules)
         check_unique_names("enricher", [*(e.name for e in enrichers), TradeBarBuilder.name])
         check_unique_names("detector", [f.name for f in self._detector_factories])

@@ -36,6 +36,12 @@ def worst_case_snapshot_bytes(settings: ProcessorSettings) -> dict[str, int]:
     if detection.enabled:
         smc = ((2 * detection.swing_length + 2 * 256) * _SMC_BAR_BYTES
                + detection.max_open_fvgs * _SMC_FVG_BYTES + _SMC_EVENT_BUDGET)
+        if detection.series:  # the smc_series detector: a swing buffer like the engine's + small calculators
+            smc += (2 * detection.swing_length + 2 * 256) * _SMC_BAR_BYTES + 1024 * len(detection.series)
+        if detection.inverse_fvg:  # waiting and live inverse gaps, bounded by max_open_fvgs too
+            smc += detection.max_open_fvgs * _SMC_FVG_BYTES
+        if detection.internal_length:  # a second scope's swings, structure and order blocks
+            smc += _SMC_EVENT_BUDGET
         kline += smc
         if settings.enrichment.klines.bars_from_trades:
             trade += smc + 128

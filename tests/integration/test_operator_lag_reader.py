@@ -101,3 +101,52 @@ def test_unreachable_broker_is_a_lag_error() -> None:
     reader = LagReader(timeout_s=2.0)
     result = reader.read({"bootstrap.servers": "127.0.0.1:1"}, "any", ["topic"], time.time())
     assert isinstance(result, LagError) and result.reason == "KafkaUnreachable"
+
+
+def test_transactional_input_topic_leaves_no_lag_for_commit_markers(
+        kafka_bootstrap: str, make_topic: MakeTopic) -> None:
+    """Input written by an exactly-once producer: every transaction ends in a commit (or abort) marker that
+    takes an offset but is never delivered. A consumer that commits "last record + 1" (as the runtime does)
+    leaves its committed offset on the final marker; the reader must still report lag 0, not 1 per
+    partition (the KEDA bug class, kedacore/keda#5675), and must keep counting real records."""
+    topic = make_topic(partitions=3)
+    producer: Any = Producer({"bootstrap.servers": kafka_bootstrap,
+                              "transactional.id": f"eos-input-{uuid.uuid4().hex[:8]}"})
+    producer.init_transactions(30)
+    for round_ in range(4):
+        producer.begin_transaction()
+        for partition in range(3):
+            for i in range(5):
+                producer.produce(topic, value=f"{round_}-{i}".encode(), partition=partition)
+        if round_ == 2:
+            assert producer.flush(30) == 0  # on the log before the abort (else nothing is written)
+            producer.abort_transaction(30)  # an aborted batch plus its abort marker
+        else:
+            producer.commit_transaction(30)
+    group = f"eos-in-{uuid.uuid4().hex[:8]}"
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "isolation.level": "read_committed"})
+    consumer.subscribe([topic])
+    last: dict[int, int] = {}
+    deadline = time.monotonic() + 30
+    while len(last) < 3 or min(last.values()) < 22:  # the last committed record is at offset 22
+        assert time.monotonic() < deadline, last
+        msg = consumer.poll(0.5)
+        if msg is not None and msg.error() is None:
+            last[msg.partition()] = msg.offset()
+    # Runtime style: commit the offset after the last record processed (the final marker sits there).
+    after_last = [TopicPartition(topic, p, off + 1) for p, off in last.items()]
+    consumer.commit(offsets=after_last, asynchronous=False)
+    reader = LagReader()
+    raw = _sample(reader, kafka_bootstrap, group, topic)
+    assert {row.partition: row.log_end for row in raw.partitions} == {0: 24, 1: 24, 2: 24}  # 4 x (5 + marker)
+    assert raw.total_lag == 0, "commit markers counted as lag"
+    assert _committed(raw) == {0: 24, 1: 24, 2: 24}
+    assert _sample(reader, kafka_bootstrap, group, topic).total_lag == 0  # the cached verdict
+
+    # Two real records committed behind on partition 0: they count (offsets 21, 22, then the marker).
+    consumer.commit(offsets=[TopicPartition(topic, 0, 21)], asynchronous=False)
+    consumer.close()
+    behind = _sample(reader, kafka_bootstrap, group, topic)
+    assert behind.total_lag == 3 and _committed(behind)[0] == 21

@@ -61,6 +61,90 @@ class StructureBreakRule:
                        "index": event.get("index"), "broken_index": event.get("broken_index")})]
 
 
+def _smc_event(record: Any, watched: set[str], symbol: str, pattern: str) -> Mapping[str, Any] | None:
+    """The SMC event of a signal record if it has ``pattern`` and the symbol is watched."""
+    if not isinstance(record, Mapping) or (watched and symbol not in watched):
+        return None
+    event = record.get("event")
+    if not isinstance(event, Mapping) or event.get("pattern") != pattern:
+        return None
+    return event
+
+
+class LiquiditySweepRule:
+    """A liquidity pool (equal highs/lows) taken out, classified by the sweeping bar's close:
+    ``sweep`` (wick through, close back inside: a rejection) or ``breakout`` (close beyond).
+    Needs ``detection.sweep_outcome``."""
+
+    name = "liquidity_sweep"
+    kinds = frozenset({"signal"})
+
+    def __init__(self, watched_symbols: list[str]) -> None:
+        self._watched = {s.upper() for s in watched_symbols}
+
+    def evaluate(self, kind: str, symbol: str, timestamp_ms: int, record: Any,
+                 active: set[str]) -> list[Alert]:
+        event = _smc_event(record, self._watched, symbol, "liquidity")
+        if event is None or event.get("action") != "swept" or event.get("outcome") is None:
+            return []
+        side = "highs" if event.get("direction", 0) > 0 else "lows"
+        outcome = str(event["outcome"])
+        return [Alert(self.name, "warning", symbol, timestamp_ms,
+                      f"{outcome} of equal {side} on {symbol} {record.get('interval')} "
+                      f"at level {event.get('level')}",
+                      {"interval": record.get("interval"), "outcome": outcome,
+                       "direction": event.get("direction"), "level": event.get("level"),
+                       "index": event.get("index"), "swept": event.get("swept")})]
+
+
+class BreakerRetestRule:
+    """Price came back into a breaker block (a mitigated order block with flipped polarity) from
+    its new side without reclaiming it. Needs ``detection.breakers``."""
+
+    name = "breaker_retest"
+    kinds = frozenset({"signal"})
+
+    def __init__(self, watched_symbols: list[str]) -> None:
+        self._watched = {s.upper() for s in watched_symbols}
+
+    def evaluate(self, kind: str, symbol: str, timestamp_ms: int, record: Any,
+                 active: set[str]) -> list[Alert]:
+        event = _smc_event(record, self._watched, symbol, "breaker_block")
+        if event is None or event.get("action") != "retested":
+            return []
+        direction = "bullish" if event.get("direction", 0) > 0 else "bearish"
+        return [Alert(self.name, "warning", symbol, timestamp_ms,
+                      f"{direction} breaker retest on {symbol} {record.get('interval')} "
+                      f"[{event.get('bottom')}, {event.get('top')}]",
+                      {"interval": record.get("interval"), "direction": event.get("direction"),
+                       "top": event.get("top"), "bottom": event.get("bottom"), "index": event.get("index"),
+                       "retest_index": event.get("retest_index"), "scope": event.get("scope")})]
+
+
+class TrendChangeRule:
+    """The swing trend bias flipped (a close beyond the last final swing high/low). Needs
+    ``detection.trend``."""
+
+    name = "trend_change"
+    kinds = frozenset({"signal"})
+
+    def __init__(self, watched_symbols: list[str]) -> None:
+        self._watched = {s.upper() for s in watched_symbols}
+
+    def evaluate(self, kind: str, symbol: str, timestamp_ms: int, record: Any,
+                 active: set[str]) -> list[Alert]:
+        event = _smc_event(record, self._watched, symbol, "trend")
+        if event is None or event.get("action") != "formed":
+            return []
+        bias = "bullish" if event.get("direction", 0) > 0 else "bearish"
+        return [Alert(self.name, "info", symbol, timestamp_ms,
+                      f"{symbol} {record.get('interval')} trend turned {bias} "
+                      f"(close beyond swing level {event.get('level')})",
+                      {"interval": record.get("interval"), "bias": event.get("direction"),
+                       "level": event.get("level"), "swing_index": event.get("swing_index"),
+                       "index": event.get("index")})]
+
+
 class SpreadBlowoutRule:
     """The spread widens beyond ``spread_bps_threshold`` basis points."""
 
@@ -144,6 +228,12 @@ def default_alert_rules(settings: AlertSettings) -> list[AlertRule]:
     rules: list[AlertRule] = []
     if settings.structure_breaks:
         rules.append(StructureBreakRule(settings.watched_symbols))
+    if settings.liquidity_sweeps:
+        rules.append(LiquiditySweepRule(settings.watched_symbols))
+    if settings.breaker_retests:
+        rules.append(BreakerRetestRule(settings.watched_symbols))
+    if settings.trend_changes:
+        rules.append(TrendChangeRule(settings.watched_symbols))
     rules.append(SpreadBlowoutRule(settings.spread_bps_threshold))
     rules.append(ImbalanceRule(settings.imbalance_threshold))
     if settings.large_trades:

@@ -38,6 +38,16 @@ class SmcDetectorFactory:
             liquidity_range=settings.liquidity_range,
             compat=settings.mode == "compat",
             max_open_fvgs=0 if settings.mode == "compat" else settings.max_open_fvgs,
+            internal_length=settings.internal_length,
+            internal_confluence=settings.internal_confluence,
+            trend=settings.trend,
+            zones=settings.zones,
+            fvg_min_size=settings.fvg_min_size,
+            fvg_mitigation=settings.fvg_mitigation,
+            inverse_fvg=settings.inverse_fvg,
+            ob_atr_filter=settings.ob_atr_filter,
+            breakers=settings.breakers,
+            sweep_outcome=settings.sweep_outcome,
         )
 
     def create(self) -> BarDetector:

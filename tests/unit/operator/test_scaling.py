@@ -1,4 +1,7 @@
-"""scaling.decide: KEDA-compatible threshold rule, rate-aware rule, bounds, activation, stabilization."""
+"""scaling.decide: KEDA-compatible threshold rule, rate-aware rule, bounds, activation, stabilization.
+
+HPA-style rate limits, settling and the breaker hold are in test_scaling_behavior.py; the formula tests here
+lift the default scale-up limit (``FREE``) so they see the formula's result in one step."""
 
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ from smc_operator.scaling import (
 )
 from smc_operator.spec import AutoscalingSpec
 
+FREE = {"scaleUp": {"policies": [{"type": "Pods", "value": 1000, "periodSeconds": 1}]}}
+
 
 def policy(**overrides: object) -> AutoscalingSpec:
     base: dict[str, object] = {
@@ -26,6 +31,9 @@ def policy(**overrides: object) -> AutoscalingSpec:
         "maxReplicas": 10,
         "lagThreshold": 1000,
         "scaleDownStabilizationSeconds": 30,
+        "behavior": FREE,
+        "rescaleSettleSeconds": 0,
+        "pollIntervalSeconds": 1,  # R needs a run of max(2 polls, 5 s); these polls are 5-10 s apart
     }
     base.update(overrides)
     return AutoscalingSpec.model_validate(base)
@@ -64,12 +72,18 @@ def test_tolerance_band_keeps_current_count() -> None:
     assert beyond.desired == 6
 
 
-def test_below_activation_threshold_recommends_min_replicas() -> None:
+def test_activation_as_keda_decides_only_zero_or_not() -> None:
     p = policy(activationLagThreshold=500, minReplicas=0)
     idle = decide(p, current=0, sample=sample(0, [200, 200]), memory=ScalerMemory())
     active = decide(p, current=0, sample=sample(0, [400, 400]), memory=ScalerMemory())
-    assert idle.desired == 0
-    assert active.desired == 1
+    assert idle.desired == 0 and "inactive" in idle.reason
+    assert active.desired == 1  # active: at least one replica, even though ceil(800 / 1000) is 1 anyway
+    # With minReplicas >= 1 KEDA's activation changes nothing: lag 3000 <= activation 5000 still scales to 3.
+    keda = policy(activationLagThreshold=5000, minReplicas=1, maxReplicas=10)
+    assert decide(keda, current=1, sample=sample(0, [1000] * 3), memory=ScalerMemory()).desired == 3
+    # Exactly at the threshold is inactive (KEDA: active when lag > activationLagThreshold).
+    at = decide(p, current=0, sample=sample(0, [250, 250]), memory=ScalerMemory())
+    assert at.desired == 0
 
 
 def test_uncommitted_partition_counts_from_log_start() -> None:
@@ -127,10 +141,10 @@ def test_rate_mode_falls_back_to_threshold_until_a_rate_is_measured() -> None:
 
 def test_rate_mode_picks_smallest_count_meeting_the_catch_up_target() -> None:
     p = policy(mode="rate", targetCatchUpSeconds=20, maxReplicas=8, lagThreshold=1_000_000)
-    first = decide(p, current=2, sample=_rate_sample(0, 80_000, 0), memory=ScalerMemory())
+    first = decide(p, current=1, sample=_rate_sample(0, 80_000, 0), memory=ScalerMemory())
     # 10 s later: the 1 replica consumed 800 (80/s), producers added 80 (8/s).
     second = decide(p, current=first.desired, sample=_rate_sample(10, 80_080, 800), memory=first.memory)
-    assert first.desired == 1  # threshold fallback: ceil(80000 / 1e6); no earlier recommendation holds it
+    assert first.desired == 1  # threshold fallback: ceil(80000 / 1e6)
     r, prod = second.memory.per_replica_rate, second.memory.produce_rate
     assert r is not None and prod is not None
     assert math.isclose(r, 800 / 10 / first.desired) and math.isclose(prod, 8.0)
@@ -141,8 +155,7 @@ def test_rate_mode_picks_smallest_count_meeting_the_catch_up_target() -> None:
 
 def test_rate_mode_with_no_lag_keeps_up_with_producers() -> None:
     p = policy(mode="rate", minReplicas=1, maxReplicas=8, scaleDownStabilizationSeconds=0)
-    m = decide(p, current=4, sample=_rate_sample(0, 8000, 8000), memory=ScalerMemory()).memory
-    m = ScalerMemory(last_sample=SampleTotals(0, 8000, 8000, 4))
+    m = ScalerMemory(samples=(SampleTotals(0, 8000, 8000, 4),))
     d = decide(p, current=4, sample=_rate_sample(10, 9000, 9000), memory=m)
     # 4 replicas consumed 100/s (25/s each); producers 100/s -> need 4 to keep up.
     assert d.total_lag == 0 and d.desired == 4
@@ -150,8 +163,8 @@ def test_rate_mode_with_no_lag_keeps_up_with_producers() -> None:
 
 def test_rate_mode_unreachable_target_goes_to_upper_bound() -> None:
     p = policy(mode="rate", targetCatchUpSeconds=1, maxReplicas=5)
-    m = decide(p, current=1, sample=_rate_sample(0, 800_000, 0, partitions=8), memory=ScalerMemory()).memory
-    d = decide(p, current=5, sample=_rate_sample(10, 800_000, 100, partitions=8), memory=m)
+    m = ScalerMemory(samples=(SampleTotals(0, 800_000, 0, 5),))
+    d = decide(p, current=5, sample=_rate_sample(10, 800_000, 500, partitions=8), memory=m)
     assert d.desired == 5 and "unreachable" in d.reason
 
 

@@ -11,11 +11,12 @@ import msgspec
 
 from .bars import Bar, validate_bar
 from .buffer import BarBuffer
+from .context import ContextDetector
 from .events import SmcEvent, event_key, sort_key
 from .fvg import FvgDetector
 from .liquidity import LiquidityDetector
 from .order_blocks import OrderBlockDetector
-from .params import SmcParams
+from .params import SmcParams, parse_fvg_min_size
 from .structure import StructureDetector
 from .swings import SwingDetector, SwingPoint
 
@@ -52,6 +53,12 @@ class _State(msgspec.Struct, array_like=True):
     tr_sum: float = 0.0
     prev_close: float = 0.0
     book: dict[int, SmcEvent] = {}
+    # context features (issue 15), appended with defaults so older snapshots still decode
+    atr_on: bool = False  # ATR14 needed by a context feature (liquidity atr: computes it anyway)
+    iswings: SwingDetector | None = None  # internal structure: swings, BOS/CHoCH, OBs
+    istructure: StructureDetector | None = None
+    iob: OrderBlockDetector | None = None
+    ctx: ContextDetector | None = None  # trend bias and zones
 
 
 _ENCODER = msgspec.msgpack.Encoder()
@@ -70,16 +77,48 @@ class SmcEngine:
 
     def __init__(self, params: SmcParams, *, keep_final: bool = False) -> None:
         kind, value = params.liquidity_tolerance()
+        scope = "swing" if params.internal_length else None
+        length = params.swing_length
+        min_kind, min_value = parse_fvg_min_size(params.fvg_min_size)
         self._s = _State(
             version=_SNAPSHOT_VERSION,
             params=params,
             keep_final=keep_final,
             buf=BarBuffer(),
-            swings=SwingDetector(params.swing_length, params.compat),
-            fvg=FvgDetector(params.join_fvg, max_open=params.max_open_fvgs),
-            structure=StructureDetector(params.compat, params.close_break),
-            ob=OrderBlockDetector(params.compat, params.close_mitigation, params.swing_length),
-            liq=LiquidityDetector(params.compat, kind, value),
+            swings=SwingDetector(length, params.compat, scope=scope),
+            fvg=FvgDetector(
+                params.join_fvg,
+                max_open=params.max_open_fvgs,
+                min_kind=min_kind,
+                min_value=min_value,
+                mitigation=params.fvg_mitigation,
+                inverse=params.inverse_fvg,
+            ),
+            structure=StructureDetector(params.compat, params.close_break, scope=scope),
+            ob=self._ob(params, length, scope),
+            liq=LiquidityDetector(params.compat, kind, value, outcomes=params.sweep_outcome),
+            atr_on=params.needs_atr(),
+        )
+        il = params.internal_length
+        if il:
+            s = self._s
+            s.iswings = SwingDetector(il, False, scope="internal")
+            s.istructure = StructureDetector(
+                False, params.close_break, scope="internal", confluence=params.internal_confluence
+            )
+            s.iob = self._ob(params, il, "internal")
+        if params.trend or params.zones:
+            self._s.ctx = ContextDetector(params.trend, params.zones)
+
+    @staticmethod
+    def _ob(params: SmcParams, length: int, scope: str | None) -> OrderBlockDetector:
+        return OrderBlockDetector(
+            params.compat,
+            params.close_mitigation,
+            length,
+            scope=scope,
+            atr_filter=params.ob_atr_filter,
+            breaker_events=params.breakers,
         )
 
     @property
@@ -111,7 +150,7 @@ class SmcEngine:
         lo = bar.low
         liq = s.liq
         atr = 0.0
-        if liq.kind == "atr":
+        if liq.kind == "atr" or s.atr_on:
             if t == 0:
                 tr = h - lo
             else:
@@ -131,7 +170,7 @@ class SmcEngine:
         s.fvg.on_bar(t, buf, out)
         structure = s.structure
         structure.on_bar_breaks(t, buf, out)
-        liq.on_bar(t, h, lo, out)
+        liq.on_bar(t, h, lo, out, bar.close)
         swings = s.swings
         finals: list[SwingPoint] = []
         swings.on_bar(t, buf, out, finals)
@@ -146,13 +185,36 @@ class SmcEngine:
         liq.check_final(t, length, pend_idx, out)
         ob = s.ob
         ob.advance(t, buf, pend_idx, swings.seen_candidate, out)
+        if s.ctx is not None:
+            s.ctx.on_bar(t, buf, finals, out)
         if not compat:
             keep = t - 2 * length
             cur = ob.cursor - 2
+            if s.iob is not None:
+                self._internal(t, buf, out)
+                icur = s.iob.cursor - 2
+                if icur < cur:
+                    cur = icur
             buf.prune(cur if cur < keep else keep)
         if out:
             self._fold(out)
         return out
+
+    def _internal(self, t: int, buf: BarBuffer, out: list[SmcEvent]) -> None:
+        """Internal-scope swings, BOS/CHoCH and OBs on bar ``t`` (same steps as the swing scope)."""
+        s = self._s
+        sw, st, ob = s.iswings, s.istructure, s.iob
+        assert sw is not None and st is not None and ob is not None
+        st.on_bar_breaks(t, buf, out)
+        finals: list[SwingPoint] = []
+        sw.on_bar(t, buf, out, finals)
+        if finals:
+            st.on_finals(finals, t, buf, out)
+            ob.queue.extend(finals)
+        pend = sw.pending
+        pend_idx = pend.index if pend is not None else None
+        st.check_final(t, sw.length, pend_idx, out)
+        ob.advance(t, buf, pend_idx, sw.seen_candidate, out)
 
     def finalize(self) -> list[SmcEvent]:
         """End of stream (SPEC 4.0): settle pending swings, runs, groups and the OB tail."""
@@ -174,6 +236,13 @@ class SmcEngine:
         s.liq.finalize(buf, out)
         s.ob.queue.extend(finals)
         s.ob.replay_to_end(n, buf, out)
+        if s.iswings is not None and s.istructure is not None and s.iob is not None:
+            ifinals: list[SwingPoint] = []
+            s.iswings.finalize(n, buf, out, ifinals)
+            s.istructure.on_finals(ifinals, n - 1, buf, out)
+            s.istructure.finalize()
+            s.iob.queue.extend(ifinals)
+            s.iob.replay_to_end(n, buf, out)
         if s.params.compat:
             s.ob.resolve_compat(buf, out)
         self._fold(out)

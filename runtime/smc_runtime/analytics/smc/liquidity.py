@@ -3,6 +3,9 @@
 Final swings are offered, in index order, to the open groups of their side in start order; the
 first whose band (anchored on its first level, inclusive) holds the level takes it. A group
 closes when swept: no swing at or after the sweep bar may join.
+
+With ``outcomes`` (context, default mode) the sweeping bar's close classifies it: back inside the
+band (a wick through and rejection) is a ``sweep``, beyond the band is a ``breakout``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class _Group(msgspec.Struct, array_like=True):
     swept: int = -1
     confirmed_at: int = -1
     event: SmcEvent | None = None
+    outcome: str | None = None  # sweep | breakout (context)
 
 
 class LiquidityDetector(msgspec.Struct, array_like=True):
@@ -48,8 +52,13 @@ class LiquidityDetector(msgspec.Struct, array_like=True):
     all_swings: list[SwingPoint] = []  # range mode only
     max_high: float = float("-inf")
     min_low: float = float("inf")
+    outcomes: bool = False  # classify sweeps by the close (context)
 
-    def on_bar(self, t: int, h: float, lo: float, out: list[SmcEvent]) -> None:
+    def _outcome(self, g: _Group, c: float) -> str:
+        """Close beyond the band edge the wick crossed: breakout; back inside: sweep."""
+        return "breakout" if ((c > g.hi) if g.direction == 1 else (c < g.lo)) else "sweep"
+
+    def on_bar(self, t: int, h: float, lo: float, out: list[SmcEvent], c: float = 0.0) -> None:
         """Sweep check of the open groups against bar ``t``."""
         if self.kind == "range":
             if h > self.max_high:
@@ -57,9 +66,9 @@ class LiquidityDetector(msgspec.Struct, array_like=True):
             if lo < self.min_low:
                 self.min_low = lo
             return
-        self._sweep(t, h, lo, out)
+        self._sweep(t, h, lo, out, c)
 
-    def _sweep(self, t: int, h: float, lo: float, out: list[SmcEvent]) -> None:
+    def _sweep(self, t: int, h: float, lo: float, out: list[SmcEvent], c: float = 0.0) -> None:
         hits: list[int] = []
         up = self.unswept_up
         while up and up[0][0] <= h:
@@ -73,9 +82,11 @@ class LiquidityDetector(msgspec.Struct, array_like=True):
         for idx in hits:
             g = self.groups[idx]
             g.swept = t
+            if self.outcomes:
+                g.outcome = self._outcome(g, c)
             self.swept_open.append(idx)
             if g.event is not None:
-                g.event = msgspec.structs.replace(g.event, action="swept", swept=t)
+                g.event = msgspec.structs.replace(g.event, action="swept", swept=t, outcome=g.outcome)
                 out.append(g.event)
 
     def on_finals(self, finals: list[SwingPoint], t: int, buf: BarBuffer, out: list[SmcEvent]) -> None:
@@ -115,6 +126,8 @@ class LiquidityDetector(msgspec.Struct, array_like=True):
                         g.swept = j + 1 + k
                         break
         self.groups[j] = g
+        if g.swept >= 0 and self.outcomes and buf is not None:
+            g.outcome = self._outcome(g, buf.c[g.swept - buf.base])
         if g.swept >= 0:
             self.swept_open.append(j)
         else:
@@ -136,6 +149,7 @@ class LiquidityDetector(msgspec.Struct, array_like=True):
             level=f32(mean) if self.compat else mean,
             end=g.end,
             swept=g.swept if g.swept >= 0 else None,
+            outcome=g.outcome,
         )
 
     def check_final(self, t: int, length: int, pending_index: int | None, out: list[SmcEvent]) -> None:

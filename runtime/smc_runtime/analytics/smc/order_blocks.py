@@ -30,6 +30,7 @@ class _Ob(msgspec.Struct, array_like=True):
     bottom: float
     breaker: bool = False
     event: SmcEvent | None = None
+    breaker_event: SmcEvent | None = None  # breaker_block events on (context)
 
 
 class _Side(msgspec.Struct, array_like=True):
@@ -50,6 +51,11 @@ class _Side(msgspec.Struct, array_like=True):
     # (key, candle); an entry triggers when key < x (x oriented per side, see _update)
     unmitigated: list[tuple[float, int]] = []
     breakers: list[tuple[float, int]] = []
+    # context: breakers waiting to trade fully on their new side, (-bottom, candle) bullish side /
+    # (top, candle) bearish; then waiting for the retest, (bottom, candle) / (-top, candle)
+    arming: list[tuple[float, int]] = []
+    retests: list[tuple[float, int]] = []
+    swing_ok: bool = True  # the swing bar passes the OB volatility filter
 
 
 class OrderBlockDetector(msgspec.Struct, array_like=True):
@@ -66,6 +72,10 @@ class OrderBlockDetector(msgspec.Struct, array_like=True):
     # the library's shared MitigatedIndex at the end of the bullish pass (0 if deleted)
     bear_candles: dict[int, int] = {}
     bull_mitigated: dict[int, int] = {}
+    # context features (default mode): scope tag, ATR volatility filter, breaker_block events
+    scope: str | None = None
+    atr_filter: float = 0.0
+    breaker_events: bool = False
 
     def ready(self, t: int, pending_index: int | None, seen_candidate: bool) -> bool:
         """Whether bar ``cursor`` can be decided: every swing below it is final (SPEC 4.4)."""
@@ -105,6 +115,8 @@ class OrderBlockDetector(msgspec.Struct, array_like=True):
             side.swing_ts = buf.ts[si]
             side.crossed = False
             side.ext = -1
+            if self.atr_filter:
+                side.swing_ok = buf.h[si] - buf.low[si] < self.atr_filter * buf.atr[si]
         o = buf.o[bi]
         h = buf.h[bi]
         lo = buf.low[bi]
@@ -113,6 +125,8 @@ class OrderBlockDetector(msgspec.Struct, array_like=True):
         self._create(self.bull, i, t, c, buf, out)
         self._update(self.bear, i, t, lo, max(o, c) if self.close_mitigation else h, out)
         self._create(self.bear, i, t, c, buf, out)
+        if self.atr_filter and h - lo >= self.atr_filter * buf.atr[bi]:
+            return  # volatility filter: a bar this wide is never an OB candle
         # extend the running extreme (bars swing+1 .. i-1 at the next bar)
         bull = self.bull
         if bull.swing >= 0 and (bull.ext < 0 or lo <= bull.ext_val):
@@ -138,8 +152,17 @@ class OrderBlockDetector(msgspec.Struct, array_like=True):
                 ob = side.obs.pop(candle)
                 assert ob.event is not None
                 out.append(msgspec.structs.replace(ob.event, action="retracted", final_at=t))
+                if ob.breaker_event is not None:
+                    out.append(msgspec.structs.replace(ob.breaker_event, action="final", final_at=t))
                 if self.compat and bull:
                     self.bull_mitigated[candle] = 0
+            if self.breaker_events and len(side.arming) + len(side.retests) > 2 * len(side.obs) + 64:
+                side.arming = [e for e in side.arming if e[1] in side.obs]
+                side.retests = [e for e in side.retests if e[1] in side.obs]
+                heapq.heapify(side.arming)
+                heapq.heapify(side.retests)
+        if self.breaker_events and (side.retests or side.arming):
+            self._retest(side, i, t, reclaim, out)
         live = side.unmitigated
         x = -mit if bull else mit
         if live and live[0][0] < x:
@@ -157,6 +180,44 @@ class OrderBlockDetector(msgspec.Struct, array_like=True):
                 heapq.heappush(brk, (ob.top if bull else -ob.bottom, candle))
                 if self.compat and bull:
                     self.bull_mitigated[candle] = mi
+                if self.breaker_events:
+                    ob.breaker_event = SmcEvent(
+                        pattern="breaker_block",
+                        action="formed",
+                        direction=-side.d,
+                        index=candle,
+                        timestamp_ms=ob.event.timestamp_ms,
+                        confirmed_at=t,
+                        top=ob.top,
+                        bottom=ob.bottom,
+                        mitigated_index=mi,
+                        swing_index=ob.event.swing_index,
+                        formed_at=i,
+                        scope=self.scope,
+                    )
+                    out.append(ob.breaker_event)
+                    heapq.heappush(side.arming, (-ob.bottom if bull else ob.top, candle))
+
+    def _retest(self, side: _Side, i: int, t: int, reclaim: float, out: list[SmcEvent]) -> None:
+        """Retest: the first bar that reaches back into the zone after price traded wholly on the
+        breaker's new side (a bar that reclaimed the zone deleted the breaker just before). Then
+        arm the breakers this bar left the zone for (``reclaim`` is the bar's high on the
+        bullish-OB side, its low on the bearish one)."""
+        bull = side.d == 1
+        heap = side.retests
+        x = reclaim if bull else -reclaim
+        while heap and heap[0][0] <= x:
+            candle = heapq.heappop(heap)[1]
+            ob = side.obs.get(candle)
+            if ob is None or ob.breaker_event is None:
+                continue  # deleted (reclaimed) earlier: stale entry
+            ob.breaker_event = msgspec.structs.replace(ob.breaker_event, action="retested", retest_index=i)
+            out.append(ob.breaker_event)
+        arm = side.arming
+        while arm and arm[0][0] < -x:  # bullish side: high < bottom; bearish: low > top
+            key, candle = heapq.heappop(arm)
+            if candle in side.obs:
+                heapq.heappush(heap, (-key, candle))
 
     def _create(self, side: _Side, i: int, t: int, c: float, buf: BarBuffer, out: list[SmcEvent]) -> None:
         if side.swing < 0 or side.crossed:
@@ -169,6 +230,8 @@ class OrderBlockDetector(msgspec.Struct, array_like=True):
         if side.ext >= 0:
             candle, ts = side.ext, side.ext_ts
             top, bottom = (side.ext_other, side.ext_val) if bull else (side.ext_val, side.ext_other)
+        elif self.atr_filter and not side.swing_ok:
+            return  # every candle since the swing, and the swing bar, failed the volatility filter
         else:  # i == swing + 1: the swing bar itself (library swaps it for bullish, 6.7)
             candle, ts = side.swing, side.swing_ts
             if bull and compat:
@@ -205,6 +268,7 @@ class OrderBlockDetector(msgspec.Struct, array_like=True):
             percentage=pct,
             swing_index=side.swing,
             formed_at=i,
+            scope=self.scope,
         )
         side.obs[candle] = _Ob(side.d, candle, i, top, bottom, False, ev)
         heapq.heappush(side.unmitigated, (-bottom if bull else top, candle))

@@ -31,6 +31,7 @@ class _Tracked(msgspec.Struct, array_like=True):
     kind: str = ""
     detected_at: int = -1
     emitted: bool = False
+    ok: bool = True  # the break bar passes the confluence filter (always, when it is off)
 
 
 class StructureDetector(msgspec.Struct, array_like=True):
@@ -46,6 +47,18 @@ class StructureDetector(msgspec.Struct, array_like=True):
     ghost_up: list[tuple[float, int]] = []
     ghost_down: list[tuple[float, int]] = []
     ghosts: list[tuple[int, int]] = []  # compat: (index, broken_index) rows with NaN BOS/CHOCH/Level
+    scope: str | None = None  # "internal" | "swing" when internal structure runs (context)
+    confluence: bool = False  # suppress events whose break bar's wicks contradict the break
+
+    def _confirms(self, direction: int, buf: BarBuffer, j: int) -> bool:
+        """Confluence filter (LuxAlgo's, with its operand fixed): a bullish break bar's upper wick
+        is not longer than its lower wick (it closed near its high), a bearish one mirrored."""
+        bi = j - buf.base
+        o = buf.o[bi]
+        c = buf.c[bi]
+        upper = buf.h[bi] - (o if o > c else c)
+        lower = (c if o > c else o) - buf.low[bi]
+        return upper <= lower if direction == 1 else lower <= upper
 
     # -- per bar -------------------------------------------------------------------------------
     def on_bar_breaks(self, t: int, buf: BarBuffer, out: list[SmcEvent]) -> None:
@@ -59,10 +72,14 @@ class StructureDetector(msgspec.Struct, array_like=True):
         for s in self.recent:
             if s.broken < 0 and t >= s.index + 2 and ((up > s.cmp) if s.direction == 1 else (down < s.cmp)):
                 s.broken = t
+                if self.confluence:
+                    s.ok = self._confirms(s.direction, buf, t)
         top_new: _Tracked | None = None
         for d in self.alive:
             if d.broken < 0 and t >= d.index + 2 and ((up > d.cmp) if d.direction == 1 else (down < d.cmp)):
                 d.broken = t
+                if self.confluence:
+                    d.ok = self._confirms(d.direction, buf, t)
                 top_new = d  # alive is index-ordered: the last one is the highest index
         # retracted at a bar >= index + 2, so every later bar is in their break range
         gu = self.ghost_up
@@ -80,6 +97,8 @@ class StructureDetector(msgspec.Struct, array_like=True):
     def _emit(
         self, d: _Tracked, t: int, action: str, out: list[SmcEvent], final_at: int | None = None
     ) -> None:
+        if not d.ok:
+            return  # confluence filter: the structure stands, the event is not reported
         d.emitted = True
         out.append(
             SmcEvent(
@@ -92,6 +111,7 @@ class StructureDetector(msgspec.Struct, array_like=True):
                 final_at=final_at,
                 level=d.cmp,
                 broken_index=d.broken if d.broken >= 0 else None,
+                scope=self.scope,
             )
         )
 
@@ -140,12 +160,14 @@ class StructureDetector(msgspec.Struct, array_like=True):
             for k, x in enumerate(seg):
                 if x > lvl:
                     tr.broken = start + k
-                    return
+                    break
         else:
             for k, x in enumerate(seg):
                 if x < lvl:
                     tr.broken = start + k
-                    return
+                    break
+        if self.confluence and tr.broken >= 0:
+            tr.ok = self._confirms(tr.direction, buf, tr.broken)
 
     def _test(self, t: int, out: list[SmcEvent]) -> None:
         s4, s3, s2, s1 = self.recent[-4:]
@@ -164,7 +186,7 @@ class StructureDetector(msgspec.Struct, array_like=True):
                 kind = "choch"
         if not kind:
             return
-        det = _Tracked(s3.index, d, s3.level, s3.cmp, s3.timestamp_ms, s3.broken, kind, t)
+        det = _Tracked(s3.index, d, s3.level, s3.cmp, s3.timestamp_ms, s3.broken, kind, t, ok=s3.ok)
         if det.broken >= 0:
             self._retract_before(det, det.broken, t, out)
             self._emit(det, t, "formed", out)

@@ -34,6 +34,7 @@ class SwingDetector(msgspec.Struct, array_like=True):
     compat: bool
     pending: SwingPoint | None = None
     seen_candidate: bool = False
+    scope: str | None = None  # "internal" | "swing" when internal structure runs (context)
 
     def _event(self, s: SwingPoint, action: str, final_at: int | None) -> SmcEvent:
         return SmcEvent(
@@ -46,6 +47,7 @@ class SwingDetector(msgspec.Struct, array_like=True):
             final_at=final_at,
             level=s.level,
             artificial=s.artificial,
+            scope=self.scope,
         )
 
     def on_bar(self, t: int, buf: BarBuffer, out: list[SmcEvent], finals: list[SwingPoint]) -> None:
