@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from smc_operator.spec import StreamProcessorSpec
+from smc_operator.spec import RESERVED_ENV, StreamProcessorSpec
 from smc_runtime.config import ProcessorSettings
 
 GROUP = "smc-trading.io"
@@ -201,8 +201,30 @@ def spec_schema() -> dict[str, Any]:
             "!has(self.sasl) || self.protocol in ['SASL_PLAINTEXT', 'SASL_SSL']",
             "kafka.security.sasl needs protocol SASL_PLAINTEXT or SASL_SSL",
         ),
+        _rule(
+            "!(has(self.sasl) && self.sasl.mechanism == 'PLAIN' && self.protocol == 'SASL_PLAINTEXT')"
+            " || (has(self.allowPlaintextCredentials) && self.allowPlaintextCredentials)",
+            "SASL PLAIN over SASL_PLAINTEXT sends the password unencrypted: use SASL_SSL, a SCRAM "
+            "mechanism, or set allowPlaintextCredentials: true",
+        ),
     ]
+    _template_rules(schema["properties"]["template"])
     return schema
+
+
+def _template_rules(template: dict[str, Any]) -> None:
+    """``spec.template``: no override of the operator's env; an env var has a value or a source."""
+    env = template["properties"]["container"]["properties"]["env"]
+    reserved = ", ".join(f"'{name}'" for name in RESERVED_ENV)
+    env["x-kubernetes-validations"] = [
+        _rule(
+            f"self.all(e, !(e.name in [{reserved}]))",
+            f"spec.template.container.env must not set {', '.join(RESERVED_ENV)} (set by the operator)",
+        )
+    ]
+    env["items"]["x-kubernetes-validations"] = [
+        _rule("!(has(self.value) && has(self.valueFrom))", "an env var has either value or valueFrom")
+    ]
 
 
 def _condition_schema() -> dict[str, Any]:
@@ -315,6 +337,7 @@ def build_crd() -> dict[str, Any]:
         {"name": "Desired", "type": "integer", "jsonPath": ".status.desiredReplicas"},
         {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
         {"name": "Lag", "type": "integer", "jsonPath": ".status.consumerLag.total"},
+        {"name": "Paused", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Paused")].status'},
         {"name": "Autoscaling", "type": "string", "jsonPath": ".spec.autoscaling.mode", "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
