@@ -166,7 +166,7 @@ def plan(
         scale_before = int(existing)  # the scaler co-owns replicas before the template stops listing them
     elif autoscaled and workload is None:
         scale_after = desired
-    elif pause.replicas is not None and spec.autoscaling.enabled:
+    elif pause.replicas is not None and spec.autoscaling.enabled and workload is not None:
         scale_before = desired  # the scaler's field manager keeps owning replicas while paused
     return Plan(
         desired=desired,
