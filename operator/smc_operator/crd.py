@@ -113,22 +113,28 @@ def to_structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
                 out[key] = node[key]
         out["maxItems"] = node.get("maxItems", _DEFAULT_MAX_ITEMS)
     elif kind in ("string", "integer", "number", "boolean"):
-        out["type"] = kind
-        for key in ("enum", "pattern", "minLength", "maxLength", "minimum", "maximum"):
-            if key in node:
-                out[key] = node[key]
-        if "exclusiveMinimum" in node:
-            out["minimum"] = node["exclusiveMinimum"]
-            out["exclusiveMinimum"] = True
-        if "exclusiveMaximum" in node:
-            out["maximum"] = node["exclusiveMaximum"]
-            out["exclusiveMaximum"] = True
-        if kind == "string" and "enum" not in out and "maxLength" not in out:
-            out["maxLength"] = _DEFAULT_MAX_LENGTH
+        out.update(_scalar(kind, node))
     else:
         raise SchemaError(f"unsupported schema type {kind!r}")
     if "default" in node and node["default"] is not None:
         out["default"] = _camelize_value(node["default"], out)
+    return out
+
+
+def _scalar(kind: str, node: dict[str, Any]) -> dict[str, Any]:
+    """A scalar node's type and bounds (JSON-schema exclusive bounds in the OpenAPI v3.0 spelling)."""
+    out: dict[str, Any] = {"type": kind}
+    for key in ("enum", "pattern", "minLength", "maxLength", "minimum", "maximum"):
+        if key in node:
+            out[key] = node[key]
+    if "exclusiveMinimum" in node:
+        out["minimum"] = node["exclusiveMinimum"]
+        out["exclusiveMinimum"] = True
+    if "exclusiveMaximum" in node:
+        out["maximum"] = node["exclusiveMaximum"]
+        out["exclusiveMaximum"] = True
+    if kind == "string" and "enum" not in out and "maxLength" not in out:
+        out["maxLength"] = _DEFAULT_MAX_LENGTH
     return out
 
 
@@ -275,34 +281,39 @@ def status_schema() -> dict[str, Any]:
             },
             "lastScaleTime": {"type": "string", "format": "date-time"},
             "lastScaleReason": text,
-            "autoscaler": {
-                "type": "object",
-                "description": "Scaler memory kept in status so a restarted operator resumes the "
-                "stabilization window and the rate estimate.",
-                "properties": {
-                    "recommendations": {
-                        "type": "array",
-                        "maxItems": 4096,
-                        "items": {
-                            "type": "object",
-                            "properties": {"time": {"type": "number"}, "replicas": integer},
-                        },
-                    },
-                    "lastSample": {
-                        "type": "object",
-                        "properties": {
-                            "time": {"type": "number"},
-                            "logEnd": integer,
-                            "committed": integer,
-                            "replicas": integer,
-                        },
-                    },
-                    "produceRate": {"type": "number"},
-                    "perReplicaRate": {"type": "number"},
-                    "recommendedReplicas": integer,
-                    "decision": text,
+            "autoscaler": _autoscaler_status_schema(integer, text),
+        },
+    }
+
+
+def _autoscaler_status_schema(integer: dict[str, Any], text: dict[str, Any]) -> dict[str, Any]:
+    """``status.autoscaler`` (shares the integer/text nodes with the caller, as the committed YAML does)."""
+    return {
+        "type": "object",
+        "description": "Scaler memory kept in status so a restarted operator resumes the "
+        "stabilization window and the rate estimate.",
+        "properties": {
+            "recommendations": {
+                "type": "array",
+                "maxItems": 4096,
+                "items": {
+                    "type": "object",
+                    "properties": {"time": {"type": "number"}, "replicas": integer},
                 },
             },
+            "lastSample": {
+                "type": "object",
+                "properties": {
+                    "time": {"type": "number"},
+                    "logEnd": integer,
+                    "committed": integer,
+                    "replicas": integer,
+                },
+            },
+            "produceRate": {"type": "number"},
+            "perReplicaRate": {"type": "number"},
+            "recommendedReplicas": integer,
+            "decision": text,
         },
     }
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -38,11 +39,11 @@ from smc_operator.outcome import (
     report_success,
     resync_interval,
 )
-from smc_operator.plan import Problem
+from smc_operator.plan import Pause, Problem
 from smc_operator.reconcile import reconcile_once
 from smc_operator.render import Owner
-from smc_operator.scaling import decide, memory_from_status, memory_to_status
-from smc_operator.spec import parse_spec
+from smc_operator.scaling import LagSample, decide, memory_from_status, memory_to_status
+from smc_operator.spec import StreamProcessorSpec, parse_spec
 from smc_operator.status import iso, lag_status, workload_status
 
 MAX_BACKOFF_S = 120.0
@@ -226,6 +227,16 @@ def refresh_workload_status(
     kube.patch_status(namespace, name, patch)
 
 
+@dataclass
+class _PollResult:
+    """What one poll decided: replicas, the problem it met, whether it scaled, status fields to add."""
+
+    desired: int
+    problem: tuple[str, str] | None = None
+    scaling: bool = False
+    patch: dict[str, Any] = field(default_factory=dict)
+
+
 def poll(
     name: str,
     namespace: str,
@@ -248,88 +259,116 @@ def poll(
             report_missing_workload(name, namespace, status, pause, mem, now)
         return  # else reconcile has not created it yet
     current = int((sts.get("spec") or {}).get("replicas") or 0)
-    group = str(parsed.processor.get("consumerGroup", ""))
-    topics = [str(t) for t in parsed.processor.get("inputTopics", [])]
-
-    config = kafka_client_config(namespace, parsed)
-    sample = (
-        LagError("SecretMissing", config)
-        if isinstance(config, str)
-        else _lag_reader.read(config, group, topics, now)
-    )
-    patch: dict[str, Any] = {}
-    problem: tuple[str, str] | None
+    sample = _read_lag(namespace, parsed, now)
     desired = current if auto.enabled or pause.active else parsed.replicas
-    scaling_now = False
     if isinstance(sample, LagError):
-        problem = (sample.reason, sample.message)
+        result = _PollResult(desired, (sample.reason, sample.message))
         mem.failures += 1
         mem.next_poll = now + max(auto.poll_interval_seconds, _backoff(mem.failures, base=1.0))
         metrics.ERRORS.labels(sample.reason).inc()
     else:
-        problem = None
         mem.failures = 0
-        patch["consumerLag"] = lag_status(sample.total_lag, sample.per_topic(), sample.partition_count, now)
         metrics.CONSUMER_LAG.labels(namespace, name).set(sample.total_lag)
         if auto.enabled:
-            memory = mem.scaler if mem.scaler is not None else memory_from_status(status.get("autoscaler"))
-            decision = decide(auto, current, sample, memory)
-            mem.scaler = decision.memory
-            frozen = pause.active and decision.changed  # a pause annotation holds the replica count
-            desired = current if frozen else decision.desired
-            patch["autoscaler"] = {
-                **memory_to_status(decision.memory),
-                "recommendedReplicas": decision.recommended,
-                "decision": f"{decision.reason} (paused: not applied)" if frozen else decision.reason,
-            }
-            log_event(
-                "scale_decision",
-                namespace=namespace,
-                name=name,
-                desired=desired,
-                recommended=decision.recommended,
-                reason=decision.reason,
-                **decision.inputs,
-            )
-            if decision.changed and not frozen:
-                try:
-                    kube.scale_workload(namespace, name, desired)
-                except ApiException as exc:
-                    problem = ("ScaleFailed", kube.api_error_message(exc))
-                    desired = current
-                else:
-                    scaling_now = True
-                    verb = "ScaledUp" if decision.direction == "up" else "ScaledDown"
-                    message = f"{current} -> {desired} replicas: {decision.reason}"
-                    kopf.info(body, reason=verb, message=message)
-                    patch["lastScaleTime"] = iso(now)
-                    patch["lastScaleReason"] = message
-                    metrics.SCALE_DECISIONS.labels(decision.direction, auto.mode).inc()
-    problem = mem.reconcile_problem or problem
-    if problem != mem.reported_problem:
-        if problem is not None:
-            kopf.warn(body, reason=problem[0], message=problem[1])
-            log_event("degraded", namespace=namespace, name=name, reason=problem[0], message=problem[1])
+            result = _autoscale(name, namespace, parsed, current, sample, status, pause, body, mem, now)
         else:
-            kopf.info(body, reason="Recovered", message="problems cleared")
-        mem.reported_problem = problem
+            result = _PollResult(desired)
+        lag = lag_status(sample.total_lag, sample.per_topic(), sample.partition_count, now)
+        result.patch["consumerLag"] = lag
+    problem = mem.reconcile_problem or result.problem
+    _announce_problem(name, namespace, problem, body, mem)
 
-    metrics.DESIRED_REPLICAS.labels(namespace, name).set(desired)
+    metrics.DESIRED_REPLICAS.labels(namespace, name).set(result.desired)
     generation = meta.get("generation") if mem.reconcile_problem is None else None
+    patch = result.patch
     patch.update(
         workload_status(
             sts,
-            desired,
+            result.desired,
             problem,
             status,
             now=now,
             generation=generation,
-            scaling=scaling_now,
+            scaling=result.scaling,
             paused=paused_of(pause),
         )
     )
     mem.converging = patch["phase"] in CONVERGING_PHASES
     kube.patch_status(namespace, name, patch)
+
+
+def _read_lag(namespace: str, parsed: StreamProcessorSpec, now: float) -> LagSample | LagError:
+    """The group's lag over the input topics, with the CR's own credentials."""
+    group = str(parsed.processor.get("consumerGroup", ""))
+    topics = [str(t) for t in parsed.processor.get("inputTopics", [])]
+    config = kafka_client_config(namespace, parsed)
+    if isinstance(config, str):
+        return LagError("SecretMissing", config)
+    return _lag_reader.read(config, group, topics, now)
+
+
+def _autoscale(
+    name: str,
+    namespace: str,
+    parsed: StreamProcessorSpec,
+    current: int,
+    sample: LagSample,
+    status: dict[str, Any],
+    pause: Pause,
+    body: Any,
+    mem: Memory,
+    now: float,
+) -> _PollResult:
+    """Decide replicas from the lag sample and apply the change, unless a pause annotation holds them."""
+    auto = parsed.autoscaling
+    memory = mem.scaler if mem.scaler is not None else memory_from_status(status.get("autoscaler"))
+    decision = decide(auto, current, sample, memory)
+    mem.scaler = decision.memory
+    frozen = pause.active and decision.changed  # a pause annotation holds the replica count
+    result = _PollResult(current if frozen else decision.desired)
+    result.patch["autoscaler"] = {
+        **memory_to_status(decision.memory),
+        "recommendedReplicas": decision.recommended,
+        "decision": f"{decision.reason} (paused: not applied)" if frozen else decision.reason,
+    }
+    log_event(
+        "scale_decision",
+        namespace=namespace,
+        name=name,
+        desired=result.desired,
+        recommended=decision.recommended,
+        reason=decision.reason,
+        **decision.inputs,
+    )
+    if decision.changed and not frozen:
+        try:
+            kube.scale_workload(namespace, name, result.desired)
+        except ApiException as exc:
+            result.problem = ("ScaleFailed", kube.api_error_message(exc))
+            result.desired = current
+        else:
+            result.scaling = True
+            verb = "ScaledUp" if decision.direction == "up" else "ScaledDown"
+            message = f"{current} -> {result.desired} replicas: {decision.reason}"
+            kopf.info(body, reason=verb, message=message)
+            result.patch["lastScaleTime"] = iso(now)
+            result.patch["lastScaleReason"] = message
+            metrics.SCALE_DECISIONS.labels(decision.direction, auto.mode).inc()
+    return result
+
+
+def _announce_problem(
+    name: str, namespace: str, problem: tuple[str, str] | None, body: Any, mem: Memory
+) -> None:
+    """An event and a log line when the reported problem changes (appears, changes or clears)."""
+    if problem == mem.reported_problem:
+        return
+    if problem is not None:
+        kopf.warn(body, reason=problem[0], message=problem[1])
+        log_event("degraded", namespace=namespace, name=name, reason=problem[0], message=problem[1])
+    else:
+        kopf.info(body, reason="Recovered", message="problems cleared")
+    mem.reported_problem = problem
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)

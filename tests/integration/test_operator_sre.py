@@ -324,7 +324,21 @@ def test_paused_replicas_hold_the_count_against_the_autoscaler(
     time.sleep(2)
     assert sts_replicas(kubectl, namespace, "held") == 1
 
-    _annotate(kubectl, namespace, "held", f"{PAUSED_REPLICAS}-")
+    # A paused reconciliation freezes scaling as well.
+    _annotate(kubectl, namespace, "held", f"{PAUSE_RECONCILIATION}=true", f"{PAUSED_REPLICAS}-")
+    wait_for(
+        lambda: (
+            condition(status_of(kubectl, namespace, "held"), "Paused").get("reason") == "ReconciliationPaused"
+        ),
+        timeout=15,
+        what="reconciliation paused",
+    )
+    time.sleep(2)
+    frozen = status_of(kubectl, namespace, "held")
+    assert sts_replicas(kubectl, namespace, "held") == 1 and frozen["desiredReplicas"] == 1
+    assert "(paused: not applied)" in frozen["autoscaler"]["decision"]
+
+    _annotate(kubectl, namespace, "held", f"{PAUSE_RECONCILIATION}-")
     wait_for(
         lambda: sts_replicas(kubectl, namespace, "held") == 4, timeout=20, what="the scale-up once unpaused"
     )
@@ -405,3 +419,16 @@ def test_secrets_keys_plain_refusal_restart_nonce_and_static_membership(
         what="the nonce on the pod template",
     )
     assert rolled[CONFIG_HASH_ANNOTATION] == template[CONFIG_HASH_ANNOTATION]  # same config, new pods
+
+
+def test_production_sample_passes_the_crd(
+    kubectl: Kubectl, operator: OperatorProcess, namespace: str
+) -> None:
+    sample = (
+        Path(__file__).resolve().parents[2]
+        / "manifests"
+        / "samples"
+        / "market-data-processor-production.yaml"
+    )
+    out = kubectl("-n", namespace, "apply", "--dry-run=server", "-f", str(sample))
+    assert "created (server dry run)" in out.stdout

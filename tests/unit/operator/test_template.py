@@ -173,3 +173,14 @@ def test_only_the_named_secret_keys_are_mounted() -> None:
         {"key": "user", "path": "user"},
     ]
     assert volumes["kafka-ca"]["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+
+
+def test_production_sample_renders_with_its_placement_and_budget() -> None:
+    cr = yaml.safe_load(
+        (REPO / "manifests" / "samples" / "market-data-processor-production.yaml").read_text()
+    )
+    r = rendered(cr["spec"])
+    spec = pod_of(r)["spec"]
+    assert spec["priorityClassName"] == "trading-critical" and len(spec["topologySpreadConstraints"]) == 2
+    assert r.config.kafka.static_membership is True and r.config.kafka.security.protocol == "SASL_SSL"
+    assert r.pdb is not None and r.pdb["spec"]["maxUnavailable"] == 1
