@@ -109,7 +109,8 @@ def reconcile(
     """Plan and apply the children; a problem is reported, then retried with backoff (or not at all)."""
     assert namespace is not None  # a namespaced resource
     owner, mem = Owner(name, namespace, uid), _memory(memo)
-    outcome = reconcile_once(owner, spec, status, meta.get("annotations") or {})
+    with mem.lock:
+        outcome = reconcile_once(owner, spec, status, meta.get("annotations") or {})
     if isinstance(outcome, Problem):
         report_failure(owner, outcome, status, meta, body, mem)
         if outcome.permanent:
@@ -124,14 +125,17 @@ def reconcile(
 def resync(owner: Owner, spec: Any, status: Any, meta: Any, body: Any, mem: Memory) -> None:
     """The periodic full reconcile (and the one a pause annotation change triggers): repairs deleted or
     edited children and reports each repair as an event. Skipped until the first reconcile succeeded, so
-    it never races the create handler's own retries."""
-    now = time.time()
-    mem.next_resync = now + resync_interval()
-    pause = pause_from(meta)
-    pause_changed, mem.pause_seen = pause != mem.pause_seen, pause
-    if not status.get("configHash") and not pause_changed:
-        return
-    outcome = reconcile_once(owner, spec, status, meta.get("annotations") or {})
+    it never races the create handler's own retries. ``spec``/``status``/``meta`` are kopf's live views,
+    read only once the lock is held (the latest spec wins)."""
+    with mem.lock:
+        mem.next_resync = time.time() + resync_interval()
+        pause = pause_from(meta)
+        pause_changed, mem.pause_seen = pause != mem.pause_seen, pause
+        status = dict(status)
+        if not status.get("configHash") and not pause_changed:
+            return
+        meta = dict(meta)
+        outcome = reconcile_once(owner, dict(spec), status, meta.get("annotations") or {})
     if isinstance(outcome, Problem):
         report_failure(owner, outcome, status, meta, body, mem)
         return
@@ -171,7 +175,7 @@ async def poll_loop(
     while not stopped:
         if time.time() >= mem.next_resync or pause_from(meta) != mem.pause_seen:
             try:
-                await asyncio.to_thread(resync, owner, dict(spec), dict(status), dict(meta), body, mem)
+                await asyncio.to_thread(resync, owner, spec, status, meta, body, mem)
             except Exception as exc:  # the next interval tries again
                 metrics.ERRORS.labels("ResyncFailed").inc()
                 log.exception("resync failed for %s/%s: %s", namespace, name, exc)

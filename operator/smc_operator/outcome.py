@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -46,6 +47,9 @@ class Memory:
     converging: bool = False  # last status written said Deploying/Scaling: refresh it between polls
     next_resync: float = 0.0
     pause_seen: Pause | None = None
+    # The kopf handler and the periodic reconcile run in different threads: one reconcile at a time, so
+    # a resync holding an older spec can never apply it after the handler applied a newer one.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def log_event(event: str, namespace: str, name: str, **context: Any) -> None:
