@@ -144,13 +144,11 @@ def plan(
     rendered = render(owner, spec, replicas=None if autoscaled and workload is not None else desired)
     if isinstance(rendered, RenderProblem):
         return Problem("InvalidConfig", rendered.message(), permanent=True)
-    delete: tuple[ChildRef, ...] = () if rendered.pdb is not None else (refs["pdb"],)
+    wanted = {ref_of(child) for child in rendered.children()}
     foreign = [
         f"{kind} {name!r}"
         for (api, kind, name), obj in observed.children.items()
-        if obj is not None
-        and not owned_by(obj, owner.uid)
-        and ((api, kind, name) in delete or any(ref_of(c) == (api, kind, name) for c in rendered.children()))
+        if obj is not None and (api, kind, name) in wanted and not owned_by(obj, owner.uid)
     ]
     if foreign:
         return Problem(
@@ -160,7 +158,9 @@ def plan(
         )
     if observed.missing_secrets:
         return Problem("SecretMissing", "; ".join(observed.missing_secrets))
-    delete = tuple(ref for ref in delete if observed.children.get(ref) is not None)
+    # A disabled budget is deleted if this CR owns one; someone else's is none of our business.
+    budget = observed.children.get(refs["pdb"])
+    delete = (refs["pdb"],) if rendered.pdb is None and budget and owned_by(budget, owner.uid) else ()
     scale_before = scale_after = None
     if autoscaled and workload is not None and existing is not None:
         scale_before = int(existing)  # the scaler co-owns replicas before the template stops listing them

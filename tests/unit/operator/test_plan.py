@@ -126,6 +126,10 @@ def test_foreign_children_are_refused_not_adopted() -> None:
     other_owner = {**nothing(), REFS["pdb"]: owned(REFS["pdb"], uid="old-cr")}
     out = plan(OWNER, parse_spec(spec()), {}, Observed(children=other_owner))
     assert isinstance(out, Problem) and "PodDisruptionBudget 'mdp'" in out.message
+    # With the budget disabled, someone else's budget of that name is neither refused nor deleted.
+    no_budget = spec(template={"podDisruptionBudget": {"enabled": False}})
+    kept = plan(OWNER, parse_spec(no_budget), {}, Observed(children=other_owner))
+    assert isinstance(kept, Plan) and kept.delete == ()
 
 
 def test_missing_secret_and_plain_password_on_the_wire_stop_the_reconcile() -> None:
