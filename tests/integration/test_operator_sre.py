@@ -196,10 +196,12 @@ def test_deleted_or_edited_children_come_back_within_one_interval(
         what="every child recreated",
     )
     recreated_after = time.monotonic() - started
+    print(f"\nall 4 children recreated {recreated_after:.1f}s after deletion (interval {RESYNC_S:.0f}s)")
     assert recreated_after <= RESYNC_S + 3, recreated_after
     assert _config_yaml(kubectl, namespace, "drift") == original_cm
 
     # Hand edits: the replica count and the runtime config.
+    edited = time.monotonic()
     kubectl("-n", namespace, "scale", "statefulset/drift", "--replicas=3")
     kubectl(
         "-n",
@@ -219,6 +221,7 @@ def test_deleted_or_edited_children_come_back_within_one_interval(
         timeout=RESYNC_S * 2 + 5,
         what="config back",
     )
+    print(f"hand edits (replicas 3, config) undone {time.monotonic() - edited:.1f}s after the edit")
     repaired = [e for e in events(kubectl, namespace, "drift") if e.get("reason") == "Repaired"]
     text = " ".join(str(e.get("message")) for e in repaired)
     for piece in (
