@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,31 +175,29 @@ async def poll_loop(
     mem.pause_seen, mem.next_resync = pause_from(meta), time.time() + resync_interval()
     while not stopped:
         if time.time() >= mem.next_resync or pause_from(meta) != mem.pause_seen:
-            try:
-                await asyncio.to_thread(resync, owner, spec, status, meta, body, mem)
-            except Exception as exc:  # the next interval tries again
-                metrics.ERRORS.labels("ResyncFailed").inc()
-                log.exception("resync failed for %s/%s: %s", namespace, name, exc)
+            await _in_thread("ResyncFailed", owner, resync, owner, spec, status, meta, body, mem)
         if time.time() >= mem.next_poll:
-            try:
-                await asyncio.to_thread(
-                    poll, name, namespace, dict(spec), dict(status), dict(meta), body, mem
-                )
-            except Exception as exc:  # report and keep polling: one bad poll must not end the loop
-                metrics.ERRORS.labels("PollFailed").inc()
-                log.exception("poll failed for %s/%s: %s", namespace, name, exc)
+            args = (name, namespace, dict(spec), dict(status), dict(meta), body, mem)
+            if not await _in_thread("PollFailed", owner, poll, *args):  # one bad poll must not end the loop
                 mem.next_poll = time.time() + _backoff(mem.failures + 1, base=1.0)
         elif mem.converging:
-            try:
-                await asyncio.to_thread(
-                    refresh_workload_status, name, namespace, dict(status), dict(meta), mem
-                )
-            except Exception as exc:  # the next poll writes status anyway
-                metrics.ERRORS.labels("StatusRefreshFailed").inc()
-                log.warning("status refresh failed for %s/%s: %s", namespace, name, exc)
-                mem.converging = False
+            refresh = (name, namespace, dict(status), dict(meta), mem)
+            if not await _in_thread("StatusRefreshFailed", owner, refresh_workload_status, *refresh):
+                mem.converging = False  # the next poll writes status anyway
         wake = min(next_wake(mem, time.time()), mem.next_resync, time.time() + PAUSE_CHECK_S)
         await stopped.wait(max(0.1, wake - time.time()))
+
+
+async def _in_thread(failure: str, owner: Owner, fn: Callable[..., None], *args: Any) -> bool:
+    """Run one blocking step in a worker thread; a failure is counted and logged, never raised (the loop
+    must outlive it). False when it failed."""
+    try:
+        await asyncio.to_thread(fn, *args)
+    except Exception as exc:
+        metrics.ERRORS.labels(failure).inc()
+        log.exception("%s for %s/%s: %s", failure, owner.namespace, owner.name, exc)
+        return False
+    return True
 
 
 def next_wake(mem: Memory, now: float) -> float:
