@@ -140,7 +140,7 @@ def resync(owner: Owner, spec: Any, status: Any, meta: Any, body: Any, mem: Memo
     if isinstance(outcome, Problem):
         report_failure(owner, outcome, status, meta, body, mem)
         return
-    report_success(owner, outcome, status, meta, body, mem)
+    report_success(owner, outcome, status, meta, body, mem, routine=not pause_changed)
     if pause_changed:
         kopf.info(body, reason="Paused" if pause.active else "Resumed", message=pause.describe())
 

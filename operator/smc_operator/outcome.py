@@ -92,8 +92,11 @@ def report_failure(owner: Owner, problem: Problem, status: Any, meta: Any, body:
     )
 
 
-def report_success(owner: Owner, applied: Applied, status: Any, meta: Any, body: Any, mem: Memory) -> None:
-    """Status after an apply (or a paused no-op); ``Reconciled`` only when something was applied."""
+def report_success(
+    owner: Owner, applied: Applied, status: Any, meta: Any, body: Any, mem: Memory, *, routine: bool = False
+) -> None:
+    """Status after an apply (or a paused no-op). ``routine`` (a periodic reconcile): the log line only
+    when something was repaired, so an idle fleet does not log every CR every interval."""
     mem.reconcile_problem = None
     planned, rendered = applied.plan, applied.plan.rendered
     generation = meta.get("generation") if rendered is not None else None
@@ -119,6 +122,8 @@ def report_success(owner: Owner, applied: Applied, status: Any, meta: Any, body:
     metrics.DESIRED_REPLICAS.labels(owner.namespace, owner.name).set(planned.desired)
     if applied.repaired:
         kopf.warn(body, reason="Repaired", message="; ".join(applied.repaired))
+    if routine and not applied.repaired:
+        return
     summary = planned.pause.describe() if rendered is None else f"applied config {rendered.config_hash}"
     log_event(
         "reconciled",
