@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import kopf
@@ -338,12 +338,18 @@ def _autoscale(
     memory = mem.scaler if mem.scaler is not None else memory_from_status(status.get("autoscaler"))
     signals = workload_signals(namespace, name, sts, parsed.ports.health, auto.hold_on_open_breaker)
     decision = decide(auto, current, sample, memory, signals)
-    mem.scaler = decision.memory
     frozen = pause.active and decision.changed  # a pause annotation holds the replica count
+    # a held change did not happen: it must not spend the policies' budget nor start a settle wait
+    mem.scaler = (
+        replace(decision.memory, events=memory.events, rescaled_at=memory.rescaled_at,
+                ready_since=memory.ready_since)
+        if frozen
+        else decision.memory
+    )
     result = _PollResult(current if frozen else decision.desired)
     result.breaker_open, result.held_by = signals.breaker_open, decision.held_by
     result.patch["autoscaler"] = {
-        **memory_to_status(decision.memory),
+        **memory_to_status(mem.scaler),
         "recommendedReplicas": decision.recommended,
         "decision": f"{decision.reason} (paused: not applied)" if frozen else decision.reason,
         "heldBy": decision.held_by,
