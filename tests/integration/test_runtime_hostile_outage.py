@@ -102,7 +102,8 @@ def shared_outage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedOu
     (at most one restart, after the broker is back) and their outputs are compared to the oracle."""
     tmp = tmp_path_factory.mktemp("outage")
     with rs.private_broker(tmp / "bed") as broker:
-        yield _run_shared_outage(broker, tmp)
+        outage = _run_shared_outage(broker, tmp)
+    yield outage  # everything is observed and compared: the tests only assert
 
 
 def _run_shared_outage(broker: rs.PrivateBroker, tmp: Path) -> SharedOutage:
@@ -113,6 +114,7 @@ def _run_shared_outage(broker: rs.PrivateBroker, tmp: Path) -> SharedOutage:
 
     def step(what: str) -> None:
         outage.timeline.append(f"{time.monotonic() - started:6.1f}s {what}")
+
     topo_p, topo_c = rs.make_topology(broker.make_topic), rs.make_topology(broker.make_topic)
     doc_p = rs.write_config(tmp / "process.yaml", bootstrap, {"main": topo_p.processor()},
                             processor_id="outage-0")
