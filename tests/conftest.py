@@ -29,6 +29,19 @@ _MARKER_FIXTURES = {
 }
 
 
+# `make test` (run-suite, tests/testbed/bed.py) runs the cluster tests (k8s, node) and all others in two
+# processes at once. These Kafka-only modules run in the cluster's process to even the two out: the others
+# took ~1,080 s and the cluster tests ~555 s in a loaded run (durations of 2026-12-06); moving the
+# kill -9 modules (~140 s and ~135 s) makes it about 830 s against 810 s.
+WITH_THE_CLUSTER = ("test_runtime_crash.py", "test_runtime_hostile.py")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "cluster_process: run-suite runs it in the cluster tests' process (balance)"
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tag tests by the bed parts they use, so `-m "not k8s"` etc. select correctly."""
     for item in items:
@@ -36,6 +49,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for marker, fixtures in _MARKER_FIXTURES.items():
             if names & fixtures or "testbed" in names:
                 item.add_marker(getattr(pytest.mark, marker))
+        if item.path.name in WITH_THE_CLUSTER:
+            item.add_marker(pytest.mark.cluster_process)
 
 
 def _bring_up(request: pytest.FixtureRequest, components: tuple[str, ...]) -> None:

@@ -317,11 +317,12 @@ def _pytest_argv(args: Sequence[str]) -> list[str]:
 
 
 # The suite in two pytest processes at once: tests that use the cluster (marker k8s or node: the
-# control plane, the node, and the e2e tests, which stop the shared broker) against the bed, and all
-# others (unit tests, the runtime's Kafka tests) against a second broker of their own, so that neither
-# group sees the other's outage. Most of the suite waits on time (feeds at fixed rates, outages, scaling
-# windows, pod restarts), so the two overlap well even on two cores.
-CLUSTER_MARKERS = "k8s or node"
+# control plane, the node, and the e2e tests, which stop the shared broker; plus a few Kafka-only
+# modules for balance) against the bed, and all others (unit tests, the runtime's Kafka tests) against a
+# second broker of their own, so that neither group sees the other's outage. Most of the suite waits on
+# time (feeds at fixed rates, outages, scaling windows, pod restarts), so the two overlap well even on two
+# cores.
+CLUSTER_MARKERS = "k8s or node or cluster_process"  # cluster_process: Kafka-only, for balance (conftest)
 SECOND_BROKER_DIR = "suite-kafka"  # below the bed's directory
 
 
