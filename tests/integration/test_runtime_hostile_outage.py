@@ -148,6 +148,9 @@ def _run_shared_outage(broker: rs.PrivateBroker, tmp: Path) -> SharedOutage:
         in_call.seen.append((app.report.health(now, time.time())[0], app.report.ready()[0],
                              status.stalled_for(now)))
 
+    process_committed: list[bool] = []  # once: the timeline's step
+    in_call_committed: list[bool] = []
+
     def supervise_process() -> bool:
         """A restartPolicy, after the outage: a runtime that exited is started again."""
         nonlocal runtime
@@ -156,13 +159,20 @@ def _run_shared_outage(broker: rs.PrivateBroker, tmp: Path) -> SharedOutage:
             process.restarts.append(runtime.proc.returncode)
             step(f"subprocess exited {runtime.proc.returncode}: started again")
             runtime = rs.RuntimeProcess(tmp / "process.yaml", log).start()
-        return rs.group_lag(bootstrap, topo_p) == 0
+        done = rs.group_lag(bootstrap, topo_p) == 0
+        if done and not process_committed:
+            process_committed.append(True)
+            step("subprocess: input committed")
+        return done
 
     def supervise_in_call() -> bool:
         """What the watchdog and the orchestrator do for a stuck in-process loop: a fresh instance
         (its init_transactions fences the stuck producer) finishes the input."""
         nonlocal restarted_app
         if rs.group_lag(bootstrap, topo_c) == 0:
+            if not in_call_committed:
+                in_call_committed.append(True)
+                step("in-process: input committed")
             return True
         stuck = not thread.is_alive() or status.stalled_for(time.monotonic()) > STUCK_AFTER_S
         if stuck and restarted_app is None:
