@@ -46,7 +46,9 @@ testbed-fetch: setup
 images: setup
 	$(PY) -m tests.testbed images
 
-# Full suite: lint, then every test against the real Kafka + Kubernetes test bed.
+# Full suite: lint, then every test against the real Kafka + Kubernetes test bed. Two pytest processes run
+# at once: the cluster tests (markers k8s, node) on the bed, all others against a second broker of their own
+# (SMC_SUITE_SPLIT=0 runs one process). Each prints its own summary and slowest tests.
 test: setup lint
 	$(PY) -m tests.testbed run-suite -- $(PYTEST_ARGS)
 

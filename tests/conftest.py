@@ -29,6 +29,25 @@ _MARKER_FIXTURES = {
 }
 
 
+# `make test` (run-suite, tests/testbed/bed.py) runs the cluster tests (k8s, node) and all others in two
+# processes at once. These Kafka-only modules run in the cluster's process to even the two out. Measured
+# on a loaded 2-core machine (load 10-13, 2026-12-06): with the two kill -9 modules moved, the cluster
+# process took 607 s and the others 871 s; the broker restart (~96 s) and plugin crash (~49 s) modules
+# move too, for about 750 s against 725 s. Rebalance when run-suite's two printed times drift apart.
+WITH_THE_CLUSTER = (
+    "test_runtime_crash.py",
+    "test_runtime_hostile.py",
+    "test_runtime_broker_restart.py",
+    "test_runtime_plugin_crash.py",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "cluster_process: run-suite runs it in the cluster tests' process (balance)"
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tag tests by the bed parts they use, so `-m "not k8s"` etc. select correctly."""
     for item in items:
@@ -36,6 +55,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for marker, fixtures in _MARKER_FIXTURES.items():
             if names & fixtures or "testbed" in names:
                 item.add_marker(getattr(pytest.mark, marker))
+        if item.path.name in WITH_THE_CLUSTER:
+            item.add_marker(pytest.mark.cluster_process)
 
 
 def _bring_up(request: pytest.FixtureRequest, components: tuple[str, ...]) -> None:

@@ -22,14 +22,12 @@ from __future__ import annotations
 import argparse
 import collections
 import copy
-import itertools
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -250,69 +248,26 @@ def pod_ready(pod: Mapping[str, Any]) -> bool:
 def market_data(count: int, seed: int = 7,
                 symbols: Sequence[str] = SYMBOLS) -> list[tuple[str, bytes, bytes]]:
     """(kind, key, value) of the first ``count`` records of the seeded generator (about 71% trades)."""
-    from smc_runtime.sample_data import generate_market_data
+    from smc_runtime import sample_feed
 
-    per_symbol = count // len(symbols) + 100
-    records = generate_market_data(symbols, trades_per_symbol=per_symbol, seed=seed)
-    return [(r.topic.rsplit(".", 1)[1], r.key, r.value) for r in itertools.islice(records, count)]
+    return sample_feed.sample_records(count, symbols, seed)
 
 
 def feed(bootstrap: str, topics: Topics, records: Iterable[tuple[str, bytes, bytes]],
          rate: float | None = None) -> int:
-    """Produce keyed by symbol with an idempotent producer, at most ``rate`` records/s if given."""
-    from confluent_kafka import Producer
+    """Produce to the sample's input topics (sample_feed.feed: idempotent, keyed by symbol)."""
+    from smc_runtime import sample_feed
 
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20,
-                         "compression.type": "lz4", "queue.buffering.max.messages": 500_000})
-    count, started = 0, time.monotonic()
-    for kind, key, value in records:
-        if rate is not None and count % 200 == 0:
-            producer.poll(0)
-            ahead = count / rate - (time.monotonic() - started)
-            if ahead > 0:
-                time.sleep(ahead)
-        while True:
-            try:
-                producer.produce(topics.inputs[kind], value=value, key=key)
-                break
-            except BufferError:
-                producer.poll(0.1)
-        count += 1
-        if count % 10_000 == 0:
-            producer.poll(0)
-    remaining = producer.flush(120)
-    if remaining:
-        raise RuntimeError(f"{remaining} input records not delivered")
-    return count
+    return sample_feed.feed(bootstrap, topics.inputs, records, rate)
 
 
 def read_committed(bootstrap: str, topic: str,
                    timeout: float = 180.0) -> list[tuple[int, int, bytes | None, bytes | None]]:
     """(partition, offset, key, value) of every record visible under read_committed."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+    from smc_runtime import sample_feed
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-read-{uuid.uuid4().hex[:8]}",
-                         "isolation.level": "read_committed", "enable.auto.commit": False,
-                         "enable.partition.eof": True})
-    try:
-        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        remaining: set[int] = set(partitions)
-        out: list[tuple[int, int, bytes | None, bytes | None]] = []
-        deadline = time.monotonic() + timeout
-        while remaining and time.monotonic() < deadline:
-            for msg in consumer.consume(10_000, timeout=0.5):
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        remaining.discard(msg.partition())
-                    continue
-                out.append((int(msg.partition() or 0), int(msg.offset() or 0), msg.key(), msg.value()))
-        if remaining:
-            raise RuntimeError(f"{topic}: partitions {sorted(remaining)} not read to the end")
-        return out
-    finally:
-        consumer.close()
+    return [(int(msg.partition() or 0), int(msg.offset() or 0), msg.key(), msg.value())
+            for msg in sample_feed.read_to_end(bootstrap, topic, timeout=timeout)]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from smc_operator.spec import StreamProcessorSpec
+from smc_operator.spec import RESERVED_ENV, StreamProcessorSpec
 from smc_runtime.config import ProcessorSettings
 
 GROUP = "smc-trading.io"
@@ -113,22 +113,28 @@ def to_structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
                 out[key] = node[key]
         out["maxItems"] = node.get("maxItems", _DEFAULT_MAX_ITEMS)
     elif kind in ("string", "integer", "number", "boolean"):
-        out["type"] = kind
-        for key in ("enum", "pattern", "minLength", "maxLength", "minimum", "maximum"):
-            if key in node:
-                out[key] = node[key]
-        if "exclusiveMinimum" in node:
-            out["minimum"] = node["exclusiveMinimum"]
-            out["exclusiveMinimum"] = True
-        if "exclusiveMaximum" in node:
-            out["maximum"] = node["exclusiveMaximum"]
-            out["exclusiveMaximum"] = True
-        if kind == "string" and "enum" not in out and "maxLength" not in out:
-            out["maxLength"] = _DEFAULT_MAX_LENGTH
+        out.update(_scalar(kind, node))
     else:
         raise SchemaError(f"unsupported schema type {kind!r}")
     if "default" in node and node["default"] is not None:
         out["default"] = _camelize_value(node["default"], out)
+    return out
+
+
+def _scalar(kind: str, node: dict[str, Any]) -> dict[str, Any]:
+    """A scalar node's type and bounds (JSON-schema exclusive bounds in the OpenAPI v3.0 spelling)."""
+    out: dict[str, Any] = {"type": kind}
+    for key in ("enum", "pattern", "minLength", "maxLength", "minimum", "maximum"):
+        if key in node:
+            out[key] = node[key]
+    if "exclusiveMinimum" in node:
+        out["minimum"] = node["exclusiveMinimum"]
+        out["exclusiveMinimum"] = True
+    if "exclusiveMaximum" in node:
+        out["maximum"] = node["exclusiveMaximum"]
+        out["exclusiveMaximum"] = True
+    if kind == "string" and "enum" not in out and "maxLength" not in out:
+        out["maxLength"] = _DEFAULT_MAX_LENGTH
     return out
 
 
@@ -201,8 +207,30 @@ def spec_schema() -> dict[str, Any]:
             "!has(self.sasl) || self.protocol in ['SASL_PLAINTEXT', 'SASL_SSL']",
             "kafka.security.sasl needs protocol SASL_PLAINTEXT or SASL_SSL",
         ),
+        _rule(
+            "!(has(self.sasl) && self.sasl.mechanism == 'PLAIN' && self.protocol == 'SASL_PLAINTEXT')"
+            " || (has(self.allowPlaintextCredentials) && self.allowPlaintextCredentials)",
+            "SASL PLAIN over SASL_PLAINTEXT sends the password unencrypted: use SASL_SSL, a SCRAM "
+            "mechanism, or set allowPlaintextCredentials: true",
+        ),
     ]
+    _template_rules(schema["properties"]["template"])
     return schema
+
+
+def _template_rules(template: dict[str, Any]) -> None:
+    """``spec.template``: no override of the operator's env; an env var has a value or a source."""
+    env = template["properties"]["container"]["properties"]["env"]
+    reserved = ", ".join(f"'{name}'" for name in RESERVED_ENV)
+    env["x-kubernetes-validations"] = [
+        _rule(
+            f"self.all(e, !(e.name in [{reserved}]))",
+            f"spec.template.container.env must not set {', '.join(RESERVED_ENV)} (set by the operator)",
+        )
+    ]
+    env["items"]["x-kubernetes-validations"] = [
+        _rule("!(has(self.value) && has(self.valueFrom))", "an env var has either value or valueFrom")
+    ]
 
 
 def _condition_schema() -> dict[str, Any]:
@@ -253,59 +281,45 @@ def status_schema() -> dict[str, Any]:
             },
             "lastScaleTime": {"type": "string", "format": "date-time"},
             "lastScaleReason": text,
-            "autoscaler": {
-                "type": "object",
-                "description": "Scaler memory kept in status so a restarted operator resumes the "
-                "stabilization window and the rate estimate.",
-                "properties": {
-                    "recommendations": {
-                        "type": "array",
-                        "maxItems": 4096,
-                        "items": {
-                            "type": "object",
-                            "properties": {"time": {"type": "number"}, "replicas": integer},
-                        },
-                    },
-                    "lastSample": {
-                        "type": "object",
-                        "properties": {
-                            "time": {"type": "number"},
-                            "logEnd": integer,
-                            "committed": integer,
-                            "replicas": integer,
-                        },
-                    },
-                    "samples": {
-                        "type": "array",
-                        "maxItems": 4096,
-                        "items": {
-                            "type": "object",
-                            "properties": {
-                                "time": {"type": "number"},
-                                "logEnd": integer,
-                                "committed": integer,
-                                "replicas": integer,
-                                "settled": {"type": "boolean"},
-                            },
-                        },
-                    },
-                    "scaleEvents": {
-                        "type": "array",
-                        "maxItems": 4096,
-                        "items": {
-                            "type": "object",
-                            "properties": {"time": {"type": "number"}, "delta": integer},
-                        },
-                    },
-                    "rescaledAt": {"type": "number"},
-                    "readySince": {"type": "number"},
-                    "heldBy": {"type": "string", "maxLength": 32},
-                    "produceRate": {"type": "number"},
-                    "perReplicaRate": {"type": "number"},
-                    "recommendedReplicas": integer,
-                    "decision": text,
+            "autoscaler": _autoscaler_status_schema(integer, text),
+        },
+    }
+
+
+def _autoscaler_status_schema(integer: dict[str, Any], text: dict[str, Any]) -> dict[str, Any]:
+    """``status.autoscaler`` (shares the integer/text nodes with the caller, as the committed YAML does)."""
+    sample = {"time": {"type": "number"}, "logEnd": integer, "committed": integer, "replicas": integer}
+    return {
+        "type": "object",
+        "description": "Scaler memory kept in status so a restarted operator resumes the "
+        "stabilization window and the rate estimate.",
+        "properties": {
+            "recommendations": {
+                "type": "array",
+                "maxItems": 4096,
+                "items": {
+                    "type": "object",
+                    "properties": {"time": {"type": "number"}, "replicas": integer},
                 },
             },
+            "lastSample": {"type": "object", "properties": dict(sample)},
+            "samples": {
+                "type": "array",
+                "maxItems": 4096,
+                "items": {"type": "object", "properties": {**sample, "settled": {"type": "boolean"}}},
+            },
+            "scaleEvents": {
+                "type": "array",
+                "maxItems": 4096,
+                "items": {"type": "object", "properties": {"time": {"type": "number"}, "delta": integer}},
+            },
+            "rescaledAt": {"type": "number"},
+            "readySince": {"type": "number"},
+            "heldBy": {"type": "string", "maxLength": 32},
+            "produceRate": {"type": "number"},
+            "perReplicaRate": {"type": "number"},
+            "recommendedReplicas": integer,
+            "decision": text,
         },
     }
 
@@ -340,6 +354,7 @@ def build_crd() -> dict[str, Any]:
         {"name": "Desired", "type": "integer", "jsonPath": ".status.desiredReplicas"},
         {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
         {"name": "Lag", "type": "integer", "jsonPath": ".status.consumerLag.total"},
+        {"name": "Paused", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Paused")].status'},
         {"name": "Autoscaling", "type": "string", "jsonPath": ".spec.autoscaling.mode", "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]

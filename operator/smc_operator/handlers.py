@@ -1,10 +1,13 @@
-"""kopf handlers: thin. They read the CR, call the pure cores (render, scaling, status) and the adapters
-(kube, lag), and report what happened in status, events, logs and metrics.
+"""kopf handlers: thin. They read the CR, call the pure cores (plan, render, scaling, status) and the
+adapters (reconcile, kube, lag), and report what happened in status, events, logs and metrics.
 
-* ``reconcile`` (create/update/resume): render ConfigMap + headless Service + StatefulSet and apply them
-  with server-side apply. While autoscaling is on, ``replicas`` is left out of the applied template and
-  set only by the autoscaler's own field manager, so re-applying the CR never fights the scaler.
-* ``poll`` (timer): read consumer lag, decide replicas (autoscaling on), refresh status. While the pods
+* ``reconcile`` (create/update/resume): ``reconcile_once`` observes the children, ``plan`` decides
+  (children, replicas, pause, refusals) and the apply step carries it out with server-side apply. While
+  autoscaling is on, ``replicas`` is left out of the applied template and set only by the autoscaler's
+  own field manager, so re-applying the CR never fights the scaler.
+* ``poll_loop`` (a daemon per CR): ``poll`` reads consumer lag, decides replicas (autoscaling on, unless a
+  pause annotation holds them) and refreshes status; ``resync`` is the periodic full reconcile that
+  repairs deleted or edited children. While the pods
   roll out or scale (phase Deploying/Scaling), the workload part of status (ready replicas, phase,
   conditions) is also refreshed every ``CONVERGING_REFRESH_S`` between polls, so ``kubectl get sp`` turns
   Running within seconds of the last pod passing its readiness probe, not a whole poll interval later.
@@ -14,12 +17,10 @@ Failures set ``Degraded`` and retry with backoff; one CR's trouble never blocks 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import kopf
@@ -27,53 +28,42 @@ from kubernetes.client.exceptions import ApiException
 
 from smc_operator import kube, metrics
 from smc_operator.crd import GROUP, PLURAL, VERSION
-from smc_operator.lag import LagError, LagReader, client_config
-from smc_operator.render import Owner, RenderProblem, referenced_secrets, render
-from smc_operator.scaling import ScalerMemory, decide, memory_from_status, memory_to_status
+from smc_operator.credentials import kafka_client_config
+from smc_operator.lag import LagError, LagReader
+from smc_operator.outcome import (
+    Memory,
+    log_event,
+    pause_from,
+    paused_of,
+    report_failure,
+    report_missing_workload,
+    report_success,
+    resync_interval,
+)
+from smc_operator.plan import Pause, Problem
+from smc_operator.reconcile import reconcile_once
+from smc_operator.render import Owner
+from smc_operator.scaling import LagSample, decide, memory_from_status, memory_to_status
 from smc_operator.signals import workload_signals
 from smc_operator.spec import StreamProcessorSpec, parse_spec
-from smc_operator.status import (
-    health_conditions,
-    iso,
-    lag_status,
-    merge_conditions,
-    phase_of,
-    workload_state,
-)
+from smc_operator.status import iso, lag_status, workload_status
 
 MAX_BACKOFF_S = 120.0
+PAUSE_CHECK_S = 1.0  # how soon the poll loop notices a pause annotation change
 CONVERGING_REFRESH_S = 2.0
 CONVERGING_PHASES = frozenset({"Deploying", "Scaling"})
 
 log = logging.getLogger("smc_operator")
 _lag_reader = LagReader()
+_Memory = Memory  # the name the unit tests use
 
 
-@dataclass
-class _Memory:
-    """Per-CR in-process state (lost on restart; what must survive lives in status)."""
-
-    next_poll: float = 0.0
-    failures: int = 0
-    reported_problem: tuple[str, str] | None = None
-    reconcile_problem: tuple[str, str] | None = None
-    scaler: ScalerMemory | None = None
-    converging: bool = False  # last status written said Deploying/Scaling: refresh it between polls
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _memory(memo: Any) -> _Memory:
+def _memory(memo: Any) -> Memory:
     found = getattr(memo, "smc", None)
-    if not isinstance(found, _Memory):
-        found = _Memory()
+    if not isinstance(found, Memory):
+        found = Memory()
         memo.smc = found
     return found
-
-
-def _log(event: str, namespace: str, name: str, **context: Any) -> None:
-    """One structured log line (fields become JSON keys with ``--log-format=json``)."""
-    fields = {"event": event, "resource": f"{namespace}/{name}", **context}
-    log.info("%s %s", event, json.dumps(context, default=str, sort_keys=True), extra={"smc": fields})
 
 
 def _backoff(attempt: int, base: float = 2.0) -> float:
@@ -103,38 +93,6 @@ def alive(**_: Any) -> float:
 # --- reconcile ------------------------------------------------------------------------------------------
 
 
-def _missing_secrets(namespace: str, spec: StreamProcessorSpec) -> list[str]:
-    missing = []
-    for secret_name, keys in referenced_secrets(spec):
-        secret = kube.get("v1", "Secret", namespace, secret_name)
-        if secret is None:
-            missing.append(f"Secret {secret_name!r} not found")
-            continue
-        data = secret.get("data") or {}
-        missing.extend(f"Secret {secret_name!r} has no key {key!r}" for key in keys if key not in data)
-    return missing
-
-
-def _report_problem(
-    body: Any, namespace: str, name: str, status: Any, generation: int | None, reason: str, message: str
-) -> None:
-    now = time.time()
-    conditions = merge_conditions(
-        list(status.get("conditions") or []),
-        [
-            *health_conditions(
-                workload_state(None, int(status.get("desiredReplicas") or 0)), (reason, message)
-            )
-        ],
-        now=now,
-        generation=generation,
-    )
-    kube.patch_status(namespace, name, {"phase": "Degraded", "conditions": conditions})
-    kopf.warn(body, reason=reason, message=message)
-    metrics.ERRORS.labels(reason).inc()
-    _log("degraded", namespace=namespace, name=name, reason=reason, message=message)
-
-
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
@@ -150,124 +108,52 @@ def reconcile(
     retry: int,
     **_: Any,
 ) -> None:
+    """Plan and apply the children; a problem is reported, then retried with backoff (or not at all)."""
     assert namespace is not None  # a namespaced resource
-    mem = _memory(memo)
-    generation = meta.get("generation")
-    parsed = parse_spec(dict(spec))
-    auto = parsed.autoscaling
-    existing = kube.get("apps/v1", "StatefulSet", namespace, name)
-    existing_replicas = ((existing or {}).get("spec") or {}).get("replicas")
+    owner, mem = Owner(name, namespace, uid), _memory(memo)
+    with mem.lock:
+        outcome = reconcile_once(owner, spec, status, meta.get("annotations") or {})
+    if isinstance(outcome, Problem):
+        report_failure(owner, outcome, status, meta, body, mem)
+        if outcome.permanent:
+            raise kopf.PermanentError(f"{outcome.reason}: {outcome.message}")
+        raise kopf.TemporaryError(outcome.message, delay=_backoff(retry))
+    report_success(owner, outcome, status, meta, body, mem)
+    if outcome.plan.rendered is not None:
+        message = f"applied config {outcome.plan.rendered.config_hash}, {outcome.plan.desired} replica(s)"
+        kopf.info(body, reason="Reconciled", message=message)
 
-    if auto.enabled:
-        remembered = status.get("desiredReplicas")
-        initial = existing_replicas if existing_replicas is not None else remembered
-        desired = min(
-            max(int(initial if initial is not None else auto.min_replicas), auto.min_replicas),
-            auto.max_replicas,
-        )
-        rendered_replicas = None if existing is not None else desired
-    else:
-        desired = parsed.replicas
-        rendered_replicas = desired
 
-    rendered = render(Owner(name, namespace, uid), parsed, replicas=rendered_replicas)
-    if isinstance(rendered, RenderProblem):
-        mem.reconcile_problem = ("InvalidConfig", rendered.message())
-        _report_problem(body, namespace, name, status, generation, "InvalidConfig", rendered.message())
-        metrics.RECONCILES.labels("invalid").inc()
-        raise kopf.PermanentError(f"invalid processor config: {rendered.message()}")
-
-    try:
-        missing = _missing_secrets(namespace, parsed)
-    except ApiException as exc:
-        missing = [f"cannot read Secrets: {kube.api_error_message(exc)}"]
-    if missing:
-        message = "; ".join(missing)
-        mem.reconcile_problem = ("SecretMissing", message)
-        _report_problem(body, namespace, name, status, generation, "SecretMissing", message)
-        metrics.RECONCILES.labels("retry").inc()
-        raise kopf.TemporaryError(message, delay=_backoff(retry))
-
-    try:
-        kube.apply(rendered.config_map)
-        kube.apply(rendered.service)
-        if auto.enabled and existing is not None and existing_replicas is not None:
-            # The scaler co-owns replicas before the template apply stops listing them.
-            kube.scale_workload(namespace, name, int(existing_replicas))
-        workload = kube.apply(rendered.workload)
-        if auto.enabled and existing is None:
-            kube.scale_workload(namespace, name, desired)
-    except ApiException as exc:
-        message = kube.api_error_message(exc)
-        mem.reconcile_problem = ("ApplyFailed", message)
-        _report_problem(body, namespace, name, status, generation, "ApplyFailed", message)
-        metrics.RECONCILES.labels("retry").inc()
-        raise kopf.TemporaryError(message, delay=_backoff(retry)) from exc
-
-    mem.reconcile_problem = None
-    patch: dict[str, Any] = {
-        "observedGeneration": generation,
-        "selector": rendered.selector_string(),
-        "configHash": rendered.config_hash,
-        "processorId": f"{name}-<ordinal>",
-        **_workload_status(
-            workload,
-            desired,
-            mem.reported_problem,
-            status,
-            now=time.time(),
-            generation=generation,
-            scaling=False,
-        ),
-    }
-    kube.patch_status(namespace, name, patch)
-    metrics.RECONCILES.labels("ok").inc()
-    metrics.DESIRED_REPLICAS.labels(namespace, name).set(desired)
-    kopf.info(
-        body, reason="Reconciled", message=f"applied config {rendered.config_hash}, {desired} replica(s)"
-    )
-    _log(
-        "reconciled",
-        namespace=namespace,
-        name=name,
-        config_hash=rendered.config_hash,
-        desired=desired,
-        autoscaling=auto.enabled,
-        generation=generation,
-    )
+def resync(owner: Owner, spec: Any, status: Any, meta: Any, body: Any, mem: Memory) -> None:
+    """The periodic full reconcile (and the one a pause annotation change triggers): repairs deleted or
+    edited children and reports each repair as an event. Skipped until the first reconcile succeeded, so
+    it never races the create handler's own retries. ``spec``/``status``/``meta`` are kopf's live views,
+    read only once the lock is held (the latest spec wins)."""
+    with mem.lock:
+        mem.next_resync = time.time() + resync_interval()
+        pause = pause_from(meta)
+        pause_changed, mem.pause_seen = pause != mem.pause_seen, pause
+        status = dict(status)
+        if not status.get("configHash") and not pause_changed:
+            return
+        meta = dict(meta)
+        outcome = reconcile_once(owner, dict(spec), status, meta.get("annotations") or {})
+    if isinstance(outcome, Problem):
+        report_failure(owner, outcome, status, meta, body, mem)
+        return
+    report_success(owner, outcome, status, meta, body, mem, routine=not pause_changed)
+    if pause_changed:
+        kopf.info(body, reason="Paused" if pause.active else "Resumed", message=pause.describe())
 
 
 # --- lag poll and autoscaling -------------------------------------------------------------------------
-
-
-def _kafka_client_config(namespace: str, spec: StreamProcessorSpec) -> dict[str, str] | str:
-    """The operator's AdminClient settings, credentials from the CR's Secrets; a str is a problem."""
-    sec = spec.kafka.security
-    sasl = None
-    ca_pem = None
-
-    def read(secret_name: str, key: str) -> str | None:
-        secret = kube.get("v1", "Secret", namespace, secret_name)
-        raw = ((secret or {}).get("data") or {}).get(key)
-        return base64.b64decode(raw).decode("utf-8") if raw is not None else None
-
-    if sec.sasl is not None:
-        user = read(sec.sasl.secret_name, sec.sasl.username_key)
-        password = read(sec.sasl.secret_name, sec.sasl.password_key)
-        if user is None or password is None:
-            return f"Secret {sec.sasl.secret_name!r} with SASL credentials not found or incomplete"
-        sasl = (sec.sasl.mechanism, user, password)
-    if sec.ca_secret is not None:
-        ca_pem = read(sec.ca_secret.name, sec.ca_secret.key)
-        if ca_pem is None:
-            return f"Secret {sec.ca_secret.name!r} has no key {sec.ca_secret.key!r}"
-    return client_config(spec.kafka.bootstrap_servers, sec.protocol, sasl, ca_pem)
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, id="poll", cancellation_timeout=10.0)
 async def poll_loop(
     name: str,
     namespace: str | None,
+    uid: str,
     spec: Any,
     status: Any,
     meta: Any,
@@ -276,42 +162,52 @@ async def poll_loop(
     stopped: kopf.DaemonStopped,
     **_: Any,
 ) -> None:
-    """One loop per CR, every ``autoscaling.pollIntervalSeconds`` (``spec``/``status`` are live views).
+    """One loop per CR (``spec``/``status``/``meta`` are live views): the lag poll every
+    ``autoscaling.pollIntervalSeconds``, the full reconcile every ``resync_interval()`` or as soon as a
+    pause annotation changes (checked every ``PAUSE_CHECK_S``; kopf's own diffs ignore annotations under
+    its storage prefix, which is our group), and status refreshes while the workload converges.
 
     A daemon rather than a timer: the interval is per CR, and the blocking Kafka/API calls run in a
     worker thread so a slow broker delays only this CR.
     """
     assert namespace is not None  # a namespaced resource
     mem = _memory(memo)
+    owner = Owner(name, namespace, uid)
+    mem.pause_seen, mem.next_resync = pause_from(meta), time.time() + resync_interval()
     while not stopped:
+        if time.time() >= mem.next_resync or pause_from(meta) != mem.pause_seen:
+            await _in_thread("ResyncFailed", owner, resync, owner, spec, status, meta, body, mem)
         if time.time() >= mem.next_poll:
-            try:
-                await asyncio.to_thread(
-                    poll, name, namespace, dict(spec), dict(status), dict(meta), body, mem
-                )
-            except Exception as exc:  # report and keep polling: one bad poll must not end the loop
-                metrics.ERRORS.labels("PollFailed").inc()
-                log.exception("poll failed for %s/%s: %s", namespace, name, exc)
+            args = (name, namespace, dict(spec), dict(status), dict(meta), body, mem)
+            if not await _in_thread("PollFailed", owner, poll, *args):  # one bad poll must not end the loop
                 mem.next_poll = time.time() + _backoff(mem.failures + 1, base=1.0)
-        else:
-            try:
-                await asyncio.to_thread(
-                    refresh_workload_status, name, namespace, dict(status), dict(meta), mem
-                )
-            except Exception as exc:  # the next poll writes status anyway
-                metrics.ERRORS.labels("StatusRefreshFailed").inc()
-                log.warning("status refresh failed for %s/%s: %s", namespace, name, exc)
-                mem.converging = False
-        await stopped.wait(max(0.1, next_wake(mem, time.time()) - time.time()))
+        elif mem.converging:
+            refresh = (name, namespace, dict(status), dict(meta), mem)
+            if not await _in_thread("StatusRefreshFailed", owner, refresh_workload_status, *refresh):
+                mem.converging = False  # the next poll writes status anyway
+        wake = min(next_wake(mem, time.time()), mem.next_resync, time.time() + PAUSE_CHECK_S)
+        await stopped.wait(max(0.1, wake - time.time()))
 
 
-def next_wake(mem: _Memory, now: float) -> float:
+async def _in_thread(failure: str, owner: Owner, fn: Callable[..., None], *args: Any) -> bool:
+    """Run one blocking step in a worker thread; a failure is counted and logged, never raised (the loop
+    must outlive it). False when it failed."""
+    try:
+        await asyncio.to_thread(fn, *args)
+    except Exception as exc:
+        metrics.ERRORS.labels(failure).inc()
+        log.exception("%s for %s/%s: %s", failure, owner.namespace, owner.name, exc)
+        return False
+    return True
+
+
+def next_wake(mem: Memory, now: float) -> float:
     """The next poll, or sooner while the workload converges (status refresh only)."""
     return min(mem.next_poll, now + CONVERGING_REFRESH_S) if mem.converging else mem.next_poll
 
 
 def refresh_workload_status(
-    name: str, namespace: str, status: dict[str, Any], meta: dict[str, Any], mem: _Memory
+    name: str, namespace: str, status: dict[str, Any], meta: dict[str, Any], mem: Memory
 ) -> None:
     """Between polls: re-read the StatefulSet and rewrite replicas, phase and conditions (no lag read, no
     scaling decision; ``desiredReplicas`` and the last problem stay what the last poll decided)."""
@@ -321,7 +217,7 @@ def refresh_workload_status(
         return
     problem = mem.reconcile_problem or mem.reported_problem
     generation = meta.get("generation") if mem.reconcile_problem is None else None
-    patch = _workload_status(
+    patch = workload_status(
         sts,
         int(status["desiredReplicas"]),
         problem,
@@ -329,9 +225,23 @@ def refresh_workload_status(
         now=time.time(),
         generation=generation,
         scaling=False,
+        paused=paused_of(pause_from(meta)),
     )
     mem.converging = patch["phase"] in CONVERGING_PHASES
     kube.patch_status(namespace, name, patch)
+
+
+@dataclass
+class _PollResult:
+    """What one poll decided: replicas, the problem it met, whether it scaled, status fields to add."""
+
+    desired: int
+    problem: tuple[str, str] | None = None
+    scaling: bool = False
+    patch: dict[str, Any] = field(default_factory=dict)
+    breaker_open: int | None = None  # replicas reporting an open breaker (None: not asked)
+    held_by: str | None = None  # what held the scaler's recommendation, for metrics
+    scaled: str | None = None  # "up" / "down" when this poll changed the replicas
 
 
 def poll(
@@ -341,7 +251,7 @@ def poll(
     status: dict[str, Any],
     meta: dict[str, Any],
     body: Any,
-    mem: _Memory,
+    mem: Memory,
 ) -> None:
     """Read lag, decide replicas (autoscaling on), refresh status; sets ``mem.next_poll``."""
     now = time.time()
@@ -349,118 +259,140 @@ def poll(
     auto = parsed.autoscaling
     mem.next_poll = now + auto.poll_interval_seconds
     sts = kube.get("apps/v1", "StatefulSet", namespace, name)
+    pause = pause_from(meta)
     if sts is None:
         mem.next_poll = now + min(auto.poll_interval_seconds, 1.0)
-        return  # reconcile has not created it yet
+        if status.get("configHash"):  # reconciled before: the workload went missing (resync recreates it)
+            report_missing_workload(name, namespace, status, pause, mem, now)
+        return  # else reconcile has not created it yet
     current = int((sts.get("spec") or {}).get("replicas") or 0)
-    group = str(parsed.processor.get("consumerGroup", ""))
-    topics = [str(t) for t in parsed.processor.get("inputTopics", [])]
-
-    config = _kafka_client_config(namespace, parsed)
-    sample = (
-        LagError("SecretMissing", config)
-        if isinstance(config, str)
-        else _lag_reader.read(config, group, topics, now)
-    )
-    patch: dict[str, Any] = {}
-    problem: tuple[str, str] | None
-    desired = current if auto.enabled else parsed.replicas
-    scaling_now = False
-    signals, held_by, scaled = None, None, None  # for metrics.observe_poll
+    sample = _read_lag(namespace, parsed, now)
+    desired = current if auto.enabled or pause.active else parsed.replicas
     if isinstance(sample, LagError):
-        problem = (sample.reason, sample.message)
+        result = _PollResult(desired, (sample.reason, sample.message))
         mem.failures += 1
         mem.next_poll = now + max(auto.poll_interval_seconds, _backoff(mem.failures, base=1.0))
         metrics.ERRORS.labels(sample.reason).inc()
     else:
-        problem = None
         mem.failures = 0
-        patch["consumerLag"] = lag_status(sample.total_lag, sample.per_topic(), sample.partition_count, now)
         metrics.CONSUMER_LAG.labels(namespace, name).set(sample.total_lag)
         if auto.enabled:
-            memory = mem.scaler if mem.scaler is not None else memory_from_status(status.get("autoscaler"))
-            signals = workload_signals(namespace, name, sts, parsed.ports.health, auto.hold_on_open_breaker)
-            decision = decide(auto, current, sample, memory, signals)
-            held_by = decision.held_by
-            mem.scaler = decision.memory
-            desired = decision.desired
-            patch["autoscaler"] = {
-                **memory_to_status(decision.memory),
-                "recommendedReplicas": decision.recommended,
-                "decision": decision.reason,
-                "heldBy": decision.held_by,
-            }
-            _log(
-                "scale_decision",
-                namespace=namespace,
-                name=name,
-                desired=desired,
-                recommended=decision.recommended,
-                reason=decision.reason,
-                **decision.inputs,
-            )
-            if decision.changed:
-                try:
-                    kube.scale_workload(namespace, name, desired)
-                except ApiException as exc:
-                    problem = ("ScaleFailed", kube.api_error_message(exc))
-                    desired = current
-                else:
-                    scaling_now = True
-                    verb = "ScaledUp" if decision.direction == "up" else "ScaledDown"
-                    message = f"{current} -> {desired} replicas: {decision.reason}"
-                    kopf.info(body, reason=verb, message=message)
-                    patch["lastScaleTime"] = iso(now)
-                    patch["lastScaleReason"] = message
-                    metrics.SCALE_DECISIONS.labels(decision.direction, auto.mode).inc()
-                    scaled = decision.direction
-    problem = mem.reconcile_problem or problem
-    if problem != mem.reported_problem:
-        if problem is not None:
-            kopf.warn(body, reason=problem[0], message=problem[1])
-            _log("degraded", namespace=namespace, name=name, reason=problem[0], message=problem[1])
+            result = _autoscale(name, namespace, parsed, sts, current, sample, status, pause, body, mem, now)
         else:
-            kopf.info(body, reason="Recovered", message="problems cleared")
-        mem.reported_problem = problem
+            result = _PollResult(desired)
+        lag = lag_status(sample.total_lag, sample.per_topic(), sample.partition_count, now)
+        result.patch["consumerLag"] = lag
+    problem = mem.reconcile_problem or result.problem
+    _announce_problem(name, namespace, problem, body, mem)
 
     metrics.observe_poll(
         namespace, name, now=now, error=sample.reason if isinstance(sample, LagError) else None,
-        current=current, ready=int((sts.get("status") or {}).get("readyReplicas") or 0), desired=desired,
-        breaker_open=signals.breaker_open if signals is not None else None, held_by=held_by, scaled=scaled,
+        current=current, ready=int((sts.get("status") or {}).get("readyReplicas") or 0),
+        desired=result.desired,
+        breaker_open=result.breaker_open, held_by=result.held_by, scaled=result.scaled,
         degraded=problem is not None,
     )
     generation = meta.get("generation") if mem.reconcile_problem is None else None
+    patch = result.patch
     patch.update(
-        _workload_status(sts, desired, problem, status, now=now, generation=generation, scaling=scaling_now)
+        workload_status(
+            sts,
+            result.desired,
+            problem,
+            status,
+            now=now,
+            generation=generation,
+            scaling=result.scaling,
+            paused=paused_of(pause),
+        )
     )
     mem.converging = patch["phase"] in CONVERGING_PHASES
     kube.patch_status(namespace, name, patch)
 
 
-def _workload_status(
-    workload: dict[str, Any] | None,
-    desired: int,
-    problem: tuple[str, str] | None,
-    status: Mapping[str, Any],
-    *,
+def _read_lag(namespace: str, parsed: StreamProcessorSpec, now: float) -> LagSample | LagError:
+    """The group's lag over the input topics, with the CR's own credentials."""
+    group = str(parsed.processor.get("consumerGroup", ""))
+    topics = [str(t) for t in parsed.processor.get("inputTopics", [])]
+    config = kafka_client_config(namespace, parsed)
+    if isinstance(config, str):
+        return LagError("SecretMissing", config)
+    return _lag_reader.read(config, group, topics, now)
+
+
+def _autoscale(
+    name: str,
+    namespace: str,
+    parsed: StreamProcessorSpec,
+    sts: dict[str, Any],
+    current: int,
+    sample: LagSample,
+    status: dict[str, Any],
+    pause: Pause,
+    body: Any,
+    mem: Memory,
     now: float,
-    generation: int | None,
-    scaling: bool,
-) -> dict[str, Any]:
-    """The status fields that follow the workload: replica counts, phase and health conditions."""
-    state = workload_state(workload, desired)
-    return {
-        "desiredReplicas": desired,
-        "replicas": state.replicas,
-        "readyReplicas": state.ready,
-        "phase": phase_of(state, problem, scaling=scaling),
-        "conditions": merge_conditions(
-            list(status.get("conditions") or []),
-            health_conditions(state, problem),
-            now=now,
-            generation=generation,
-        ),
+) -> _PollResult:
+    """Decide replicas from the lag sample and apply the change, unless a pause annotation holds them."""
+    auto = parsed.autoscaling
+    memory = mem.scaler if mem.scaler is not None else memory_from_status(status.get("autoscaler"))
+    signals = workload_signals(namespace, name, sts, parsed.ports.health, auto.hold_on_open_breaker)
+    decision = decide(auto, current, sample, memory, signals)
+    frozen = pause.active and decision.changed  # a pause annotation holds the replica count
+    # a held change did not happen: it must not spend the policies' budget nor start a settle wait
+    mem.scaler = (
+        replace(decision.memory, events=memory.events, rescaled_at=memory.rescaled_at,
+                ready_since=memory.ready_since)
+        if frozen
+        else decision.memory
+    )
+    result = _PollResult(current if frozen else decision.desired)
+    result.breaker_open, result.held_by = signals.breaker_open, decision.held_by
+    result.patch["autoscaler"] = {
+        **memory_to_status(mem.scaler),
+        "recommendedReplicas": decision.recommended,
+        "decision": f"{decision.reason} (paused: not applied)" if frozen else decision.reason,
+        "heldBy": decision.held_by,
     }
+    log_event(
+        "scale_decision",
+        namespace=namespace,
+        name=name,
+        desired=result.desired,
+        recommended=decision.recommended,
+        reason=decision.reason,
+        **decision.inputs,
+    )
+    if decision.changed and not frozen:
+        try:
+            kube.scale_workload(namespace, name, result.desired)
+        except ApiException as exc:
+            result.problem = ("ScaleFailed", kube.api_error_message(exc))
+            result.desired = current
+        else:
+            result.scaling = True
+            verb = "ScaledUp" if decision.direction == "up" else "ScaledDown"
+            message = f"{current} -> {result.desired} replicas: {decision.reason}"
+            kopf.info(body, reason=verb, message=message)
+            result.patch["lastScaleTime"] = iso(now)
+            result.patch["lastScaleReason"] = message
+            metrics.SCALE_DECISIONS.labels(decision.direction, auto.mode).inc()
+            result.scaled = decision.direction
+    return result
+
+
+def _announce_problem(
+    name: str, namespace: str, problem: tuple[str, str] | None, body: Any, mem: Memory
+) -> None:
+    """An event and a log line when the reported problem changes (appears, changes or clears)."""
+    if problem == mem.reported_problem:
+        return
+    if problem is not None:
+        kopf.warn(body, reason=problem[0], message=problem[1])
+        log_event("degraded", namespace=namespace, name=name, reason=problem[0], message=problem[1])
+    else:
+        kopf.info(body, reason="Recovered", message="problems cleared")
+    mem.reported_problem = problem
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)

@@ -19,6 +19,7 @@ _PATHS = {
     ("v1", "Service"): "/api/v1/namespaces/{ns}/services/{name}",
     ("v1", "Secret"): "/api/v1/namespaces/{ns}/secrets/{name}",
     ("apps/v1", "StatefulSet"): "/apis/apps/v1/namespaces/{ns}/statefulsets/{name}",
+    ("policy/v1", "PodDisruptionBudget"): "/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/{name}",
 }
 
 
@@ -73,6 +74,23 @@ def get(api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any
         raise
     out: dict[str, Any] = result
     return out
+
+
+def delete(api_version: str, kind: str, namespace: str, name: str) -> None:
+    """Delete an object; already gone is fine."""
+    try:
+        _api().call_api(
+            _path(api_version, kind, namespace, name),
+            "DELETE",
+            header_params={"Accept": "application/json", "Content-Type": "application/json"},
+            body={"propagationPolicy": "Background"},
+            response_type="object",
+            auth_settings=["BearerToken"],
+            _return_http_data_only=True,
+        )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
 
 
 def patch_status(namespace: str, name: str, status: dict[str, Any]) -> None:

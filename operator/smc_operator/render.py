@@ -1,9 +1,12 @@
-"""Spec -> child objects (ConfigMap, StatefulSet, headless Service), pure.
+"""Spec -> child objects (ConfigMap, StatefulSet, headless Service, PodDisruptionBudget), pure.
 
 The ConfigMap holds the runtime's ``streams-config.yaml``, produced by the runtime's own model
 (``smc_runtime.config.parse_config`` then ``to_yaml``), so whatever the operator writes is exactly what
 the runtime accepts. The pod template carries a hash of that file: pods roll when the rendered config
-changes and only then (a replica-count change leaves the template, and so the pods, alone).
+changes and only then (a replica-count change leaves the template, and so the pods, alone), or when
+``spec.restartNonce`` changes. ``spec.template`` adds pod and container settings (placement, extra
+labels/env, security context merged over the hardened defaults); the operator's own labels, selector and
+environment always win, so a template can never detach pods from their StatefulSet or Service.
 """
 
 from __future__ import annotations
@@ -31,6 +34,20 @@ from smc_runtime.config import (
 
 TEMPLATES_ENV = "SMC_OPERATOR_TEMPLATES"
 CONFIG_HASH_ANNOTATION = "smc-trading.io/config-hash"
+RESTART_NONCE_ANNOTATION = "smc-trading.io/restart-nonce"
+POD_SECURITY_CONTEXT: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": 10001,
+    "runAsGroup": 10001,
+    "fsGroup": 10001,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+DEFAULT_GRACE_SECONDS = 30
 CONFIG_KEY = "streams-config.yaml"
 SASL_DIR = "/etc/smc/kafka-sasl"
 CA_DIR = "/etc/smc/kafka-ca"
@@ -50,10 +67,11 @@ class ChildNames:
     config_map: str
     workload: str
     service: str
+    pdb: str
 
     @classmethod
     def of(cls, cr_name: str) -> ChildNames:
-        return cls(config_map=f"{cr_name}-config", workload=cr_name, service=cr_name)
+        return cls(config_map=f"{cr_name}-config", workload=cr_name, service=cr_name, pdb=cr_name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +83,12 @@ class Rendered:
     workload: dict[str, Any]
     service: dict[str, Any]
     selector: dict[str, str]
+    pdb: dict[str, Any] | None  # None: spec.template.podDisruptionBudget.enabled is false
+
+    def children(self) -> list[dict[str, Any]]:
+        """In apply order: the pods' config and Service before the pods, the budget last."""
+        kids = [self.config_map, self.service, self.workload]
+        return kids + ([self.pdb] if self.pdb is not None else [])
 
     def selector_string(self) -> str:
         return ",".join(f"{k}={v}" for k, v in sorted(self.selector.items()))
@@ -124,7 +148,11 @@ def _security_tree(spec: StreamProcessorSpec) -> dict[str, Any]:
 def streams_config_tree(cr_name: str, spec: StreamProcessorSpec) -> dict[str, Any]:
     """The raw ``streams-config.yaml`` tree (before the runtime model validates it)."""
     return {
-        "kafka": {"bootstrap_servers": spec.kafka.bootstrap_servers, "security": _security_tree(spec)},
+        "kafka": {
+            "bootstrap_servers": spec.kafka.bootstrap_servers,
+            "security": _security_tree(spec),
+            "static_membership": spec.kafka.static_membership,
+        },
         "processor_id": f"{cr_name}-0",
         "stream_processors": {spec.processor_key(cr_name): decamelize(spec.processor, ProcessorSettings)},
         "monitoring": {
@@ -197,14 +225,68 @@ def _render(template: str, context: dict[str, Any]) -> dict[str, Any]:
     return loaded
 
 
-def _secret_volumes(spec: StreamProcessorSpec) -> list[dict[str, str]]:
-    volumes = []
+def _secret_volumes(spec: StreamProcessorSpec) -> list[dict[str, Any]]:
+    """Only the named keys are projected into the pod (``items``), never the whole Secret."""
+    volumes: list[dict[str, Any]] = []
     sec = spec.kafka.security
     if sec.sasl is not None:
-        volumes.append({"volume": "kafka-sasl", "secret_name": sec.sasl.secret_name, "mount_path": SASL_DIR})
+        keys = sorted({sec.sasl.username_key, sec.sasl.password_key})
+        sasl = {"volume": "kafka-sasl", "secret_name": sec.sasl.secret_name, "mount_path": SASL_DIR}
+        volumes.append({**sasl, "keys": keys})
     if sec.ca_secret is not None:
-        volumes.append({"volume": "kafka-ca", "secret_name": sec.ca_secret.name, "mount_path": CA_DIR})
+        volumes.append(
+            {
+                "volume": "kafka-ca",
+                "secret_name": sec.ca_secret.name,
+                "mount_path": CA_DIR,
+                "keys": [sec.ca_secret.key],
+            }
+        )
     return volumes
+
+
+def _dump(model: BaseModel) -> dict[str, Any]:
+    out: dict[str, Any] = model.model_dump(by_alias=True, exclude_none=True)
+    return out
+
+
+def pod_context(cr_name: str, spec: StreamProcessorSpec, config_hash_value: str) -> dict[str, Any]:
+    """``spec.template`` merged with what the operator needs (its labels, selector and env win)."""
+    pod, box = spec.template.pod, spec.template.container
+    annotations = {
+        **pod.metadata.annotations,
+        CONFIG_HASH_ANNOTATION: config_hash_value,
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(spec.ports.metrics),
+    }
+    if spec.restart_nonce is not None:
+        annotations[RESTART_NONCE_ANNOTATION] = spec.restart_nonce
+    spread = [_dump(c) for c in pod.topology_spread_constraints]
+    for constraint in spread:
+        constraint.setdefault("labelSelector", {"matchLabels": selector_for(cr_name)})
+    optional: dict[str, Any] = {
+        "nodeSelector": dict(pod.node_selector),
+        "tolerations": [_dump(t) for t in pod.tolerations],
+        "affinity": pod.affinity,
+        "topologySpreadConstraints": spread,
+        "priorityClassName": pod.priority_class_name,
+        "imagePullSecrets": [_dump(r) for r in pod.image_pull_secrets],
+    }
+    resources = box.resources or spec.resources
+    return {
+        "pod_labels": {**pod.metadata.labels, **labels_for(cr_name)},
+        "pod_annotations": annotations,
+        "pod_optional": {k: v for k, v in optional.items() if v},
+        "pod_security_context": {**POD_SECURITY_CONTEXT, **(pod.security_context or {})},
+        "grace_seconds": (
+            DEFAULT_GRACE_SECONDS
+            if pod.termination_grace_period_seconds is None
+            else pod.termination_grace_period_seconds
+        ),
+        "container_security_context": {**CONTAINER_SECURITY_CONTEXT, **(box.security_context or {})},
+        "extra_env": [_dump(e) for e in box.env],
+        "resources": {"requests": resources.requests.as_dict(), "limits": resources.limits.as_dict()},
+    }
 
 
 def referenced_secrets(spec: StreamProcessorSpec) -> list[tuple[str, list[str]]]:
@@ -241,12 +323,12 @@ def render(owner: Owner, spec: StreamProcessorSpec, *, replicas: int | None) -> 
         "image_pull_policy": spec.image_pull_policy,
         "log_level": spec.log_level,
         "ports": spec.ports,
-        "resources": {
-            "requests": spec.resources.requests.as_dict(),
-            "limits": spec.resources.limits.as_dict(),
-        },
         "secret_volumes": _secret_volumes(spec),
+        "pdb": spec.template.pod_disruption_budget,
+        "pdb_labels": {**spec.template.pod_disruption_budget.metadata.labels, **labels_for(owner.name)},
+        **pod_context(owner.name, spec, digest),
     }
+    budget = spec.template.pod_disruption_budget
     return Rendered(
         config=config,
         config_yaml=config_yaml,
@@ -255,4 +337,5 @@ def render(owner: Owner, spec: StreamProcessorSpec, *, replicas: int | None) -> 
         workload=_render("statefulset.yaml.j2", context),
         service=_render("service.yaml.j2", context),
         selector=selector_for(owner.name),
+        pdb=_render("poddisruptionbudget.yaml.j2", context) if budget.enabled else None,
     )

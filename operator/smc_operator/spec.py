@@ -22,6 +22,15 @@ QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei|e[0-9]+)?$"
 BOOTSTRAP_SERVERS = r"^[^,:\s]+:[0-9]{1,5}(,[^,:\s]+:[0-9]{1,5})*$"
 PROCESSOR_NAME = r"^[a-zA-Z0-9_-]{1,63}$"
 DEFAULT_IMAGE = "ghcr.io/smc-stream/smc-runtime:0.1.0"
+# Set by the operator on the runtime container; spec.template.container.env may not override them.
+RESERVED_ENV = (
+    "PROCESSOR_ID",
+    "POD_NAMESPACE",
+    "STREAMS_CONFIG",
+    "LOG_LEVEL",
+    "METRICS_PORT",
+    "HEALTH_CHECK_PORT",
+)
 
 
 class _Spec(BaseModel):
@@ -48,11 +57,31 @@ class KafkaSecuritySpec(_Spec):
     protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl: SaslSpec | None = None
     ca_secret: SecretKeySelector | None = None
+    allow_plaintext_credentials: bool = Field(
+        False,
+        description="Allow SASL PLAIN over SASL_PLAINTEXT, i.e. the password unencrypted on the wire "
+        "(refused unless set).",
+    )
+
+    def insecure_credentials(self) -> str | None:
+        """Why these settings would send a clear-text password, unless explicitly allowed."""
+        plain = self.sasl is not None and self.sasl.mechanism == "PLAIN"
+        if plain and self.protocol == "SASL_PLAINTEXT" and not self.allow_plaintext_credentials:
+            return (
+                "SASL PLAIN over SASL_PLAINTEXT sends the password unencrypted: use SASL_SSL, a SCRAM "
+                "mechanism, or set kafka.security.allowPlaintextCredentials"
+            )
+        return None
 
 
 class KafkaSpec(_Spec):
     bootstrap_servers: str = Field(pattern=BOOTSTRAP_SERVERS, max_length=2048)
     security: KafkaSecuritySpec = KafkaSecuritySpec()
+    static_membership: bool = Field(
+        False,
+        description="Static group membership (group.instance.id from the pod name): a restarted pod takes "
+        "its partitions straight back; a stopped one holds them until the session times out.",
+    )
 
 
 class PortsSpec(_Spec):
@@ -101,6 +130,86 @@ class ScalingBehavior(_Spec):
     scale_down: ScalingRules = ScalingRules()
 
 
+class ObjectMetadataSpec(_Spec):
+    """Extra labels and annotations (the operator's own labels and selector win on a clash)."""
+
+    labels: dict[str, str] = Field(default_factory=dict, max_length=64)
+    annotations: dict[str, str] = Field(default_factory=dict, max_length=64)
+
+
+class LocalObjectReference(_Spec):
+    name: str = Field(pattern=DNS_SUBDOMAIN, max_length=253)
+
+
+class Toleration(_Spec):
+    key: str | None = Field(None, max_length=317)
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = Field(None, max_length=63)
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = Field(None, ge=0)
+
+
+class TopologySpreadConstraint(_Spec):
+    """When no ``labelSelector`` is given, the processor's own pod selector is used."""
+
+    max_skew: int = Field(1, ge=1, le=1000)
+    topology_key: str = Field(max_length=317)
+    when_unsatisfiable: Literal["DoNotSchedule", "ScheduleAnyway"] = "DoNotSchedule"
+    label_selector: dict[str, Any] | None = None
+    min_domains: int | None = Field(None, ge=1)
+
+
+class EnvVar(_Spec):
+    """A container environment variable (``value`` or a ``valueFrom`` source, as in a pod spec)."""
+
+    name: str = Field(pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", max_length=253)
+    value: str | None = Field(None, max_length=32768)
+    value_from: dict[str, Any] | None = None
+
+
+class PodTemplateSpec(_Spec):
+    """Pod overrides (Strimzi's ``spec.template.pod`` shape); the API server validates the free-form parts
+    (affinity, securityContext) when the StatefulSet is applied."""
+
+    metadata: ObjectMetadataSpec = ObjectMetadataSpec()
+    node_selector: dict[str, str] = Field(default_factory=dict, max_length=64)
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=64)
+    affinity: dict[str, Any] | None = None
+    topology_spread_constraints: list[TopologySpreadConstraint] = Field(default_factory=list, max_length=16)
+    priority_class_name: str | None = Field(None, pattern=DNS_SUBDOMAIN, max_length=253)
+    image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list, max_length=16)
+    security_context: dict[str, Any] | None = Field(
+        None, description="Merged over the default (non-root uid 10001, RuntimeDefault seccomp)."
+    )
+    termination_grace_period_seconds: int | None = Field(None, ge=0, le=86400)
+
+
+class ContainerTemplateSpec(_Spec):
+    """Runtime container overrides (Strimzi's ``spec.template.<container>`` shape)."""
+
+    env: list[EnvVar] = Field(default_factory=list, max_length=128)
+    resources: ResourcesSpec | None = Field(None, description="Replaces spec.resources when set.")
+    security_context: dict[str, Any] | None = Field(
+        None, description="Merged over the default (read-only root, no privilege escalation, no caps)."
+    )
+
+
+class PodDisruptionBudgetSpec(_Spec):
+    """A PodDisruptionBudget over the processor's pods; ``enabled: false`` deletes it."""
+
+    enabled: bool = True
+    max_unavailable: int = Field(1, ge=0, le=1000)
+    metadata: ObjectMetadataSpec = ObjectMetadataSpec()
+
+
+class TemplateSpec(_Spec):
+    """``spec.template``: how the children look, beyond what the processor needs."""
+
+    pod: PodTemplateSpec = PodTemplateSpec()
+    container: ContainerTemplateSpec = ContainerTemplateSpec()
+    pod_disruption_budget: PodDisruptionBudgetSpec = PodDisruptionBudgetSpec()
+
+
 class AutoscalingSpec(_Spec):
     """Lag-driven replica count (see ``scaling.py`` and docs/operator.md for the formulas)."""
 
@@ -133,6 +242,10 @@ class StreamProcessorSpec(_Spec):
     kafka: KafkaSpec
     processor: dict[str, Any]
     autoscaling: AutoscalingSpec = AutoscalingSpec()
+    template: TemplateSpec = TemplateSpec()
+    restart_nonce: str | None = Field(
+        None, max_length=253, description="Change it to roll the pods without a config change."
+    )
 
     def processor_key(self, cr_name: str) -> str:
         """Name of the processor inside ``stream_processors`` (the CR name unless overridden)."""

@@ -8,6 +8,7 @@ for ``kubectl get``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 READY = "Ready"
 PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
+PAUSED = "Paused"
 
 
 def iso(ts: float) -> str:
@@ -50,7 +52,7 @@ def merge_conditions(
         if generation is not None:
             entry["observedGeneration"] = generation
         by_type[cond.type] = entry
-    order = {READY: 0, PROGRESSING: 1, DEGRADED: 2}
+    order = {READY: 0, PROGRESSING: 1, DEGRADED: 2, PAUSED: 3}
     return sorted(by_type.values(), key=lambda c: (order.get(str(c.get("type")), 9), str(c.get("type"))))
 
 
@@ -86,6 +88,36 @@ def health_conditions(workload: WorkloadState, problem: tuple[str, str] | None) 
     else:
         conditions.append(Condition(DEGRADED, True, problem[0], problem[1]))
     return conditions
+
+
+def paused_condition(reason: str | None, message: str) -> Condition:
+    """``Paused``: True with ``reason`` while a pause annotation holds, else False/NotPaused."""
+    return Condition(PAUSED, reason is not None, reason or "NotPaused", message)
+
+
+def workload_status(
+    workload: dict[str, Any] | None,
+    desired: int,
+    problem: tuple[str, str] | None,
+    status: Mapping[str, Any],
+    *,
+    now: float,
+    generation: int | None,
+    scaling: bool,
+    paused: Condition | None = None,
+) -> dict[str, Any]:
+    """The status fields that follow the workload: replica counts, phase and health conditions."""
+    state = workload_state(workload, desired)
+    updates = health_conditions(state, problem) + ([paused] if paused is not None else [])
+    return {
+        "desiredReplicas": desired,
+        "replicas": state.replicas,
+        "readyReplicas": state.ready,
+        "phase": phase_of(state, problem, scaling=scaling),
+        "conditions": merge_conditions(
+            list(status.get("conditions") or []), updates, now=now, generation=generation
+        ),
+    }
 
 
 def phase_of(workload: WorkloadState, problem: tuple[str, str] | None, scaling: bool) -> str:

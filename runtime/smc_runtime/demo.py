@@ -33,11 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from smc_runtime.config import OutputTopics, parse_config
 from smc_runtime.sample_data import MarketRecord, generate_market_data
+from smc_runtime.sample_feed import read_to_end
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT", "AVAXUSDT")
@@ -98,25 +99,7 @@ def recreate_topics(admin: AdminClient, topics: dict[str, int]) -> None:
 
 
 def read_topic(bootstrap: str, topic: str) -> list[Any]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-read-{uuid.uuid4().hex[:8]}",
-                         "isolation.level": "read_committed", "enable.auto.commit": False,
-                         "enable.partition.eof": True})
-    try:
-        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        remaining, records = set(partitions), []
-        deadline = time.monotonic() + 60
-        while remaining and time.monotonic() < deadline:
-            for msg in consumer.consume(10_000, timeout=0.5):
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        remaining.discard(msg.partition())
-                    continue
-                records.append(msg)
-        return records
-    finally:
-        consumer.close()
+    return list(read_to_end(bootstrap, topic, timeout=60))
 
 
 def committed_lag(bootstrap: str, group: str, topics: Sequence[str]) -> int:

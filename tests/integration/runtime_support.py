@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import itertools
 import json
 import os
 import signal
@@ -27,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from smc_runtime import sample_feed
 from smc_runtime.config import ENV_OVERRIDE_VARIABLES, ProcessorSettings, parse_config
 from smc_runtime.pipeline import Pipeline
-from smc_runtime.sample_data import generate_market_data
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ROLES = ("enriched_trades", "orderbook_metrics", "kline_metrics", "smc_signals", "alerts", "dead_letters")
@@ -106,75 +105,23 @@ SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "ADAUSDT", "DO
 
 def market_data(count: int, symbols: int = 12, seed: int = 11,
                 malformed_every: int = 0) -> list[tuple[str, bytes, bytes]]:
-    """(kind, key, value) of the first ``count`` records of the seeded sample-data generator:
-    trades, order book snapshots and diffs, closed 1m klines (``kind`` = the stream suffix)."""
-    names = SYMBOLS[:symbols]
-    per_symbol = count // len(names) + 100  # about 1.4 records per trade: plenty
-    records = generate_market_data(names, trades_per_symbol=per_symbol, seed=seed,
-                                   malformed_every=malformed_every)
-    return [(r.topic.rsplit(".", 1)[1], r.key, r.value) for r in itertools.islice(records, count)]
+    """(kind, key, value) of the first ``count`` records of the seeded sample-data generator over the
+    first ``symbols`` of SYMBOLS (``kind`` = the stream suffix)."""
+    return sample_feed.sample_records(count, SYMBOLS[:symbols], seed, malformed_every)
 
 
-def feed(bootstrap: str, topology: Topology, messages: Iterable[tuple[str, bytes | None, bytes | None]],
+def feed(bootstrap: str, topology: Topology, messages: Iterable[sample_feed.InputRecord],
          rate: float | None = None, max_message_bytes: int | None = None) -> int:
-    """Produce inputs keyed by symbol (idempotent producer: no duplicates in the input itself),
-    at most ``rate`` records per second if given; ``max_message_bytes`` raises the producer's record
-    limit (hostile inputs of several MB)."""
-    config: dict[str, str | int | bool] = {
-        "bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20,
-        "compression.type": "lz4", "queue.buffering.max.messages": 500_000}
-    if max_message_bytes is not None:
-        config["message.max.bytes"] = max_message_bytes
-        config["queue.buffering.max.kbytes"] = 1_048_576
-    producer = Producer(config)
-    count = 0
-    started = time.monotonic()
-    for kind, key, value in messages:
-        if rate is not None and count % 500 == 0:
-            ahead = count / rate - (time.monotonic() - started)
-            producer.poll(0)
-            if ahead > 0:
-                time.sleep(ahead)
-        while True:
-            try:
-                producer.produce(topology.inputs[kind], value=value, key=key)
-                break
-            except BufferError:
-                producer.poll(0.1)
-        count += 1
-        if count % 10_000 == 0:
-            producer.poll(0)
-    remaining = producer.flush(120)
-    assert remaining == 0, f"{remaining} input records not delivered"
-    return count
+    """Produce inputs to the topology's input topics (sample_feed.feed: idempotent, keyed by symbol)."""
+    return sample_feed.feed(bootstrap, topology.inputs, messages, rate, max_message_bytes)
 
 
 def read_topic(bootstrap: str, topic: str, isolation: str = "read_committed",
                timeout: float = 120.0) -> list[Record]:
     """Every record of ``topic`` visible under ``isolation``, up to the end of each partition."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"rt-read-{uuid.uuid4().hex[:8]}",
-                         "isolation.level": isolation, "enable.auto.commit": False,
-                         "enable.partition.eof": True})
-    try:
-        metadata = consumer.list_topics(topic, timeout=10)
-        partitions = sorted(metadata.topics[topic].partitions)
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        remaining = set(partitions)
-        records: list[Record] = []
-        deadline = time.monotonic() + timeout
-        while remaining and time.monotonic() < deadline:
-            for msg in consumer.consume(10_000, timeout=0.5):
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        remaining.discard(msg.partition())
-                    continue
-                records.append(Record(topic, msg.partition(), msg.offset(), msg.timestamp()[1], msg.key(),
-                                      msg.value(), tuple((k, v or b"") for k, v in (msg.headers() or []))))
-        assert not remaining, f"{topic}: partitions {remaining} not read to the end"
-        return records
-    finally:
-        consumer.close()
+    return [Record(topic, int(msg.partition() or 0), int(msg.offset() or 0), msg.timestamp()[1], msg.key(),
+                   msg.value(), tuple((k, v or b"") for k, v in (msg.headers() or [])))
+            for msg in sample_feed.read_to_end(bootstrap, topic, isolation, timeout)]
 
 
 def read_inputs(bootstrap: str, topology: Topology) -> list[Record]:
@@ -372,3 +319,62 @@ def running(config: Path, log: Path, env: Mapping[str, str] | None = None) -> It
     finally:
         if runtime.alive():
             runtime.kill()
+
+
+class PrivateBroker:
+    """A single-node broker of its own (the test bed's Kafka module in another directory) that a test
+    may stop and start again on the same data and port without disturbing the shared one."""
+
+    def __init__(self, state: Mapping[str, object]) -> None:
+        self.bootstrap = str(state["bootstrap"])
+        self.port = int(str(state["port"]))
+        self.argv: list[str] = []
+        self._admin: Any = None
+
+    def stop(self) -> None:
+        from tests.testbed import common
+        from tests.testbed import kafka as testbed_kafka
+
+        service = common.read_service(testbed_kafka.NAME)
+        assert service is not None
+        raw = Path(f"/proc/{service.pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+        self.argv = [a.decode() for a in raw]
+        assert common.stop_service(testbed_kafka.NAME, grace=30)
+
+    def start(self) -> None:
+        """Start it again after stop(), with the same command line (same data, same port)."""
+        from tests.testbed import common
+        from tests.testbed import kafka as testbed_kafka
+
+        common.spawn(testbed_kafka.NAME, self.argv, common.logs_dir() / "kafka.restart.log")
+        common.wait_for("restarted kafka", lambda: testbed_kafka.probe(self.port, timeout=2.0), 90)
+
+    def make_topic(self, partitions: int = 1, config: object = None, prefix: str = "t") -> str:
+        """The conftest ``make_topic`` contract, on this broker (topics go with the broker)."""
+        from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+        if self._admin is None:
+            self._admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        self._admin.create_topics([NewTopic(name, partitions, 1)])[name].result(timeout=30)
+        return name
+
+
+@contextlib.contextmanager
+def private_broker(directory: Path) -> Iterator[PrivateBroker]:
+    """Run a PrivateBroker with its state under ``directory``. The test bed's modules find a service's
+    files through SMC_TESTBED_DIR, so it points there until the broker is stopped for good."""
+    from tests.testbed import kafka as testbed_kafka
+
+    previous = os.environ.get("SMC_TESTBED_DIR")
+    os.environ["SMC_TESTBED_DIR"] = str(directory)
+    try:
+        yield PrivateBroker(testbed_kafka.start())
+    finally:
+        try:
+            testbed_kafka.stop()  # also after a failed start: nothing of it is left running
+        finally:
+            if previous is None:
+                os.environ.pop("SMC_TESTBED_DIR", None)
+            else:
+                os.environ["SMC_TESTBED_DIR"] = previous

@@ -250,7 +250,7 @@ def test_failures_set_degraded_and_other_crs_keep_working(
     secretless["spec"]["processor"]["consumerGroup"] = "no-secret-group"
     secretless["spec"]["kafka"]["security"] = {
         "protocol": "SASL_PLAINTEXT",
-        "sasl": {"mechanism": "PLAIN", "secretName": "kafka-creds"},
+        "sasl": {"mechanism": "SCRAM-SHA-512", "secretName": "kafka-creds"},
     }
     healthy = sample_cr("healthy", kafka_bootstrap, [topic])
     healthy["spec"]["processor"]["consumerGroup"] = "healthy-group"

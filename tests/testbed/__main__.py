@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(bed.env_file().read_text())
         elif args.command == "down":
             stopped = bed.down(args.components or bed.ALL)
+            if not args.components or "kafka" in args.components:
+                stopped += bed.down_second_broker()
             progress(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
         elif args.command == "env":
             if not bed.env_file().exists():

@@ -307,24 +307,114 @@ def status() -> dict[str, bool]:
     return {name: name in state and COMPONENTS[name].healthy(state[name]) for name in COMPONENTS}
 
 
+def _names_targets(args: Sequence[str]) -> bool:
+    return any(Path(arg.split("::")[0]).exists() for arg in args if not arg.startswith("-"))
+
+
 def _pytest_argv(args: Sequence[str]) -> list[str]:
     """`pytest tests <args>`, unless the args already name what to collect."""
-    names_targets = any(Path(arg.split("::")[0]).exists() for arg in args if not arg.startswith("-"))
-    return [sys.executable, "-m", "pytest", *([] if names_targets else ["tests"]), *args]
+    return [sys.executable, "-m", "pytest", *([] if _names_targets(args) else ["tests"]), *args]
+
+
+# The suite in two pytest processes at once: tests that use the cluster (marker k8s or node: the
+# control plane, the node, and the e2e tests, which stop the shared broker; plus a few Kafka-only
+# modules for balance) against the bed, and all others (unit tests, the runtime's Kafka tests) against a
+# second broker of their own, so that neither group sees the other's outage. Most of the suite waits on
+# time (feeds at fixed rates, outages, scaling windows, pod restarts), so the two overlap well even on two
+# cores.
+CLUSTER_MARKERS = "k8s or node or cluster_process"  # cluster_process: Kafka-only, for balance (conftest)
+SECOND_BROKER_DIR = "suite-kafka"  # below the bed's directory
+
+
+@contextmanager
+def _bed_dir(path: Path) -> Iterator[None]:
+    """Bed operations in this process act on the bed in `path` (the modules read SMC_TESTBED_DIR)."""
+    previous = os.environ.get("SMC_TESTBED_DIR")
+    os.environ["SMC_TESTBED_DIR"] = str(path)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("SMC_TESTBED_DIR", None)
+        else:
+            os.environ["SMC_TESTBED_DIR"] = previous
+
+
+def _split(args: Sequence[str]) -> bool:
+    """Split only a whole-suite run whose args choose no markers and no targets themselves."""
+    chooses = _names_targets(args) or any(a == "-m" or a.startswith("-m") for a in args)
+    return not chooses and os.environ.get("SMC_SUITE_SPLIT", "1") != "0"
+
+
+def down_second_broker() -> list[str]:
+    """Stop run-suite's second broker if a killed run left it behind (`down` calls this)."""
+    second = testbed_dir() / SECOND_BROKER_DIR
+    if not second.exists():
+        return []
+    with _bed_dir(second):
+        return [f"{name} (second broker)" for name in down(["kafka"])]
 
 
 def run_suite(args: Sequence[str]) -> int:
     """up -> pytest with the bed's environment -> down (unless the bed was already up)."""
     lease = acquire()
     try:
-        argv = _pytest_argv(args)
-        progress("running " + " ".join(shlex.quote(a) for a in argv[1:]))
-        code = subprocess.call(argv, env=process_env(), cwd=REPO_ROOT)
+        if _split(args):
+            code = _run_split(args)
+        else:
+            argv = _pytest_argv(args)
+            progress("running " + " ".join(shlex.quote(a) for a in argv[1:]))
+            code = subprocess.call(argv, env=process_env(), cwd=REPO_ROOT)
+            if code == 5:
+                progress("pytest collected no tests: treating that as a failure")
+                code = 1
     finally:
         stopped = release(lease)
         if stopped:
             progress(f"stopped {', '.join(stopped)}")
-    if code == 5:
+    return code
+
+
+def _run_split(args: Sequence[str]) -> int:
+    """The cluster group streams to this terminal; the other group's output follows it when both end."""
+    second = testbed_dir() / SECOND_BROKER_DIR
+    with _bed_dir(second):
+        second_lease = acquire(["kafka"])
+    try:
+        with _bed_dir(second):
+            other_env = process_env()
+        log = testbed_dir() / "logs" / "suite-not-cluster.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        cluster_argv = _pytest_argv(["-m", CLUSTER_MARKERS, *args])
+        other_argv = _pytest_argv(["-m", f"not ({CLUSTER_MARKERS})", *args])
+        progress("running " + " ".join(shlex.quote(a) for a in cluster_argv[1:]))
+        progress("and at once " + " ".join(shlex.quote(a) for a in other_argv[1:])
+                 + f" against a second broker ({other_env['KAFKA_BOOTSTRAP_SERVERS']}); its output: {log}, "
+                 "printed below when it ends")
+        started = time.monotonic()
+        with open(log, "wb") as out:
+            other = subprocess.Popen(other_argv, env=other_env, cwd=REPO_ROOT, stdout=out,
+                                     stderr=subprocess.STDOUT)
+            with ThreadPoolExecutor(1) as pool:
+                other_s = pool.submit(lambda: (other.wait(), time.monotonic() - started)[1])
+                try:
+                    cluster_code = subprocess.call(cluster_argv, env=process_env(), cwd=REPO_ROOT)
+                    cluster_s = time.monotonic() - started
+                    other_code = other.wait()
+                finally:
+                    if other.poll() is None:
+                        other.terminate()
+                        other.wait(60)
+        progress(f"cluster tests ended after {cluster_s:.0f}s (exit {cluster_code}), the others after "
+                 f"{other_s.result():.0f}s (exit {other_code}); their output:")
+        sys.stdout.write(log.read_text(errors="replace"))
+        sys.stdout.flush()
+    finally:
+        with _bed_dir(second):
+            release(second_lease)
+    codes = (cluster_code, other_code)
+    if codes == (5, 5):
         progress("pytest collected no tests: treating that as a failure")
         return 1
-    return code
+    # One group may well select nothing (e.g. -k naming only unit tests): that is not a failure.
+    return max((c for c in codes if c != 5), default=0)

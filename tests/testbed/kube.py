@@ -5,7 +5,7 @@ cache built by `build_k8s.sh` (pinned versions), else version-compatible ones on
 The node (kubelet, containerd, kube-scheduler, kube-proxy) is a separate component (node.py) started after
 this one; its binaries come from the same pinned build. The controller manager runs only the controllers
 tests and the node need (workloads, garbage collector, namespace, service accounts, node lifecycle,
-endpoints, root CA publisher). RBAC is enforced: the
+endpoints, root CA publisher, disruption budgets). RBAC is enforced: the
 admin uses a client certificate in `system:masters`, the operator a bearer token for the
 `smc-system/smc-operator` ServiceAccount identity, so RBAC that manifests/ binds to that ServiceAccount
 really applies.
@@ -64,7 +64,9 @@ CONTROLLERS = (
     # for the node: default ServiceAccounts (pods need one), the not-ready taint removed, Service endpoints,
     # the kube-root-ca.crt ConfigMap of projected token volumes
     "serviceaccount-controller,node-lifecycle-controller,endpoints-controller,endpointslice-controller,"
-    "root-ca-certificate-publisher-controller"
+    "root-ca-certificate-publisher-controller,"
+    # PodDisruptionBudget status (the Eviction API refuses evictions a budget does not allow)
+    "disruption-controller"
 )
 OPERATOR_USER = "system:serviceaccount:smc-system:smc-operator"
 OPERATOR_GROUPS = "system:serviceaccounts,system:serviceaccounts:smc-system,system:authenticated"
