@@ -126,7 +126,6 @@ class TradeEnricher:
     kind: MessageKind = "trade"
 
     def __init__(self, settings: TradeEnrichment, bounds: InputBounds | None = None) -> None:
-        self._settings = settings
         bounds = bounds or InputBounds()
         self._max_time_jump_ms = bounds.max_time_jump_ms
         self._sma_windows = list(settings.sma_windows)
