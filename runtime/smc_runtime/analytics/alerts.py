@@ -28,12 +28,14 @@ def _edge(active: set[str], name: str, condition: bool) -> bool:
 
 
 class _SmcEventRule:
-    """A rule over SMC events of some ``patterns`` on the watched symbols (an empty watch list
-    watches every symbol): ``evaluate`` finds the event, each rule's ``alert`` decides and words it."""
+    """A rule over SMC events of some ``patterns`` (and ``action``, when set) on the watched symbols
+    (an empty watch list watches every symbol): ``evaluate`` finds the event, each rule's ``alert``
+    decides and words it."""
 
     name: str
     kinds = frozenset({"signal"})
     patterns: tuple[str, ...]
+    action: str | None = None
 
     def __init__(self, watched_symbols: list[str]) -> None:
         self._watched = {s.upper() for s in watched_symbols}
@@ -46,6 +48,8 @@ class _SmcEventRule:
             return []
         event = record.get("event")
         if not isinstance(event, Mapping) or event.get("pattern") not in self.patterns:
+            return []
+        if self.action is not None and event.get("action") != self.action:
             return []
         return self.alert(symbol, timestamp_ms, record, event)
 
@@ -83,10 +87,11 @@ class LiquiditySweepRule(_SmcEventRule):
 
     name = "liquidity_sweep"
     patterns = ("liquidity",)
+    action = "swept"
 
     def alert(self, symbol: str, timestamp_ms: int, record: Mapping[str, Any],
               event: Mapping[str, Any]) -> list[Alert]:
-        if event.get("action") != "swept" or event.get("outcome") is None:
+        if event.get("outcome") is None:
             return []
         side = "highs" if event.get("direction", 0) > 0 else "lows"
         outcome = str(event["outcome"])
@@ -104,11 +109,10 @@ class BreakerRetestRule(_SmcEventRule):
 
     name = "breaker_retest"
     patterns = ("breaker_block",)
+    action = "retested"
 
     def alert(self, symbol: str, timestamp_ms: int, record: Mapping[str, Any],
               event: Mapping[str, Any]) -> list[Alert]:
-        if event.get("action") != "retested":
-            return []
         direction = "bullish" if event.get("direction", 0) > 0 else "bearish"
         return [Alert(self.name, "warning", symbol, timestamp_ms,
                       f"{direction} breaker retest on {symbol} {record.get('interval')} "
@@ -124,11 +128,10 @@ class TrendChangeRule(_SmcEventRule):
 
     name = "trend_change"
     patterns = ("trend",)
+    action = "formed"
 
     def alert(self, symbol: str, timestamp_ms: int, record: Mapping[str, Any],
               event: Mapping[str, Any]) -> list[Alert]:
-        if event.get("action") != "formed":
-            return []
         bias = "bullish" if event.get("direction", 0) > 0 else "bearish"
         return [Alert(self.name, "info", symbol, timestamp_ms,
                       f"{symbol} {record.get('interval')} trend turned {bias} "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -38,21 +39,19 @@ class LoopControl(Protocol):
     def abort(self, reason: str) -> None: ...
 
 
+@dataclass(eq=False)  # compared by identity, like any handler object
 class RebalanceHandler:
     """``on_assign``/``on_revoke``/``on_lost`` for ``Consumer.subscribe``."""
 
-    def __init__(self, loop: LoopControl, recovery: Recovery, telemetry: Telemetry, log: StructLogger,
-                 restore_consumer: Consumer, changelog_topic: str, changelog_partitions: int,
-                 log_retry: Callable[[str], Callable[[KafkaError], None]]) -> None:
-        self.loop = loop
-        self.recovery = recovery
-        self.telemetry = telemetry
-        self.log = log
-        self.restore_consumer = restore_consumer
-        self.changelog_topic = changelog_topic
-        self.changelog_partitions = changelog_partitions
-        self.log_retry = log_retry
-        self.error: BaseException | None = None
+    loop: LoopControl
+    recovery: Recovery
+    telemetry: Telemetry
+    log: StructLogger
+    restore_consumer: Consumer
+    changelog_topic: str
+    changelog_partitions: int
+    log_retry: Callable[[str], Callable[[KafkaError], None]]
+    error: BaseException | None = field(default=None, init=False)
 
     def _guarded(self, handler: Callable[[Consumer, list[TopicPartition]], None], consumer: Consumer,
                  partitions: list[TopicPartition]) -> None:
