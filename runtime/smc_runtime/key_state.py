@@ -10,7 +10,7 @@ from typing import Any
 
 from smc_runtime.analytics.interfaces import BarDetector, DetectorFactory, Enricher
 from smc_runtime.analytics.klines import TradeBarBuilder
-from smc_runtime.plugins import GuardedDetector, PluginFailed
+from smc_runtime.plugin_guards import GuardedDetector, PluginFailed
 from smc_runtime.state import SNAPSHOT_VERSION, KeySnapshot, SnapshotError, decode_snapshot, encode_snapshot
 
 

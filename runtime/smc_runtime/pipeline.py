@@ -73,13 +73,8 @@ from smc_runtime.outputs import (
 )
 from smc_runtime.outputs import OutputRecord as OutputRecord
 from smc_runtime.outputs import dead_letter_value_cap as dead_letter_value_cap
-from smc_runtime.plugins import (
-    LoadedPlugins,
-    PluginFailed,
-    PluginStopError,
-    check_unique_names,
-    load_plugins,
-)
+from smc_runtime.plugin_guards import PluginFailed, PluginStopError
+from smc_runtime.plugins import LoadedPlugins, check_unique_names, load_plugins
 from smc_runtime.record_faults import FaultOutputs
 
 ROLE_BY_KIND = {"trade": "enriched_trades", "orderbook": "orderbook_metrics", "kline": "kline_metrics"}

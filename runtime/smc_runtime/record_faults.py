@@ -18,7 +18,7 @@ from smc_runtime.analytics.interfaces import Alert, NonFiniteState
 from smc_runtime.key_state import KeySlot
 from smc_runtime.messages import Rejection, RejectReason
 from smc_runtime.outputs import OutputRecord, dead_letter, exception_text
-from smc_runtime.plugins import PluginFailed
+from smc_runtime.plugin_guards import PluginFailed
 
 
 class FaultOutputs:
