@@ -120,7 +120,9 @@ class TradeEnricher:
     This is the only implementation of the trade indicators (compared against TA-Lib in
     tests/unit/analytics/test_indicators_vs_talib.py). ``update`` is one flat function over rings
     shared by every window, in one commented section per indicator: one call instead of one per
-    indicator object keeps trade enrichment within its per-message budget (docs/runtime.md).
+    indicator keeps trade enrichment within its per-message budget (docs/runtime.md). Measured: moving
+    just three sections (volatility, EMA, session VWAP) into functions made ``update`` 2.84 -> 2.92 us
+    and ``Pipeline.process`` of a trade 6.72 -> 7.24 us (medians of 5 interleaved bench_enrichment runs).
     """
 
     name = "trade_indicators"
