@@ -338,7 +338,11 @@ class ProcessorRunner:
             self.telemetry.batch(count, time.perf_counter() - started, processed, outputs, special)
 
     # ------------------------------------------------------------------------------------------------
-    # commit and abort (also called by the rebalance handler)
+    # commit, abort and the pause state: the LoopControl the rebalance handler uses
+
+    @property
+    def paused(self) -> bool:
+        return self.flow.paused
 
     def has_uncommitted(self, *, including_snapshots: bool) -> bool:
         """Records processed since the last commit; with ``including_snapshots`` also state changed
@@ -391,10 +395,3 @@ class ProcessorRunner:
         if replays:
             self.log.info("replaying state after abort", replay=replays)
         self.telemetry.aborted(reason)
-
-    # ------------------------------------------------------------------------------------------------
-    # flow control
-
-    @property
-    def paused(self) -> bool:
-        return self.flow.paused
