@@ -266,7 +266,7 @@ def poll(
             report_missing_workload(name, namespace, status, pause, mem, now)
         return  # else reconcile has not created it yet
     current = int((sts.get("spec") or {}).get("replicas") or 0)
-    sample = _read_lag(namespace, parsed, now)
+    sample = _read_lag(namespace, name, parsed, now)
     desired = current if auto.enabled or pause.active else parsed.replicas
     if isinstance(sample, LagError):
         result = _PollResult(desired, (sample.reason, sample.message))
@@ -310,13 +310,13 @@ def poll(
     kube.patch_status(namespace, name, patch)
 
 
-def _read_lag(namespace: str, parsed: StreamProcessorSpec, now: float) -> LagSample | LagError:
+def _read_lag(namespace: str, name: str, parsed: StreamProcessorSpec, now: float) -> LagSample | LagError:
     """The group's lag over the input topics, with the CR's own credentials."""
     group = str(parsed.processor.get("consumerGroup", ""))
     topics = [str(t) for t in parsed.processor.get("inputTopics", [])]
-    config = kafka_client_config(namespace, parsed)
-    if isinstance(config, str):
-        return LagError("SecretMissing", config)
+    config = kafka_client_config(namespace, name, parsed)
+    if isinstance(config, Problem):
+        return LagError(config.reason, config.message)
     return _lag_reader.read(config, group, topics, now)
 
 

@@ -18,6 +18,8 @@ from smc_operator.spec import StreamProcessorSpec
 
 PAUSE_RECONCILIATION = f"{GROUP}/pause-reconciliation"
 PAUSED_REPLICAS = f"{GROUP}/paused-replicas"
+SECRET_NOT_ALLOWED = "SecretNotAllowed"
+SECRET_MISSING = "SecretMissing"
 
 # (apiVersion, kind, name) of a child.
 ChildRef = tuple[str, str, str]
@@ -93,6 +95,7 @@ class Observed:
 
     children: Mapping[ChildRef, Mapping[str, Any] | None]  # live object, None when absent
     missing_secrets: tuple[str, ...] = ()
+    secret_refusals: tuple[Problem, ...] = ()  # per referenced Secret: not found, not granted, key missing
     remembered_desired: int | None = None  # status.desiredReplicas
 
 
@@ -121,6 +124,15 @@ def _replicas(spec: StreamProcessorSpec, pause: Pause, observed: Observed, exist
     initial = existing if existing is not None else observed.remembered_desired
     start = int(initial if initial is not None else auto.min_replicas)
     return min(max(start, auto.min_replicas), auto.max_replicas)
+
+
+def _secret_problem(observed: Observed) -> Problem | None:
+    """A Secret the CR may not use outranks one that is missing (the grant is what the owner must fix)."""
+    refusals = list(observed.secret_refusals) + [
+        Problem(SECRET_MISSING, message) for message in observed.missing_secrets
+    ]
+    first = [p for p in refusals if p.reason == SECRET_NOT_ALLOWED] or refusals
+    return Problem(first[0].reason, "; ".join(p.message for p in first)) if first else None
 
 
 def plan(
@@ -156,8 +168,9 @@ def plan(
             f"{', '.join(foreign)} already exist(s) and is not owned by this StreamProcessor; delete or "
             "rename it (the operator does not take over objects it did not create)",
         )
-    if observed.missing_secrets:
-        return Problem("SecretMissing", "; ".join(observed.missing_secrets))
+    secret_problem = _secret_problem(observed)
+    if secret_problem is not None:
+        return secret_problem
     # A disabled budget is deleted if this CR owns one; someone else's is none of our business.
     budget = observed.children.get(refs["pdb"])
     delete = (refs["pdb"],) if rendered.pdb is None and budget and owned_by(budget, owner.uid) else ()

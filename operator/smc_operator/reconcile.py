@@ -14,6 +14,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from smc_operator import kube
+from smc_operator.credentials import secret_refusal
 from smc_operator.plan import ChildRef, Observed, Plan, Problem, child_refs, plan, ref_of, repairs
 from smc_operator.render import Owner, referenced_secrets
 from smc_operator.spec import StreamProcessorSpec, parse_spec
@@ -28,16 +29,15 @@ class Applied:
     repaired: list[str] = field(default_factory=list)
 
 
-def missing_secrets(namespace: str, spec: StreamProcessorSpec) -> list[str]:
-    missing = []
+def secret_refusals(namespace: str, cr_name: str, spec: StreamProcessorSpec) -> list[Problem]:
+    """Each referenced Secret that is missing, lacks a key, or does not grant this CR (``credentials``)."""
+    refusals = []
     for secret_name, keys in referenced_secrets(spec):
         secret = kube.get("v1", "Secret", namespace, secret_name)
-        if secret is None:
-            missing.append(f"Secret {secret_name!r} not found")
-            continue
-        data = secret.get("data") or {}
-        missing.extend(f"Secret {secret_name!r} has no key {key!r}" for key in keys if key not in data)
-    return missing
+        refusal = secret_refusal(secret_name, secret, keys, cr_name)
+        if refusal is not None:
+            refusals.append(refusal)
+    return refusals
 
 
 def observe(owner: Owner, spec: StreamProcessorSpec, status: Mapping[str, Any]) -> Observed:
@@ -46,7 +46,7 @@ def observe(owner: Owner, spec: StreamProcessorSpec, status: Mapping[str, Any]) 
     remembered = status.get("desiredReplicas")
     return Observed(
         children=children,
-        missing_secrets=tuple(missing_secrets(owner.namespace, spec)),
+        secret_refusals=tuple(secret_refusals(owner.namespace, owner.name, spec)),
         remembered_desired=int(remembered) if remembered is not None else None,
     )
 

@@ -113,11 +113,22 @@ def node(testbed: Testbed, testbed_node: Node, smc_images: Images, pod_kafka_boo
     return NodeBed(pod_kafka_bootstrap, testbed_node, smc_images)
 
 
+def _leader(kubectl: Kubectl) -> dict[str, Any] | None:
+    """The operator pod holding the Lease (the deployment runs 2 replicas, active/standby)."""
+    lease = kubectl("-n", k8s.OPERATOR_NAMESPACE, "get", "lease", "smc-operator", "-o", "json", check=False)
+    holder = json.loads(lease.stdout)["spec"].get("holderIdentity") if lease.returncode == 0 else None
+    pods = {p["metadata"]["name"]: p for p in k8s.operator_pods(kubectl)}
+    return pods.get(holder) if holder and len(pods) == 2 and all(map(k8s.pod_ready, pods.values())) else None
+
+
 @pytest.fixture(scope="module")
 def operator_pod(node: NodeBed, kubectl: Kubectl) -> Iterator[dict[str, Any]]:
+    """The leader of the two in-cluster operator pods, once both are Ready."""
     started = time.monotonic()
-    pod = k8s.deploy_operator(kubectl)
-    print(f"\noperator deployed in-cluster in {time.monotonic() - started:.1f}s: {pod['metadata']['name']}")
+    k8s.deploy_operator(kubectl)
+    pod = k8s.wait_until("2 Ready operator pods, one holding the Lease", lambda: _leader(kubectl), 90)
+    print(f"\noperator deployed in-cluster in {time.monotonic() - started:.1f}s, "
+          f"leader {pod['metadata']['name']}")
     yield pod
     # Test modules after this one run the operator as a subprocess: only one may serve the CRs.
     k8s.remove_operator(kubectl)
@@ -168,7 +179,7 @@ def test_operator_runs_in_cluster_from_its_image_under_its_service_account(
 
 
 def test_sample_reaches_running_through_the_readiness_probe_logs_and_exec_work(
-    fleet: Fleet, kubectl: Kubectl
+    fleet: Fleet, kubectl: Kubectl, operator_pod: dict[str, Any]
 ) -> None:
     cr = k8s.sample_processor(
         NAME, image=k8s.RUNTIME_IMAGE, bootstrap=fleet.pod_bootstrap, topics=fleet.topics,
@@ -211,7 +222,7 @@ def test_sample_reaches_running_through_the_readiness_probe_logs_and_exec_work(
     assert started_lines and started_lines[0]["processors"] == ["market_data_processor"], logs[-20:]
 
     # The in-cluster operator is the one that did it (its own log, through kubectl logs).
-    operator_log = kubectl("-n", k8s.OPERATOR_NAMESPACE, "logs", "deployment/smc-operator").stdout
+    operator_log = kubectl("-n", k8s.OPERATOR_NAMESPACE, "logs", operator_pod["metadata"]["name"]).stdout
     events = [json.loads(line).get("smc") or {} for line in operator_log.splitlines() if line.startswith("{")]
     resource = f"{fleet.namespace}/{NAME}"
     assert any(e.get("event") == "reconciled" and e.get("resource") == resource for e in events), (
@@ -410,8 +421,11 @@ def test_outputs_equal_one_uninterrupted_run_over_the_same_input(
         f"trades in, duplicates {trades.duplicates}; restarts {fleet.restarts()}"
     )
     operator = k8s.operator_pods(kubectl)
-    assert [p["metadata"]["name"] for p in operator] == [operator_pod["metadata"]["name"]]
-    assert k8s.restarts(operator) == {operator_pod["metadata"]["name"]: 0}, "the operator restarted"
+    names = {p["metadata"]["name"] for p in operator}
+    assert operator_pod["metadata"]["name"] in names and len(names) == 2, names
+    assert set(k8s.restarts(operator).values()) == {0}, "an operator pod restarted"
+    leader = _leader(kubectl)
+    assert leader is not None and leader["metadata"]["name"] == operator_pod["metadata"]["name"], "new leader"
     print("\nsummary of the module's steps:\n" + "\n".join(fleet.log), flush=True)
     assert rs.compare(expected, actual) == []
     assert trades.duplicates == 0 and trades.unique == trades_in

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from smc_operator.credentials import ALLOWED_ANNOTATION
 from smc_operator.render import CONFIG_HASH_ANNOTATION, Owner, Rendered, render
 from smc_operator.spec import parse_spec
 from smc_runtime.config import parse_config
@@ -286,6 +287,7 @@ def test_failures_set_degraded_and_other_crs_keep_working(
         "--from-literal=username=u",
         "--from-literal=password=p",
     )
+    kubectl("-n", namespace, "annotate", "secret", "kafka-creds", f"{ALLOWED_ANNOTATION}=no-secret")
     _children(kubectl, namespace, "no-secret")
     warnings = kubectl("-n", namespace, "get", "events", "--field-selector=type=Warning", "-o", "name").stdout
     assert warnings.strip(), "failures must be reported as Kubernetes events"

@@ -1,7 +1,8 @@
 """The operator as an SRE runs it, against the real kube-apiserver + kube-controller-manager (and the real
 broker for lag): spec.template reaching the pods the StatefulSet controller creates, the
 PodDisruptionBudget child, pause annotations, the periodic full reconcile repairing deleted and edited
-children, refusal to adopt foreign objects, Secret handling, restartNonce and staticMembership.
+children, refusal to adopt foreign objects, Secret handling (only the named keys, only Secrets that grant
+the CR), restartNonce and staticMembership.
 
 The operator runs as a subprocess under the non-admin identity of ``manifests/`` RBAC, with a 3 s full
 reconcile interval (``SMC_OPERATOR_RESYNC_SECONDS``) so a repair is observable within seconds. No node is
@@ -20,7 +21,8 @@ import pytest
 import yaml
 from confluent_kafka import Producer
 
-from smc_operator.plan import PAUSE_RECONCILIATION, PAUSED_REPLICAS
+from smc_operator.credentials import ALLOWED_ANNOTATION
+from smc_operator.plan import PAUSE_RECONCILIATION, PAUSED_REPLICAS, SECRET_NOT_ALLOWED
 from smc_operator.render import CONFIG_HASH_ANNOTATION, RESTART_NONCE_ANNOTATION
 from tests.integration.operator_harness import (
     OperatorProcess,
@@ -397,6 +399,7 @@ def test_secrets_keys_plain_refusal_restart_nonce_and_static_membership(
         "--from-literal=password=p",
         "--from-literal=admin-token=never-mount-me",
     )
+    kubectl("-n", namespace, "annotate", "secret", "creds", f"{ALLOWED_ANNOTATION}=plain")
     plain["spec"]["kafka"]["security"]["allowPlaintextCredentials"] = True
     plain["spec"]["kafka"]["staticMembership"] = True
     apply(kubectl, namespace, plain)
@@ -422,6 +425,66 @@ def test_secrets_keys_plain_refusal_restart_nonce_and_static_membership(
         what="the nonce on the pod template",
     )
     assert rolled[CONFIG_HASH_ANNOTATION] == template[CONFIG_HASH_ANNOTATION]  # same config, new pods
+
+
+def test_a_cr_cannot_use_a_secret_that_does_not_grant_it(
+    operator: OperatorProcess, kubectl: Kubectl, namespace: str, kafka_bootstrap: str, make_topic: MakeTopic
+) -> None:
+    """The Secret's owner grants it to named StreamProcessors; naming it in another CR gets a refusal
+    (Degraded SecretNotAllowed, a Warning event, no StatefulSet that mounts it), granting it rolls the
+    workload out, and revoking it degrades the CR again at the next full reconcile."""
+    topic = make_topic(prefix="sre-grant")
+    kubectl(
+        "-n", namespace, "create", "secret", "generic", "team-a-creds",
+        "--from-literal=username=team-a", "--from-literal=password=team-a-password",
+    )
+
+    def grant(names: str) -> None:
+        annotation = f"{ALLOWED_ANNOTATION}={names}"
+        kubectl("-n", namespace, "annotate", "--overwrite", "secret", "team-a-creds", annotation)
+
+    grant("team-a")
+    thief = sample_cr("thief", kafka_bootstrap, [topic])
+    thief["spec"]["processor"]["consumerGroup"] = "thief-group"
+    thief["spec"]["kafka"]["security"] = {
+        "protocol": "SASL_PLAINTEXT",
+        "sasl": {"mechanism": "SCRAM-SHA-512", "secretName": "team-a-creds"},
+    }
+    apply(kubectl, namespace, thief)
+
+    def degraded(name: str) -> dict[str, Any] | None:
+        cond = condition(status_of(kubectl, namespace, name), "Degraded")
+        return cond if cond.get("status") == "True" else None
+
+    refused = wait_for(lambda: degraded("thief"), timeout=30, what="the refusal")
+    assert refused["reason"] == SECRET_NOT_ALLOWED
+    assert "team-a-creds" in refused["message"] and ALLOWED_ANNOTATION in refused["message"]
+    warnings = [e for e in events(kubectl, namespace, "thief") if e.get("type") == "Warning"]
+    assert SECRET_NOT_ALLOWED in {e.get("reason") for e in warnings}
+    time.sleep(2 * RESYNC_S)  # retries and full reconciles come and go: still nothing mounts the Secret
+    assert get(kubectl, namespace, "statefulset", "thief") is None
+    assert get(kubectl, namespace, "configmap", "thief-config") is None
+    assert degraded("thief")["reason"] == SECRET_NOT_ALLOWED  # type: ignore[index]
+
+    # The Secret's owner grants it: the retry rolls the workload out with the Secret mounted.
+    grant("team-a, thief")
+    sts = wait_for(lambda: get(kubectl, namespace, "statefulset", "thief"), timeout=60, what="the workload")
+    secrets = [v["secret"]["secretName"] for v in sts["spec"]["template"]["spec"]["volumes"] if "secret" in v]
+    assert secrets == ["team-a-creds"]
+    # (the bed's broker speaks no SASL, so the lag poll may now report KafkaUnreachable: it used them)
+    wait_for(
+        lambda: (degraded("thief") or {}).get("reason") != SECRET_NOT_ALLOWED or None,
+        timeout=30,
+        what="the refusal cleared",
+    )
+
+    # ... and revokes it: the next full reconcile refuses again (the running pods keep what they mounted).
+    grant("team-a")
+    wait_for(
+        lambda: (degraded("thief") or {}).get("reason") == SECRET_NOT_ALLOWED or None,
+        timeout=6 * RESYNC_S,
+        what="the refusal after revoking",
+    )
 
 
 def test_production_sample_passes_the_crd(
