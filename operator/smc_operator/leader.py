@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import kopf
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -175,6 +176,21 @@ class LeaseElector:
             log.warning("could not release the lease: %s", exc.reason)
 
 
+_stopping = threading.Event()
+
+
+@kopf.on.cleanup(id="hand-over-lease")
+def _hand_over_on_shutdown(**_: Any) -> None:
+    """kopf is stopping (the kubelet's SIGTERM): stop renewing now so the standby takes over at once,
+    not after the pod's whole termination grace period."""
+    _stopping.set()
+
+
+def _exit_on_sigterm(signum: int, _frame: Any) -> None:
+    # A standby runs as the container's PID 1, where an unhandled SIGTERM is ignored: leave at once.
+    raise SystemExit(0)
+
+
 def run_as_leader(
     elector: LeaseElector,
     run: Callable[[], None],
@@ -191,6 +207,8 @@ def run_as_leader(
     metrics.LEADER.set(0)
     if standby is not None:
         standby()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)  # kopf installs its own once it runs
     while True:
         try:
             if elector.try_acquire_or_renew():
@@ -207,6 +225,12 @@ def run_as_leader(
     def renew() -> None:
         last_ok = time.monotonic()
         while not done.wait(renew_period_s):
+            if _stopping.is_set():  # kopf is shutting down: hand the Lease over (release below)
+                log.info("operator stopping: releasing the lease",
+                         extra={"smc": {"event": "leader_released", "identity": elector.identity}})
+                metrics.LEADER.set(0)
+                elector.release()
+                return
             try:
                 if elector.try_acquire_or_renew():
                     last_ok = time.monotonic()

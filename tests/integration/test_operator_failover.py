@@ -54,12 +54,6 @@ def namespace(kubectl: Kubectl, deployed: None) -> Iterator[str]:
     kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found on the node 2026-12-06: a deleted leader pod keeps renewing the Lease through its 30 s "
-    "termination grace period (SIGTERM does not stop the operator as the container's PID 1), is then "
-    "SIGKILLed without releasing, and the standby waits out the 15 s lease: ~45 s, not < lease duration",
-)
 def test_two_operator_pods_elect_one_leader_and_the_standby_takes_over_when_it_is_deleted(
     kubectl: Kubectl, namespace: str, pod_kafka_bootstrap: str, make_topic: MakeTopic
 ) -> None:
