@@ -50,6 +50,12 @@ DEFAULT = {"max_state_keys_per_partition": KEY_CAP}
 WIDEST = {"max_state_keys_per_partition": KEY_CAP, "enrichment": {
     "bounds": {"min_price": 1e-100, "max_price": 1e50, "min_quantity": 1e-100, "max_quantity": 1e49,
                "max_volume": 1e49}}}
+# every SMC context feature and series on (issue 15): the same hostile streams reach the new detectors
+ALL_SMC = {"max_state_keys_per_partition": KEY_CAP, "detection": {
+    "swing_length": 5, "internal_length": 2, "internal_confluence": True, "trend": True, "zones": True,
+    "fvg_min_size": "atr:0.5", "fvg_mitigation": "ce", "inverse_fvg": True, "ob_atr_filter": 2.0,
+    "breakers": True, "sweep_outcome": True,
+    "series": ["previous_high_low:1h", "sessions:London", "retracements"]}}
 
 
 class Rec:
@@ -442,6 +448,12 @@ def test_hostile_streams_with_default_bounds(records: list[Rec]) -> None:
 @given(streams())
 def test_hostile_streams_with_the_widest_bounds_the_config_accepts(records: list[Rec]) -> None:
     run(records, WIDEST)
+
+
+@FUZZ
+@given(streams())
+def test_hostile_streams_with_every_smc_feature_on(records: list[Rec]) -> None:
+    run(records, ALL_SMC)
 
 
 @settings(max_examples=300, deadline=None)
