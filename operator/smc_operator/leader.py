@@ -177,13 +177,15 @@ class LeaseElector:
 
 
 _stopping = threading.Event()
+_wake = threading.Event()  # interrupts the renewer's sleep: kopf stopping, or run() returned
 
 
 @kopf.on.cleanup(id="hand-over-lease")
 def _hand_over_on_shutdown(**_: Any) -> None:
     """kopf is stopping (the kubelet's SIGTERM): stop renewing now so the standby takes over at once,
-    not after the pod's whole termination grace period."""
+    not after the pod's whole termination grace period or the next renewal tick."""
     _stopping.set()
+    _wake.set()
 
 
 def _exit_on_sigterm(signum: int, _frame: Any) -> None:
@@ -221,10 +223,15 @@ def run_as_leader(
         active()
     lost = threading.Event()
     done = threading.Event()
+    _stopping.clear()  # this kopf run has not begun stopping yet
+    _wake.clear()
 
     def renew() -> None:
         last_ok = time.monotonic()
-        while not done.wait(renew_period_s):
+        while True:
+            _wake.wait(renew_period_s)
+            if done.is_set():
+                return
             if _stopping.is_set():  # kopf is shutting down: hand the Lease over (release below)
                 log.info("operator stopping: releasing the lease",
                          extra={"smc": {"event": "leader_released", "identity": elector.identity}})
@@ -259,6 +266,7 @@ def run_as_leader(
         run()
     finally:
         done.set()
+        _wake.set()
         renewer.join(timeout=5)
         if not lost.is_set():
             elector.release()
