@@ -17,6 +17,7 @@ from .fvg import FvgDetector
 from .liquidity import LiquidityDetector
 from .order_blocks import OrderBlockDetector
 from .params import SmcParams, parse_fvg_min_size
+from .state_codec import StateCodec
 from .structure import StructureDetector
 from .swings import SwingDetector, SwingPoint
 
@@ -61,8 +62,7 @@ class _State(msgspec.Struct, array_like=True):
     ctx: ContextDetector | None = None  # trend bias and zones
 
 
-_ENCODER = msgspec.msgpack.Encoder()
-_DECODER = msgspec.msgpack.Decoder(_State)
+_CODEC = StateCodec(_State, _SNAPSHOT_VERSION, "SMC")
 
 
 class SmcEngine:
@@ -277,14 +277,11 @@ class SmcEngine:
 
     def snapshot(self) -> bytes:
         """Full state as deterministic msgpack bytes."""
-        return _ENCODER.encode(self._s)
+        return _CODEC.encode(self._s)
 
     @classmethod
     def restore(cls, data: bytes) -> SmcEngine:
         """Rebuild an engine from ``snapshot()`` bytes."""
-        state = _DECODER.decode(data)
-        if state.version != _SNAPSHOT_VERSION:
-            raise ValueError(f"unsupported SMC snapshot version {state.version}")
         eng = cls.__new__(cls)
-        eng._s = state
+        eng._s = _CODEC.decode(data)
         return eng

@@ -20,6 +20,7 @@ import msgspec
 
 from ..bars import Bar, validate_bar
 from ..buffer import BarBuffer
+from ..state_codec import StateCodec
 from ..swings import SwingDetector, SwingPoint
 from .previous_high_low import PreviousHighLow
 from .retracements import Retracements, Row, compat_rows
@@ -138,8 +139,7 @@ class _State(msgspec.Struct, array_like=True):
     rows: dict[str, list[Any]] = {}
 
 
-_ENCODER = msgspec.msgpack.Encoder()
-_DECODER = msgspec.msgpack.Decoder(_State)
+_CODEC = StateCodec(_State, _SNAPSHOT_VERSION, "series")
 
 
 class SeriesEngine:
@@ -211,16 +211,13 @@ class SeriesEngine:
 
     def snapshot(self) -> bytes:
         """Full state as deterministic msgpack bytes."""
-        return _ENCODER.encode(self._s)
+        return _CODEC.encode(self._s)
 
     @classmethod
     def restore(cls, data: bytes) -> SeriesEngine:
         """Rebuild an engine from ``snapshot()`` bytes."""
-        state = _DECODER.decode(data)
-        if state.version != _SNAPSHOT_VERSION:
-            raise ValueError(f"unsupported series snapshot version {state.version}")
         eng = cls.__new__(cls)
-        eng._s = state
+        eng._s = _CODEC.decode(data)
         return eng
 
     # -- rows (smc-runtime detect --series) -------------------------------------------------
