@@ -115,6 +115,16 @@ class PreviousHighLow(msgspec.Struct, array_like=True):
             return key, _MONDAY0 + key * _WEEK + 6 * _DAY  # end label: the week's Sunday 00:00
         return _calendar_bin(ts, unit)
 
+    def _track_run(self, h: float, lo: float, *, restart: bool) -> None:
+        """The high/low of the bars since the current comparison window began."""
+        if restart:
+            self.run_high, self.run_low = h, lo
+            return
+        if h > self.run_high:
+            self.run_high = h
+        if lo < self.run_low:
+            self.run_low = lo
+
     def update(self, ts: int, h: float, lo: float) -> tuple[float | None, float | None, int, int]:
         """Feed bar ``ts`` (UTC ms) with its high and low; return its row."""
         key, label = self._bin(ts)
@@ -135,29 +145,16 @@ class PreviousHighLow(msgspec.Struct, array_like=True):
                 self.cur_low = lo
             new_bin = False
         if not self.compat:
-            if new_bin:
-                self.run_high = h
-                self.run_low = lo
-            else:
-                if h > self.run_high:
-                    self.run_high = h
-                if lo < self.run_low:
-                    self.run_low = lo
+            self._track_run(h, lo, restart=new_bin)
             p = self.prev1
             if p is None:
                 return None, None, 0, 0
             return p[0], p[1], int(self.run_high > p[0]), int(self.run_low < p[1])
         own = self.cur_label < ts
         k2 = self.completed + (1 if own else 0) - 2
-        if k2 != self.group:
-            self.group = k2
-            self.run_high = h
-            self.run_low = lo
-        else:
-            if h > self.run_high:
-                self.run_high = h
-            if lo < self.run_low:
-                self.run_low = lo
+        restart = k2 != self.group
+        self.group = k2
+        self._track_run(h, lo, restart=restart)
         if k2 < 0:
             return None, None, 0, 0
         p = self.prev1 if own else self.prev2
