@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import TextIO
 
 from smc_runtime.analytics.smc.bars import Bar
-from smc_runtime.analytics.smc.engine import InvalidBarError, SmcEngine
+from smc_runtime.analytics.smc.engine import SmcEngine
 from smc_runtime.analytics.smc.events import conformance_dict
 from smc_runtime.analytics.smc.params import SmcParams, parse_context_overrides
 from smc_runtime.analytics.smc.series import SeriesEngine, SeriesSpec, parse_series
@@ -118,15 +118,20 @@ def read_bars(stream: TextIO) -> list[Bar]:
     return [bar for _, bar in _rows(stream)]
 
 
-def detect_lines(bars: list[Bar], params: SmcParams) -> list[str]:
-    """Run the engine over ``bars`` and return the output lines (raises ``InputError``)."""
-    engine = SmcEngine(params, keep_final=True)
+def _run(engine: SmcEngine | SeriesEngine, bars: list[Bar]) -> None:
+    """Feed every bar, then finalize; a bar the engine refuses names its input line."""
     for i, bar in enumerate(bars):
         try:
             engine.on_bar(bar)
-        except InvalidBarError as exc:
-            raise InputError(f"line {i + 2} (bar {i}): {exc.reason}") from None
+        except ValueError as exc:  # InvalidBarError's text is its reason
+            raise InputError(f"line {i + 2} (bar {i}): {exc}") from None
     engine.finalize()
+
+
+def detect_lines(bars: list[Bar], params: SmcParams) -> list[str]:
+    """Run the engine over ``bars`` and return the output lines (raises ``InputError``)."""
+    engine = SmcEngine(params, keep_final=True)
+    _run(engine, bars)
     return [json.dumps(conformance_dict(ev, params.compat)) for ev in engine.alive()]
 
 
@@ -135,12 +140,7 @@ def series_rows(
 ) -> list[dict[str, object]]:
     """Every bar's row of one series (SPEC 7.1) as dicts: ``index``, ``timestamp_ms``, the columns."""
     engine = SeriesEngine([spec], compat=compat, swing_length=swing_length, keep_rows=True)
-    for i, bar in enumerate(bars):
-        try:
-            engine.on_bar(bar)
-        except ValueError as exc:
-            raise InputError(f"line {i + 2} (bar {i}): {exc}") from None
-    engine.finalize()
+    _run(engine, bars)
     cols = ROW_COLUMNS[spec.kind]
     return [
         {"index": i, "timestamp_ms": bars[i].timestamp_ms, **dict(zip(cols, row, strict=True))}

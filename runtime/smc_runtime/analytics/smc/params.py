@@ -17,6 +17,17 @@ __all__ = [
 FVG_MITIGATION_LEVELS = ("touch", "ce", "full")
 
 
+def _non_negative(name: str, raw: str, spec: str) -> float:
+    """The number after ``kind:`` in a ``name`` spec; finite and >= 0 or ``ValueError``."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} value is not a number: {spec!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} value must be finite and >= 0: {spec!r}")
+    return value
+
+
 def parse_fvg_min_size(spec: str) -> tuple[str, float]:
     """Parse ``""`` (off) | ``abs:X`` | ``atr:K`` | ``auto`` into ``(kind, value)``; raise ``ValueError``.
 
@@ -31,13 +42,7 @@ def parse_fvg_min_size(spec: str) -> tuple[str, float]:
     kind, sep, raw = spec.partition(":")
     if not sep or kind not in ("abs", "atr"):
         raise ValueError(f"fvg_min_size must be '', 'abs:X', 'atr:K' or 'auto', got {spec!r}")
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"fvg_min_size value is not a number: {spec!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"fvg_min_size value must be finite and >= 0: {spec!r}")
-    return kind, value
+    return kind, _non_negative("fvg_min_size", raw, spec)
 
 
 def parse_liquidity_range(spec: str) -> tuple[str, float]:
@@ -49,13 +54,7 @@ def parse_liquidity_range(spec: str) -> tuple[str, float]:
     kind, sep, raw = spec.partition(":")
     if not sep or kind not in ("abs", "atr", "range"):
         raise ValueError(f"liquidity_range must be 'abs:X', 'atr:K' or 'range:R', got {spec!r}")
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"liquidity_range value is not a number: {spec!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"liquidity_range value must be finite and >= 0: {spec!r}")
-    return kind, value
+    return kind, _non_negative("liquidity_range", raw, spec)
 
 
 @dataclass(frozen=True, slots=True)
