@@ -193,6 +193,73 @@ def _exit_on_sigterm(signum: int, _frame: Any) -> None:
     raise SystemExit(0)
 
 
+class LeaseRenewer(threading.Thread):
+    """The active replica's renewal loop. It ends in one of three ways: ``finish()`` (kopf returned),
+    kopf stopping (it hands the Lease over), or the Lease lost: then it calls ``stop_operator`` and, if
+    the process has not finished within half a lease duration, exits hard."""
+
+    def __init__(self, elector: LeaseElector, renew_period_s: float,
+                 stop_operator: Callable[[], None] | None = None) -> None:
+        super().__init__(name="smc-lease-renewer", daemon=True)
+        self.elector, self.renew_period_s = elector, renew_period_s
+        self.lost, self.done = threading.Event(), threading.Event()
+        self._stop_operator = stop_operator or (lambda: os.kill(os.getpid(), signal.SIGTERM))
+        self._last_ok = time.monotonic()
+
+    def finish(self) -> None:
+        self.done.set()
+        _wake.set()
+
+    def run(self) -> None:
+        while True:
+            _wake.wait(self.renew_period_s)
+            if self.done.is_set():
+                return
+            if _stopping.is_set():  # kopf is shutting down: hand the Lease over at once
+                log.info("operator stopping: releasing the lease",
+                         extra={"smc": {"event": "leader_released", "identity": self.elector.identity}})
+                metrics.LEADER.set(0)
+                self.elector.release()
+                return
+            reason = self._renew()
+            if reason is not None:
+                self._give_up(reason)
+                return
+
+    def _renew(self) -> str | None:
+        """One renewal; the reason leadership is lost, or ``None`` while it holds (or may still)."""
+        try:
+            if self.elector.try_acquire_or_renew():
+                self._last_ok = time.monotonic()
+                return None
+            return "another candidate holds the lease"
+        except Exception as exc:  # API down: keep trying until the lease would expire
+            if time.monotonic() - self._last_ok < self.elector.duration_s - self.renew_period_s:
+                return None
+            return f"renewal failed: {exc}"
+
+    def _give_up(self, reason: str) -> None:
+        log.error("leadership lost (%s): stopping", reason,
+                  extra={"smc": {"event": "leader_lost", "identity": self.elector.identity}})
+        metrics.LEADER.set(0)
+        self.lost.set()
+        self._stop_operator()
+        # If kopf does not stop in time, leave anyway: a standby may act after the lease duration.
+        if not self.done.wait(max(1.0, self.elector.duration_s / 2)):
+            os._exit(1)
+
+
+def wait_until_elected(elector: LeaseElector, retry_period_s: float) -> None:
+    """Block (as a standby) until this candidate holds the Lease; API errors are retried."""
+    while True:
+        try:
+            if elector.try_acquire_or_renew():
+                return
+        except ApiException as exc:
+            log.warning("lease check failed: %s", exc.reason)
+        time.sleep(retry_period_s)
+
+
 def run_as_leader(
     elector: LeaseElector,
     run: Callable[[], None],
@@ -202,73 +269,29 @@ def run_as_leader(
     standby: Callable[[], None] | None = None,
     active: Callable[[], None] | None = None,
 ) -> int:
-    """Wait until elected, then ``run()`` (kopf, in the main thread) while a thread renews; losing the
-    Lease stops kopf the way SIGTERM does (kopf's own graceful stop; a ``stop_flag`` would leave an
-    executor thread blocked on it when kopf stops for a signal) and the exit code becomes 1.
+    """Wait until elected, then ``run()`` (kopf, in the main thread) while a ``LeaseRenewer`` renews;
+    losing the Lease stops kopf the way SIGTERM does (kopf's own graceful stop; a ``stop_flag`` would
+    leave an executor thread blocked on it when kopf stops for a signal) and the exit code becomes 1.
     ``standby``/``active`` are called on entering each role."""
     metrics.LEADER.set(0)
     if standby is not None:
         standby()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _exit_on_sigterm)  # kopf installs its own once it runs
-    while True:
-        try:
-            if elector.try_acquire_or_renew():
-                break
-        except ApiException as exc:
-            log.warning("lease check failed: %s", exc.reason)
-        time.sleep(retry_period_s)
+    wait_until_elected(elector, retry_period_s)
     metrics.LEADER.set(1)
     if active is not None:
         active()
-    lost = threading.Event()
-    done = threading.Event()
     _stopping.clear()  # this kopf run has not begun stopping yet
     _wake.clear()
-
-    def renew() -> None:
-        last_ok = time.monotonic()
-        while True:
-            _wake.wait(renew_period_s)
-            if done.is_set():
-                return
-            if _stopping.is_set():  # kopf is shutting down: hand the Lease over (release below)
-                log.info("operator stopping: releasing the lease",
-                         extra={"smc": {"event": "leader_released", "identity": elector.identity}})
-                metrics.LEADER.set(0)
-                elector.release()
-                return
-            try:
-                if elector.try_acquire_or_renew():
-                    last_ok = time.monotonic()
-                    continue
-                reason = "another candidate holds the lease"
-            except Exception as exc:  # API down: keep trying until the lease would expire
-                reason = f"renewal failed: {exc}"
-                if time.monotonic() - last_ok < elector.duration_s - renew_period_s:
-                    continue
-            log.error(
-                "leadership lost (%s): stopping",
-                reason,
-                extra={"smc": {"event": "leader_lost", "identity": elector.identity}},
-            )
-            metrics.LEADER.set(0)
-            lost.set()
-            os.kill(os.getpid(), signal.SIGTERM)
-            # If kopf does not stop in time, leave anyway: a standby may act after the lease duration.
-            if not done.wait(max(1.0, elector.duration_s / 2)):
-                os._exit(1)
-            return
-
-    renewer = threading.Thread(target=renew, name="smc-lease-renewer", daemon=True)
+    renewer = LeaseRenewer(elector, renew_period_s)
     renewer.start()
     try:
         run()
     finally:
-        done.set()
-        _wake.set()
+        renewer.finish()
         renewer.join(timeout=5)
-        if not lost.is_set():
+        if not renewer.lost.is_set():
             elector.release()
         metrics.LEADER.set(0)
-    return 1 if lost.is_set() else 0
+    return 1 if renewer.lost.is_set() else 0
