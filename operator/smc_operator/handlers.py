@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -195,7 +195,7 @@ async def _in_thread(failure: str, owner: Owner, fn: Callable[..., None], *args:
     try:
         await asyncio.to_thread(fn, *args)
     except Exception as exc:
-        metrics.ERRORS.labels(failure).inc()
+        metrics.count(metrics.ERRORS, owner.namespace, owner.name, failure)
         log.exception("%s for %s/%s: %s", failure, owner.namespace, owner.name, exc)
         return False
     return True
@@ -272,7 +272,7 @@ def poll(
         result = _PollResult(desired, (sample.reason, sample.message))
         mem.failures += 1
         mem.next_poll = now + max(auto.poll_interval_seconds, _backoff(mem.failures, base=1.0))
-        metrics.ERRORS.labels(sample.reason).inc()
+        metrics.count(metrics.ERRORS, namespace, name, sample.reason)
     else:
         mem.failures = 0
         metrics.CONSUMER_LAG.labels(namespace, name).set(sample.total_lag)
@@ -337,21 +337,15 @@ def _autoscale(
     auto = parsed.autoscaling
     memory = mem.scaler if mem.scaler is not None else memory_from_status(status.get("autoscaler"))
     signals = workload_signals(namespace, name, sts, parsed.ports.health, auto.hold_on_open_breaker)
-    decision = decide(auto, current, sample, memory, signals)
-    frozen = pause.active and decision.changed  # a pause annotation holds the replica count
-    # a held change did not happen: it must not spend the policies' budget nor start a settle wait
-    mem.scaler = (
-        replace(decision.memory, events=memory.events, rescaled_at=memory.rescaled_at,
-                ready_since=memory.ready_since)
-        if frozen
-        else decision.memory
-    )
-    result = _PollResult(current if frozen else decision.desired)
+    # a pause annotation holds the replica count: the decision is reported, and records no move
+    decision = decide(auto, current, sample, memory, signals, held=pause.active)
+    mem.scaler = decision.memory
+    result = _PollResult(decision.desired)
     result.breaker_open, result.held_by = signals.breaker_open, decision.held_by
     result.patch["autoscaler"] = {
         **memory_to_status(mem.scaler),
         "recommendedReplicas": decision.recommended,
-        "decision": f"{decision.reason} (paused: not applied)" if frozen else decision.reason,
+        "decision": decision.reason,
         "heldBy": decision.held_by,
     }
     log_event(
@@ -363,7 +357,7 @@ def _autoscale(
         reason=decision.reason,
         **decision.inputs,
     )
-    if decision.changed and not frozen:
+    if decision.changed:
         try:
             kube.scale_workload(namespace, name, result.desired)
         except ApiException as exc:
@@ -376,7 +370,7 @@ def _autoscale(
             kopf.info(body, reason=verb, message=message)
             result.patch["lastScaleTime"] = iso(now)
             result.patch["lastScaleReason"] = message
-            metrics.SCALE_DECISIONS.labels(decision.direction, auto.mode).inc()
+            metrics.count(metrics.SCALE_DECISIONS, namespace, name, decision.direction, auto.mode)
             result.scaled = decision.direction
     return result
 
