@@ -32,6 +32,7 @@ from smc_operator.credentials import kafka_client_config
 from smc_operator.lag import LagError, LagReader
 from smc_operator.outcome import (
     Memory,
+    announce_problem,
     log_event,
     pause_from,
     paused_of,
@@ -267,23 +268,9 @@ def poll(
         return  # else reconcile has not created it yet
     current = int((sts.get("spec") or {}).get("replicas") or 0)
     sample = _read_lag(namespace, name, parsed, now)
-    desired = current if auto.enabled or pause.active else parsed.replicas
-    if isinstance(sample, LagError):
-        result = _PollResult(desired, (sample.reason, sample.message))
-        mem.failures += 1
-        mem.next_poll = now + max(auto.poll_interval_seconds, _backoff(mem.failures, base=1.0))
-        metrics.count(metrics.ERRORS, namespace, name, sample.reason)
-    else:
-        mem.failures = 0
-        metrics.CONSUMER_LAG.labels(namespace, name).set(sample.total_lag)
-        if auto.enabled:
-            result = _autoscale(name, namespace, parsed, sts, current, sample, status, pause, body, mem, now)
-        else:
-            result = _PollResult(desired)
-        lag = lag_status(sample.total_lag, sample.per_topic(), sample.partition_count, now)
-        result.patch["consumerLag"] = lag
+    result = _decide(name, namespace, parsed, sts, current, sample, status, pause, body, mem, now)
     problem = mem.reconcile_problem or result.problem
-    _announce_problem(name, namespace, problem, body, mem)
+    announce_problem(name, namespace, problem, body, mem)
 
     metrics.observe_poll(
         namespace, name, now=now, error=sample.reason if isinstance(sample, LagError) else None,
@@ -308,6 +295,39 @@ def poll(
     )
     mem.converging = patch["phase"] in CONVERGING_PHASES
     kube.patch_status(namespace, name, patch)
+
+
+def _decide(
+    name: str,
+    namespace: str,
+    parsed: StreamProcessorSpec,
+    sts: dict[str, Any],
+    current: int,
+    sample: LagSample | LagError,
+    status: dict[str, Any],
+    pause: Pause,
+    body: Any,
+    mem: Memory,
+    now: float,
+) -> _PollResult:
+    """The replicas this poll wants: the autoscaler's (on a good lag sample), else the count as it is
+    (autoscaled or paused) or the spec's; a failed lag read backs the next poll off."""
+    auto = parsed.autoscaling
+    desired = current if auto.enabled or pause.active else parsed.replicas
+    if isinstance(sample, LagError):
+        mem.failures += 1
+        mem.next_poll = now + max(auto.poll_interval_seconds, _backoff(mem.failures, base=1.0))
+        metrics.count(metrics.ERRORS, namespace, name, sample.reason)
+        return _PollResult(desired, (sample.reason, sample.message))
+    mem.failures = 0
+    metrics.CONSUMER_LAG.labels(namespace, name).set(sample.total_lag)
+    if auto.enabled:
+        result = _autoscale(name, namespace, parsed, sts, current, sample, status, pause, body, mem, now)
+    else:
+        result = _PollResult(desired)
+    lag = lag_status(sample.total_lag, sample.per_topic(), sample.partition_count, now)
+    result.patch["consumerLag"] = lag
+    return result
 
 
 def _read_lag(namespace: str, name: str, parsed: StreamProcessorSpec, now: float) -> LagSample | LagError:
@@ -373,20 +393,6 @@ def _autoscale(
             metrics.count(metrics.SCALE_DECISIONS, namespace, name, decision.direction, auto.mode)
             result.scaled = decision.direction
     return result
-
-
-def _announce_problem(
-    name: str, namespace: str, problem: tuple[str, str] | None, body: Any, mem: Memory
-) -> None:
-    """An event and a log line when the reported problem changes (appears, changes or clears)."""
-    if problem == mem.reported_problem:
-        return
-    if problem is not None:
-        kopf.warn(body, reason=problem[0], message=problem[1])
-        log_event("degraded", namespace=namespace, name=name, reason=problem[0], message=problem[1])
-    else:
-        kopf.info(body, reason="Recovered", message="problems cleared")
-    mem.reported_problem = problem
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)

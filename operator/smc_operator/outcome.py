@@ -156,3 +156,17 @@ def report_missing_workload(
     )
     kube.patch_status(namespace, name, patch)
     mem.reported_problem = problem
+
+
+def announce_problem(
+    name: str, namespace: str, problem: tuple[str, str] | None, body: Any, mem: Memory
+) -> None:
+    """An event and a log line when the reported problem changes (appears, changes or clears)."""
+    if problem == mem.reported_problem:
+        return
+    if problem is not None:
+        kopf.warn(body, reason=problem[0], message=problem[1])
+        log_event("degraded", namespace=namespace, name=name, reason=problem[0], message=problem[1])
+    else:
+        kopf.info(body, reason="Recovered", message="problems cleared")
+    mem.reported_problem = problem
