@@ -88,59 +88,53 @@ def _namespaced(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def templates(objs: list[dict[str, Any]]) -> dict[str, str]:
-    """Template file name -> text."""
-    ns_expr = "{{ .Release.Namespace }}"
-    files: dict[str, str] = {}
+def _guarded(condition: str, docs: list[dict[str, Any]], subs: dict[str, str]) -> str:
+    """Objects rendered only under a Helm condition (``if ...`` / ``range ...``), each its own document."""
+    body = "---\n".join(_substitute(_dump(d), subs) for d in docs)
+    return f"{{{{- {condition} }}}}\n---\n{body}{{{{- end }}}}\n"
 
-    namespace = _find(objs, "Namespace")
-    ns_obj = copy.deepcopy(namespace)
-    ns_obj["metadata"]["name"] = _marker("namespace")
-    files["namespace.yaml"] = (
-        "{{- if .Values.createNamespace }}\n"
-        + _substitute(_dump(ns_obj), {"namespace": ns_expr})
-        + "{{- end }}\n"
-    )
 
-    sa = _namespaced(_find(objs, "ServiceAccount"))
-    cluster_role = _find(objs, "ClusterRole")
-    binding = _namespaced(_find(objs, "ClusterRoleBinding"))
-    for subject in binding["subjects"]:
+def _with_subject_namespace(obj: dict[str, Any]) -> dict[str, Any]:
+    for subject in obj["subjects"]:
         subject["namespace"] = _marker("namespace")
-    leader_role = _namespaced(_find(objs, "Role", "smc-operator-leader-election"))
-    leader_binding = _namespaced(_find(objs, "RoleBinding", "smc-operator-leader-election"))
-    for subject in leader_binding["subjects"]:
-        subject["namespace"] = _marker("namespace")
-    subs = {"namespace": ns_expr}
-    rbac = [_substitute(_dump(sa), subs)]
-    rbac.append(
-        "{{- if not .Values.watchNamespaces }}\n---\n"
-        + _substitute(_dump(cluster_role), subs)
-        + "---\n"
-        + _substitute(_dump(binding), subs)
-        + "{{- end }}\n"
-    )
-    # Namespaced mode: the ClusterRole's rules minus the cluster-scoped ones, in a Role per namespace.
+    return obj
+
+
+def _rbac_template(objs: list[dict[str, Any]]) -> str:
+    """ServiceAccount; ClusterRole + binding unless namespaced; a Role + binding per watched namespace
+    (the ClusterRole's rules minus the cluster-scoped ones); the leader-election Role + binding."""
+    subs = {"namespace": "{{ .Release.Namespace }}"}
+    binding = _with_subject_namespace(_namespaced(_find(objs, "ClusterRoleBinding")))
+    cluster = [_find(objs, "ClusterRole"), binding]
     role, role_binding = namespaced_role(objs, _marker("watched"))
-    for subject in role_binding["subjects"]:
-        subject["namespace"] = _marker("namespace")
+    leader = [
+        _namespaced(_find(objs, "Role", "smc-operator-leader-election")),
+        _with_subject_namespace(_namespaced(_find(objs, "RoleBinding", "smc-operator-leader-election"))),
+    ]
     watched = {"watched": "{{ $ns }}", "namespace": "{{ $.Release.Namespace }}"}
-    rbac.append(
-        "{{- range $ns := .Values.watchNamespaces }}\n---\n"
-        + _substitute(_dump(role), watched)
-        + "---\n"
-        + _substitute(_dump(role_binding), watched)
-        + "{{- end }}\n"
-    )
-    rbac.append(
-        "{{- if .Values.leaderElection.enabled }}\n---\n"
-        + _substitute(_dump(leader_role), subs)
-        + "---\n"
-        + _substitute(_dump(leader_binding), subs)
-        + "{{- end }}\n"
-    )
-    files["rbac.yaml"] = "".join(rbac)
+    return "".join([
+        _substitute(_dump(_namespaced(_find(objs, "ServiceAccount"))), subs),
+        _guarded("if not .Values.watchNamespaces", cluster, subs),
+        _guarded("range $ns := .Values.watchNamespaces", [role, _with_subject_namespace(role_binding)],
+                 watched),
+        _guarded("if .Values.leaderElection.enabled", leader, subs),
+    ])
 
+
+def _expand(text: str, marker: str, lines: list[str], *, key: bool = False) -> str:
+    """Replace a marker list item (``- MARKER``) or mapping key (``MARKER: ''``) with template lines at its
+    indentation; ``{indent}`` in a line is that indentation's width, ``{inner}`` two more."""
+    pattern = rf"\n( *)'?{_marker(marker)}'?: ''" if key else rf"\n( *)- '?{_marker(marker)}'?"
+
+    def block(found: re.Match[str]) -> str:
+        pad = found.group(1)
+        widths = {"{indent}": str(len(pad)), "{inner}": str(len(pad) + 2)}
+        return "".join(f"\n{pad}{re.sub('{indent}|{inner}', lambda w: widths[w[0]], line)}" for line in lines)
+
+    return re.sub(pattern, block, text)
+
+
+def _deployment_template(objs: list[dict[str, Any]]) -> str:
     deploy = _namespaced(_find(objs, "Deployment", "smc-operator"))
     spec = deploy["spec"]
     spec["replicas"] = _marker("replicas")
@@ -153,62 +147,41 @@ def templates(objs: list[dict[str, Any]]) -> dict[str, str]:
     container["resources"] = _marker("resources")
     in_place = {"--all-namespaces": _marker("scope"), "--leader-election": _marker("leader")}
     container["args"] = [in_place.get(a, a) for a in container["args"]]
-    text = _dump(deploy)
-    text = _substitute(text, {
-        "namespace": ns_expr,
+    text = _substitute(_dump(deploy), {
+        "namespace": "{{ .Release.Namespace }}",
         "replicas": "{{ .Values.replicas }}",
         "image": '"{{ .Values.image.repository }}:{{ .Values.image.tag }}"',
         "pullPolicy": "{{ .Values.image.pullPolicy }}",
         "resources": "\n{{- toYaml .Values.resources | nindent 10 }}",
     })
-    text = re.sub(
-        rf"\n( *)- '?{_marker('scope')}'?",
-        lambda m: (
-            f"\n{m.group(1)}{{{{- if .Values.watchNamespaces }}}}"
-            f"\n{m.group(1)}{{{{- range .Values.watchNamespaces }}}}"
-            f"\n{m.group(1)}- --namespace={{{{ . }}}}"
-            f"\n{m.group(1)}{{{{- end }}}}"
-            f"\n{m.group(1)}{{{{- else }}}}"
-            f"\n{m.group(1)}- --all-namespaces"
-            f"\n{m.group(1)}{{{{- end }}}}"
-        ),
-        text,
-    )
-    text = re.sub(
-        rf"\n( *)- '?{_marker('leader')}'?",
-        lambda m: (
-            f"\n{m.group(1)}{{{{- if .Values.leaderElection.enabled }}}}"
-            f"\n{m.group(1)}- --leader-election"
-            f"\n{m.group(1)}{{{{- end }}}}"
-        ),
-        text,
-    )
-    text = re.sub(
-        rf"\n( *)'?{_marker('podAnnotations')}'?: ''",
-        lambda m: (
-            f"\n{m.group(1)}{{{{- with .Values.podAnnotations }}}}"
-            f"\n{m.group(1)}{{{{- toYaml . | nindent {len(m.group(1))} }}}}"
-            f"\n{m.group(1)}{{{{- end }}}}"
-        ),
-        text,
-    )
-    text = re.sub(
-        rf"\n( *)'?{_marker('scheduling')}'?: ''",
-        lambda m: (
-            f"\n{m.group(1)}{{{{- with .Values.nodeSelector }}}}"
-            f"\n{m.group(1)}nodeSelector:"
-            f"\n{m.group(1)}  {{{{- toYaml . | nindent {len(m.group(1)) + 2} }}}}"
-            f"\n{m.group(1)}{{{{- end }}}}"
-            f"\n{m.group(1)}{{{{- with .Values.tolerations }}}}"
-            f"\n{m.group(1)}tolerations:"
-            f"\n{m.group(1)}  {{{{- toYaml . | nindent {len(m.group(1)) + 2} }}}}"
-            f"\n{m.group(1)}{{{{- end }}}}"
-        ),
-        text,
-    )
-    files["deployment.yaml"] = text
-    service = _namespaced(_find(objs, "Service", "smc-operator-metrics"))
-    files["service.yaml"] = _substitute(_dump(service), subs)
+    text = _expand(text, "scope", [
+        "{{- if .Values.watchNamespaces }}", "{{- range .Values.watchNamespaces }}", "- --namespace={{ . }}",
+        "{{- end }}", "{{- else }}", "- --all-namespaces", "{{- end }}",
+    ])
+    leader = ["{{- if .Values.leaderElection.enabled }}", "- --leader-election", "{{- end }}"]
+    text = _expand(text, "leader", leader)
+    text = _expand(text, "podAnnotations", [
+        "{{- with .Values.podAnnotations }}", "{{- toYaml . | nindent {indent} }}", "{{- end }}",
+    ], key=True)
+    scheduling = []
+    for field in ("nodeSelector", "tolerations"):
+        scheduling += [f"{{{{- with .Values.{field} }}}}", f"{field}:", "  {{- toYaml . | nindent {inner} }}",
+                       "{{- end }}"]
+    return _expand(text, "scheduling", scheduling, key=True)
+
+
+def templates(objs: list[dict[str, Any]]) -> dict[str, str]:
+    """Template file name -> text."""
+    subs = {"namespace": "{{ .Release.Namespace }}"}
+    ns_obj = copy.deepcopy(_find(objs, "Namespace"))
+    ns_obj["metadata"]["name"] = _marker("namespace")
+    namespace = _substitute(_dump(ns_obj), subs)
+    files = {
+        "namespace.yaml": "{{- if .Values.createNamespace }}\n" + namespace + "{{- end }}\n",
+        "rbac.yaml": _rbac_template(objs),
+        "deployment.yaml": _deployment_template(objs),
+        "service.yaml": _substitute(_dump(_namespaced(_find(objs, "Service", "smc-operator-metrics"))), subs),
+    }
     return {name: HEADER + body for name, body in files.items()}
 
 

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -32,6 +32,7 @@ from smc_operator.credentials import kafka_client_config
 from smc_operator.lag import LagError, LagReader
 from smc_operator.outcome import (
     Memory,
+    announce_problem,
     log_event,
     pause_from,
     paused_of,
@@ -195,7 +196,7 @@ async def _in_thread(failure: str, owner: Owner, fn: Callable[..., None], *args:
     try:
         await asyncio.to_thread(fn, *args)
     except Exception as exc:
-        metrics.ERRORS.labels(failure).inc()
+        metrics.count(metrics.ERRORS, owner.namespace, owner.name, failure)
         log.exception("%s for %s/%s: %s", failure, owner.namespace, owner.name, exc)
         return False
     return True
@@ -267,23 +268,9 @@ def poll(
         return  # else reconcile has not created it yet
     current = int((sts.get("spec") or {}).get("replicas") or 0)
     sample = _read_lag(namespace, name, parsed, now)
-    desired = current if auto.enabled or pause.active else parsed.replicas
-    if isinstance(sample, LagError):
-        result = _PollResult(desired, (sample.reason, sample.message))
-        mem.failures += 1
-        mem.next_poll = now + max(auto.poll_interval_seconds, _backoff(mem.failures, base=1.0))
-        metrics.ERRORS.labels(sample.reason).inc()
-    else:
-        mem.failures = 0
-        metrics.CONSUMER_LAG.labels(namespace, name).set(sample.total_lag)
-        if auto.enabled:
-            result = _autoscale(name, namespace, parsed, sts, current, sample, status, pause, body, mem, now)
-        else:
-            result = _PollResult(desired)
-        lag = lag_status(sample.total_lag, sample.per_topic(), sample.partition_count, now)
-        result.patch["consumerLag"] = lag
+    result = _decide(name, namespace, parsed, sts, current, sample, status, pause, body, mem, now)
     problem = mem.reconcile_problem or result.problem
-    _announce_problem(name, namespace, problem, body, mem)
+    announce_problem(name, namespace, problem, body, mem)
 
     metrics.observe_poll(
         namespace, name, now=now, error=sample.reason if isinstance(sample, LagError) else None,
@@ -308,6 +295,39 @@ def poll(
     )
     mem.converging = patch["phase"] in CONVERGING_PHASES
     kube.patch_status(namespace, name, patch)
+
+
+def _decide(
+    name: str,
+    namespace: str,
+    parsed: StreamProcessorSpec,
+    sts: dict[str, Any],
+    current: int,
+    sample: LagSample | LagError,
+    status: dict[str, Any],
+    pause: Pause,
+    body: Any,
+    mem: Memory,
+    now: float,
+) -> _PollResult:
+    """The replicas this poll wants: the autoscaler's (on a good lag sample), else the count as it is
+    (autoscaled or paused) or the spec's; a failed lag read backs the next poll off."""
+    auto = parsed.autoscaling
+    desired = current if auto.enabled or pause.active else parsed.replicas
+    if isinstance(sample, LagError):
+        mem.failures += 1
+        mem.next_poll = now + max(auto.poll_interval_seconds, _backoff(mem.failures, base=1.0))
+        metrics.count(metrics.ERRORS, namespace, name, sample.reason)
+        return _PollResult(desired, (sample.reason, sample.message))
+    mem.failures = 0
+    metrics.CONSUMER_LAG.labels(namespace, name).set(sample.total_lag)
+    if auto.enabled:
+        result = _autoscale(name, namespace, parsed, sts, current, sample, status, pause, body, mem, now)
+    else:
+        result = _PollResult(desired)
+    lag = lag_status(sample.total_lag, sample.per_topic(), sample.partition_count, now)
+    result.patch["consumerLag"] = lag
+    return result
 
 
 def _read_lag(namespace: str, name: str, parsed: StreamProcessorSpec, now: float) -> LagSample | LagError:
@@ -337,21 +357,15 @@ def _autoscale(
     auto = parsed.autoscaling
     memory = mem.scaler if mem.scaler is not None else memory_from_status(status.get("autoscaler"))
     signals = workload_signals(namespace, name, sts, parsed.ports.health, auto.hold_on_open_breaker)
-    decision = decide(auto, current, sample, memory, signals)
-    frozen = pause.active and decision.changed  # a pause annotation holds the replica count
-    # a held change did not happen: it must not spend the policies' budget nor start a settle wait
-    mem.scaler = (
-        replace(decision.memory, events=memory.events, rescaled_at=memory.rescaled_at,
-                ready_since=memory.ready_since)
-        if frozen
-        else decision.memory
-    )
-    result = _PollResult(current if frozen else decision.desired)
+    # a pause annotation holds the replica count: the decision is reported, and records no move
+    decision = decide(auto, current, sample, memory, signals, held=pause.active)
+    mem.scaler = decision.memory
+    result = _PollResult(decision.desired)
     result.breaker_open, result.held_by = signals.breaker_open, decision.held_by
     result.patch["autoscaler"] = {
         **memory_to_status(mem.scaler),
         "recommendedReplicas": decision.recommended,
-        "decision": f"{decision.reason} (paused: not applied)" if frozen else decision.reason,
+        "decision": decision.reason,
         "heldBy": decision.held_by,
     }
     log_event(
@@ -363,7 +377,7 @@ def _autoscale(
         reason=decision.reason,
         **decision.inputs,
     )
-    if decision.changed and not frozen:
+    if decision.changed:
         try:
             kube.scale_workload(namespace, name, result.desired)
         except ApiException as exc:
@@ -376,23 +390,9 @@ def _autoscale(
             kopf.info(body, reason=verb, message=message)
             result.patch["lastScaleTime"] = iso(now)
             result.patch["lastScaleReason"] = message
-            metrics.SCALE_DECISIONS.labels(decision.direction, auto.mode).inc()
+            metrics.count(metrics.SCALE_DECISIONS, namespace, name, decision.direction, auto.mode)
             result.scaled = decision.direction
     return result
-
-
-def _announce_problem(
-    name: str, namespace: str, problem: tuple[str, str] | None, body: Any, mem: Memory
-) -> None:
-    """An event and a log line when the reported problem changes (appears, changes or clears)."""
-    if problem == mem.reported_problem:
-        return
-    if problem is not None:
-        kopf.warn(body, reason=problem[0], message=problem[1])
-        log_event("degraded", namespace=namespace, name=name, reason=problem[0], message=problem[1])
-    else:
-        kopf.info(body, reason="Recovered", message="problems cleared")
-    mem.reported_problem = problem
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)

@@ -1,8 +1,8 @@
 """Prometheus metrics of the operator itself (served on ``--metrics-port``).
 
-Per-CR series carry ``namespace`` and ``name`` labels (KEDA's convention) and are removed when the CR is
-deleted. The global counters without them (reconciles, errors by reason, scale decisions by direction
-and mode) stay for existing dashboards.
+Every series about one StreamProcessor carries ``namespace`` and ``name`` labels (KEDA's convention) and
+is removed when the CR is deleted, so an alert or a panel can say which CR. Only ``smc_operator_leader``
+is about the operator replica itself.
 """
 
 from __future__ import annotations
@@ -11,20 +11,21 @@ import contextlib
 
 from prometheus_client import Counter, Gauge, start_http_server
 
-RECONCILES = Counter("smc_operator_reconciles_total", "Reconciliations of StreamProcessors", ["result"])
-ERRORS = Counter("smc_operator_errors_total", "Failures by reason", ["reason"])
+_CR = ["namespace", "name"]
+RECONCILES = Counter(
+    "smc_operator_reconciles_total", "Reconciliations of a StreamProcessor, by result", [*_CR, "result"]
+)
+ERRORS = Counter("smc_operator_errors_total", "Failures for a StreamProcessor, by reason", [*_CR, "reason"])
 SCALE_DECISIONS = Counter(
-    "smc_operator_scale_decisions_total", "Autoscaling decisions that changed replicas", ["direction", "mode"]
+    "smc_operator_scale_decisions_total",
+    "Autoscaling decisions that changed replicas",
+    [*_CR, "direction", "mode"],
 )
-CONSUMER_LAG = Gauge("smc_operator_consumer_lag", "Total consumer lag observed", ["namespace", "name"])
-DESIRED_REPLICAS = Gauge(
-    "smc_operator_desired_replicas", "Replicas the operator wants", ["namespace", "name"]
-)
+CONSUMER_LAG = Gauge("smc_operator_consumer_lag", "Total consumer lag observed", _CR)
+DESIRED_REPLICAS = Gauge("smc_operator_desired_replicas", "Replicas the operator wants", _CR)
 LEADER = Gauge(
     "smc_operator_leader", "1 while this operator replica holds the leader Lease (or runs standalone)"
 )
-
-_CR = ["namespace", "name"]
 LAST_POLL_SUCCESS = Gauge(
     "smc_operator_lag_poll_last_success_timestamp_seconds",
     "Unix time of the last lag poll that read every input partition's offsets",
@@ -45,12 +46,12 @@ BREAKER_OPEN = Gauge(
 )
 SCALER_HELD = Gauge(
     "smc_operator_scaler_held",
-    "1 while the scaler holds a move back, by cause (breaker, settling, stabilization, policy)",
+    "1 while the scaler holds a move back, by cause (pause, breaker, settling, stabilization, policy)",
     [*_CR, "cause"],
 )
 DEGRADED = Gauge("smc_operator_degraded", "1 while the CR reports Degraded (the problem's reason label)", _CR)
 
-_HELD_CAUSES = ("breaker", "settling", "stabilization", "policy")
+_HELD_CAUSES = ("pause", "breaker", "settling", "stabilization", "policy")
 _labelled: set[tuple[Counter, tuple[str, ...]]] = set()  # per-CR counter children, removed on forget
 
 
@@ -58,6 +59,12 @@ def serve(port: int, address: str = "0.0.0.0") -> None:
     """Start the metrics HTTP server (``port`` 0 disables it)."""
     if port > 0:
         start_http_server(port, addr=address)
+
+
+def count(counter: Counter, namespace: str, name: str, *labels: str) -> None:
+    """Increment a per-CR counter child and remember it, so ``forget`` removes it with the CR."""
+    counter.labels(namespace, name, *labels).inc()
+    _labelled.add((counter, (namespace, name, *labels)))
 
 
 def observe_poll(
@@ -78,8 +85,7 @@ def observe_poll(
     if error is None:
         LAST_POLL_SUCCESS.labels(namespace, name).set(now)
     else:
-        POLL_ERRORS.labels(namespace, name, error).inc()
-        _labelled.add((POLL_ERRORS, (namespace, name, error)))
+        count(POLL_ERRORS, namespace, name, error)
     CURRENT_REPLICAS.labels(namespace, name).set(current)
     if ready is not None:
         READY_REPLICAS.labels(namespace, name).set(ready)
@@ -89,8 +95,7 @@ def observe_poll(
     for cause in _HELD_CAUSES:
         SCALER_HELD.labels(namespace, name, cause).set(1 if held_by == cause else 0)
     if scaled is not None:
-        SCALES.labels(namespace, name, scaled).inc()
-        _labelled.add((SCALES, (namespace, name, scaled)))
+        count(SCALES, namespace, name, scaled)
     DEGRADED.labels(namespace, name).set(1 if degraded else 0)
 
 

@@ -85,8 +85,9 @@ def report_failure(owner: Owner, problem: Problem, status: Any, meta: Any, body:
     )
     kube.patch_status(owner.namespace, owner.name, {"phase": "Degraded", "conditions": conditions})
     kopf.warn(body, reason=problem.reason, message=problem.message)
-    metrics.ERRORS.labels(problem.reason).inc()
-    metrics.RECONCILES.labels("invalid" if problem.permanent else "retry").inc()
+    metrics.count(metrics.ERRORS, owner.namespace, owner.name, problem.reason)
+    result = "invalid" if problem.permanent else "retry"
+    metrics.count(metrics.RECONCILES, owner.namespace, owner.name, result)
     log_event(
         "degraded", namespace=owner.namespace, name=owner.name, reason=problem.reason, message=problem.message
     )
@@ -118,7 +119,7 @@ def report_success(
             processorId=f"{owner.name}-<ordinal>",
         )
     kube.patch_status(owner.namespace, owner.name, patch)
-    metrics.RECONCILES.labels("paused" if rendered is None else "ok").inc()
+    metrics.count(metrics.RECONCILES, owner.namespace, owner.name, "paused" if rendered is None else "ok")
     metrics.DESIRED_REPLICAS.labels(owner.namespace, owner.name).set(planned.desired)
     if applied.repaired:
         kopf.warn(body, reason="Repaired", message="; ".join(applied.repaired))
@@ -154,4 +155,18 @@ def report_missing_workload(
         paused=paused_of(pause),
     )
     kube.patch_status(namespace, name, patch)
+    mem.reported_problem = problem
+
+
+def announce_problem(
+    name: str, namespace: str, problem: tuple[str, str] | None, body: Any, mem: Memory
+) -> None:
+    """An event and a log line when the reported problem changes (appears, changes or clears)."""
+    if problem == mem.reported_problem:
+        return
+    if problem is not None:
+        kopf.warn(body, reason=problem[0], message=problem[1])
+        log_event("degraded", namespace=namespace, name=name, reason=problem[0], message=problem[1])
+    else:
+        kopf.info(body, reason="Recovered", message="problems cleared")
     mem.reported_problem = problem

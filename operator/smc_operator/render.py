@@ -22,7 +22,8 @@ import jinja2
 import yaml
 from pydantic import BaseModel
 
-from smc_operator.crd import GROUP, KIND, VERSION, snake_to_camel
+from smc_operator.crd import GROUP, KIND, VERSION
+from smc_operator.schema import snake_to_camel
 from smc_operator.spec import StreamProcessorSpec
 from smc_runtime.config import (
     DEFAULT_CONFIG_PATH,

@@ -18,7 +18,9 @@ Then, in this order:
    ``minReplicas: 0`` recommends 0; active, at least 1; with ``minReplicas >= 1`` activation changes nothing.
 2. Clamp to ``[minReplicas, min(maxReplicas, partitions)]`` (more consumers than partitions would idle).
 3. No scale-up while a replica reports its circuit breaker open (the broker is sick, more pods would not
-   help) when ``holdOnOpenBreaker``.
+   help) when ``holdOnOpenBreaker``; no move at all while the caller says the count is ``held`` (a pause
+   annotation): the recommendation is still reported, but no scale event is recorded and no settle wait
+   starts, since nothing changed.
 4. Stabilization as the HPA's: the lowest recommendation of the scale-up window and the highest of the
    scale-down window bound the move.
 5. Rate limits as the HPA's ``behavior`` policies: the replicas added (removed) within each policy's
@@ -31,113 +33,30 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from smc_operator.scaling_state import (
+    MAX_KEPT,
+    LagSample,
+    PartitionLag,
+    Recommendation,
+    SampleTotals,
+    ScaleEvent,
+    ScalerMemory,
+    WorkloadSignals,
+    memory_from_status,
+    memory_to_status,
+)
 from smc_operator.spec import AutoscalingSpec, ScalingPolicy
 
-
-@dataclass(frozen=True, slots=True)
-class PartitionLag:
-    topic: str
-    partition: int
-    log_end: int
-    committed: int | None  # None: the group has no committed offset for this partition
-    log_start: int = 0
-
-    @property
-    def lag(self) -> int:
-        """Records the group still has to read (from the log start when it never committed)."""
-        position = self.log_start if self.committed is None else max(self.committed, self.log_start)
-        return max(0, self.log_end - position)
-
-    @property
-    def consumed(self) -> int:
-        return self.log_start if self.committed is None else self.committed
-
-
-@dataclass(frozen=True, slots=True)
-class LagSample:
-    """Offsets of every input partition at one instant."""
-
-    time: float
-    partitions: tuple[PartitionLag, ...]
-
-    @property
-    def total_lag(self) -> int:
-        return sum(p.lag for p in self.partitions)
-
-    @property
-    def partition_count(self) -> int:
-        return len(self.partitions)
-
-    def per_topic(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for p in self.partitions:
-            out[p.topic] = out.get(p.topic, 0) + p.lag
-        return out
-
-    def log_end_sum(self) -> int:
-        return sum(p.log_end for p in self.partitions)
-
-    def consumed_sum(self) -> int:
-        return sum(p.consumed for p in self.partitions)
-
-
-@dataclass(frozen=True, slots=True)
-class SampleTotals:
-    """One poll as the rate estimate needs it (small enough to keep a window of them in status).
-
-    ``replicas``: the count that runs from this poll on; ``settled``: the workload had settled when taken.
-    """
-
-    time: float
-    log_end: int
-    committed: int
-    replicas: int
-    settled: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class Recommendation:
-    time: float
-    replicas: int
-
-
-@dataclass(frozen=True, slots=True)
-class ScaleEvent:
-    """A replica change the operator made (``delta`` > 0 added), counted against the rate-limit policies."""
-
-    time: float
-    delta: int
-
-
-@dataclass(frozen=True, slots=True)
-class WorkloadSignals:
-    """What the pods say (read by the handler): Ready replicas, and how many report the breaker open.
-    ``None``: not known (treated as all Ready, breaker closed)."""
-
-    ready: int | None = None
-    breaker_open: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ScalerMemory:
-    """State carried between polls. Kept in ``status.autoscaler`` so a restart resumes the windows.
-
-    ``recommendations``: the recommendations of the longest stabilization window (consecutive equal
-    values keep only the newest: the older one can never be the only one in a window). ``samples``: the
-    rate window. ``ready_since``: when every replica was first seen Ready after the last rescale.
-    """
-
-    recommendations: tuple[Recommendation, ...] = ()
-    samples: tuple[SampleTotals, ...] = ()
-    events: tuple[ScaleEvent, ...] = ()
-    produce_rate: float | None = None
-    per_replica_rate: float | None = None
-    rescaled_at: float | None = None
-    ready_since: float | None = None
-
-    @property
-    def last_sample(self) -> SampleTotals | None:
-        return self.samples[-1] if self.samples else None
+__all__ = [  # the data types live in scaling_state; re-exported for the callers that import them here
+    "Decision",
+    "LagSample",
+    "PartitionLag",
+    "ScalerMemory",
+    "WorkloadSignals",
+    "decide",
+    "memory_from_status",
+    "memory_to_status",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +69,7 @@ class Decision:
     reason: str
     memory: ScalerMemory
     inputs: dict[str, float | int | str | None] = field(default_factory=dict)
-    held_by: str | None = None  # "breaker" | "settling" | "stabilization" | "policy" | None
+    held_by: str | None = None  # "pause" | "breaker" | "settling" | "stabilization" | "policy" | None
 
     @property
     def changed(self) -> bool:
@@ -164,10 +83,6 @@ class Decision:
             return "down"
         return "none"
 
-
-# Status lists are bounded (the CRD's maxItems is 4096): a window longer than this many polls keeps the
-# newest MAX_KEPT entries (pollIntervalSeconds 0.5 with a 3600 s window: the newest 4000 polls, ~33 minutes).
-MAX_KEPT = 4000
 
 # The HPA's defaults (k8s.io/api autoscaling/v2 HPAScalingRules).
 DEFAULT_SCALE_UP = (
@@ -307,26 +222,17 @@ def _policy_limit(
     return min(max(limit, 0), current)
 
 
-def decide(
+def _raw_recommendation(
     policy: AutoscalingSpec,
     current: int,
     sample: LagSample,
-    memory: ScalerMemory,
-    signals: WorkloadSignals | None = None,
-) -> Decision:
-    """One autoscaling step; ``sample.time`` is "now"."""
-    signals = signals or WorkloadSignals()
-    now = sample.time
+    rates: tuple[float | None, float | None],
+    upper: int,
+) -> tuple[int, str]:
+    """This poll's recommendation: activation, then the mode's rule, then the bounds."""
     total = sample.total_lag
-    upper = upper_bound(policy, sample.partition_count)
-    is_settled, ready_since = settled(policy, memory, current, signals, now)
-    min_span = min(float(policy.rate_window_seconds), max(2 * policy.poll_interval_seconds, 5.0))
-    produce, per_replica = window_rates(
-        memory, sample, current, policy.rate_window_seconds, settled_now=is_settled, min_span_s=min_span
-    )
+    produce, per_replica = rates
     active = total > policy.activation_lag_threshold
-    held_by: str | None = None
-
     if not active and policy.min_replicas == 0:
         raw, why = 0, f"lag {total} <= activation {policy.activation_lag_threshold}: inactive, scale to zero"
     elif policy.mode == "rate" and per_replica is not None and per_replica > 0:
@@ -338,165 +244,160 @@ def decide(
     if active and raw < 1:
         raw = 1
         why += f"; active (lag {total} > activation {policy.activation_lag_threshold}): at least 1"
-
     recommended = min(max(raw, policy.min_replicas), upper)
     if recommended != raw:
         why += (
             f", clamped to [{policy.min_replicas}, {upper}]"
             f" (max {policy.max_replicas}, {sample.partition_count} partitions)"
         )
+    return recommended, why
+
+
+def _hold(
+    policy: AutoscalingSpec,
+    current: int,
+    recommended: int,
+    memory: ScalerMemory,
+    signals: WorkloadSignals,
+    is_settled: bool,
+) -> tuple[int, str | None, str]:
+    """What may enter the stabilization window: ``current`` while a rescale settles (rate mode) or a
+    breaker is open and the move is up. Returns (effective recommendation, cause, reason suffix)."""
     if policy.mode == "rate" and memory.rescaled_at is not None and not is_settled and recommended != current:
-        held_by = "settling"
-        why += (
+        return current, "settling", (
             f"; held at {current} while the last rescale settles (ready {signals.ready}/{current},"
             f" then {policy.rescale_settle_seconds}s)"
         )
-        recommended_effective = current
-    elif policy.hold_on_open_breaker and signals.breaker_open > 0 and recommended > current:
-        held_by = "breaker"
-        why += f"; no scale-up: {signals.breaker_open} replica(s) report the circuit breaker open"
-        recommended_effective = current
-    else:
-        recommended_effective = recommended
+    if policy.hold_on_open_breaker and signals.breaker_open > 0 and recommended > current:
+        why = f"; no scale-up: {signals.breaker_open} replica(s) report the circuit breaker open"
+        return current, "breaker", why
+    return recommended, None, ""
 
-    up_window, up_select, up_policies = up_rules(policy)
-    down_window, down_select, down_policies = down_rules(policy)
-    horizon = now - max(up_window, down_window)
-    window = _push(memory.recommendations, Recommendation(now, recommended_effective), horizon)
+
+def _stabilize(
+    policy: AutoscalingSpec, current: int, effective: int, memory: ScalerMemory, now: float
+) -> tuple[int, tuple[Recommendation, ...], str]:
+    """The HPA's windows: the lowest recommendation of the scale-up window and the highest of the
+    scale-down window bound the move. Returns (desired, the new window, reason suffix)."""
+    up_window, _, _ = up_rules(policy)
+    down_window, _, _ = down_rules(policy)
+    window = _push(memory.recommendations, Recommendation(now, effective), now - max(up_window, down_window))
     up_floor = min(r.replicas for r in window if r.time > now - up_window or r.time == now)
     down_ceiling = max(r.replicas for r in window if r.time > now - down_window or r.time == now)
-    desired = current
-    if desired < up_floor:
-        desired = up_floor
-    if desired > down_ceiling:
-        desired = down_ceiling
-    if recommended_effective > current and desired < recommended_effective and held_by is None:
-        held_by = "stabilization"
-        why += f"; scale-up held at {desired} by the {up_window}s stabilization window"
-    if recommended_effective < current and desired > recommended_effective and held_by is None:
-        held_by = "stabilization"
-        why += f"; scale-down held at {desired} by the {down_window}s stabilization window"
+    desired = min(max(current, up_floor), down_ceiling)
+    if effective > current and desired < effective:
+        return desired, window, f"; scale-up held at {desired} by the {up_window}s stabilization window"
+    if effective < current and desired > effective:
+        return desired, window, f"; scale-down held at {desired} by the {down_window}s stabilization window"
+    return desired, window, ""
 
-    if desired > current:
-        if up_select == "Disabled":
-            desired, held_by = current, "policy"
-            why += "; scale-up disabled (selectPolicy Disabled)"
-        else:
-            limit = _policy_limit(up_policies, up_select, current, memory.events, now, up=True)
-            if desired > limit:
-                desired, held_by = limit, "policy"
-                why += f"; scale-up limited to {limit} by the behavior policies"
-    elif desired < current:
-        if down_select == "Disabled":
-            desired, held_by = current, "policy"
-            why += "; scale-down disabled (selectPolicy Disabled)"
-        else:
-            limit = _policy_limit(down_policies, down_select, current, memory.events, now, up=False)
-            if desired < limit:
-                desired, held_by = limit, "policy"
-                why += f"; scale-down limited to {limit} by the behavior policies"
 
+def _rate_limit(
+    policy: AutoscalingSpec, current: int, desired: int, events: tuple[ScaleEvent, ...], now: float
+) -> tuple[int, str]:
+    """The behavior policies (and selectPolicy Disabled) applied to a move; reason suffix when limited."""
+    if desired == current:
+        return desired, ""
+    up = desired > current
+    _, select, policies = up_rules(policy) if up else down_rules(policy)
+    word = "scale-up" if up else "scale-down"
+    if select == "Disabled":
+        return current, f"; {word} disabled (selectPolicy Disabled)"
+    limit = _policy_limit(policies, select, current, events, now, up=up)
+    if (up and desired > limit) or (not up and desired < limit):
+        return limit, f"; {word} limited to {limit} by the behavior policies"
+    return desired, ""
+
+
+def _remember(
+    policy: AutoscalingSpec,
+    memory: ScalerMemory,
+    sample: LagSample,
+    current: int,
+    desired: int,
+    window: tuple[Recommendation, ...],
+    rates: tuple[float | None, float | None],
+    *,
+    settled: bool,
+    ready_since: float | None,
+) -> ScalerMemory:
+    """The memory after this poll: a real move is a scale event and starts a settle wait; the rate
+    window gets this poll (at the count that runs from now on)."""
+    _, _, up_policies = up_rules(policy)
+    _, _, down_policies = down_rules(policy)
     longest_period = max(p.period_seconds for p in (*up_policies, *down_policies))
+    now = sample.time
     events = tuple(e for e in memory.events if e.time > now - longest_period)
     rescaled_at = memory.rescaled_at
     if desired != current:
         events += (ScaleEvent(now, desired - current),)
-        rescaled_at, ready_since, is_settled = now, None, False
-    elif is_settled:
+        rescaled_at, ready_since, settled = now, None, False
+    elif settled:
         rescaled_at = None
     samples = (
         *(s for s in memory.samples if s.time >= now - policy.rate_window_seconds),
-        SampleTotals(now, sample.log_end_sum(), sample.consumed_sum(), desired, is_settled),
+        SampleTotals(now, sample.log_end_sum(), sample.consumed_sum(), desired, settled),
     )[-MAX_KEPT:]
-    new_memory = replace(
+    return replace(
         memory,
         recommendations=window,
         samples=samples,
         events=events,
-        produce_rate=produce,
-        per_replica_rate=per_replica,
+        produce_rate=rates[0],
+        per_replica_rate=rates[1],
         rescaled_at=rescaled_at,
         ready_since=ready_since,
     )
+
+
+def decide(
+    policy: AutoscalingSpec,
+    current: int,
+    sample: LagSample,
+    memory: ScalerMemory,
+    signals: WorkloadSignals | None = None,
+    *,
+    held: bool = False,
+) -> Decision:
+    """One autoscaling step; ``sample.time`` is "now". ``held``: the replica count is frozen by the
+    caller (a pause annotation); the decision then keeps ``current`` and records no scale event."""
+    signals = signals or WorkloadSignals()
+    now = sample.time
+    upper = upper_bound(policy, sample.partition_count)
+    is_settled, ready_since = settled(policy, memory, current, signals, now)
+    min_span = min(float(policy.rate_window_seconds), max(2 * policy.poll_interval_seconds, 5.0))
+    rates = window_rates(
+        memory, sample, current, policy.rate_window_seconds, settled_now=is_settled, min_span_s=min_span
+    )
+    recommended, why = _raw_recommendation(policy, current, sample, rates, upper)
+    effective, held_by, note = _hold(policy, current, recommended, memory, signals, is_settled)
+    desired, window, stabilized = _stabilize(policy, current, effective, memory, now)
+    if held_by is None and stabilized:
+        held_by, note = "stabilization", stabilized
+    desired, limited = _rate_limit(policy, current, desired, memory.events, now)
+    if limited:
+        held_by, note = "policy", note + limited
+    if held and desired != current:
+        held_by, note = "pause", note + f"; held at {current} by a pause annotation (paused: not applied)"
+        desired = current
+    why += note
+
+    new_memory = _remember(
+        policy, memory, sample, current, desired, window, rates, settled=is_settled, ready_since=ready_since
+    )
     inputs: dict[str, float | int | str | None] = {
         "mode": policy.mode,
-        "total_lag": total,
+        "total_lag": sample.total_lag,
         "partitions": sample.partition_count,
         "current": current,
         "lag_threshold": policy.lag_threshold,
-        "produce_rate": produce,
-        "per_replica_rate": per_replica,
+        "produce_rate": rates[0],
+        "per_replica_rate": rates[1],
         "target_catch_up_seconds": policy.target_catch_up_seconds,
         "ready": signals.ready,
         "breaker_open": signals.breaker_open,
-        "settled": str(is_settled),
+        "settled": str(is_settled and desired == current),
         "held_by": held_by,
     }
-    return Decision(
-        desired, current, recommended, total, sample.partition_count, why, new_memory, inputs, held_by
-    )
-
-
-def memory_to_status(memory: ScalerMemory) -> dict[str, object]:
-    out: dict[str, object] = {
-        "recommendations": [{"time": r.time, "replicas": r.replicas} for r in memory.recommendations],
-        "samples": [
-            {
-                "time": s.time,
-                "logEnd": s.log_end,
-                "committed": s.committed,
-                "replicas": s.replicas,
-                "settled": s.settled,
-            }
-            for s in memory.samples
-        ],
-        "scaleEvents": [{"time": e.time, "delta": e.delta} for e in memory.events],
-    }
-    if memory.produce_rate is not None:
-        out["produceRate"] = memory.produce_rate
-    if memory.per_replica_rate is not None:
-        out["perReplicaRate"] = memory.per_replica_rate
-    if memory.rescaled_at is not None:
-        out["rescaledAt"] = memory.rescaled_at
-    if memory.ready_since is not None:
-        out["readySince"] = memory.ready_since
-    return out
-
-
-def _number(raw: object) -> float | None:
-    return float(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else None
-
-
-def memory_from_status(raw: object) -> ScalerMemory:
-    """Inverse of ``memory_to_status``; anything malformed is forgotten rather than trusted."""
-    if not isinstance(raw, dict):
-        return ScalerMemory()
-    recs = []
-    for item in raw.get("recommendations") or []:
-        if isinstance(item, dict) and isinstance(item.get("replicas"), int):
-            recs.append(Recommendation(float(item.get("time", 0.0)), int(item["replicas"])))
-    samples = []
-    for item in raw.get("samples") or []:
-        if isinstance(item, dict) and all(k in item for k in ("time", "logEnd", "committed", "replicas")):
-            samples.append(
-                SampleTotals(
-                    float(item["time"]),
-                    int(item["logEnd"]),
-                    int(item["committed"]),
-                    int(item["replicas"]),
-                    bool(item.get("settled", True)),
-                )
-            )
-    events = []
-    for item in raw.get("scaleEvents") or []:
-        if isinstance(item, dict) and isinstance(item.get("delta"), int):
-            events.append(ScaleEvent(float(item.get("time", 0.0)), int(item["delta"])))
-    return ScalerMemory(
-        recommendations=tuple(recs),
-        samples=tuple(samples),
-        events=tuple(events),
-        produce_rate=_number(raw.get("produceRate")),
-        per_replica_rate=_number(raw.get("perReplicaRate")),
-        rescaled_at=_number(raw.get("rescaledAt")),
-        ready_since=_number(raw.get("readySince")),
-    )
+    total, parts = sample.total_lag, sample.partition_count
+    return Decision(desired, current, recommended, total, parts, why, new_memory, inputs, held_by)

@@ -3,13 +3,15 @@ real kube-apiserver, apply StreamProcessors with kubectl, wait for conditions.""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -107,6 +109,34 @@ def install_manifests(kubectl: Kubectl) -> None:
     kubectl("wait", "--for=condition=Established", "crd/streamprocessors.smc-trading.io", "--timeout=60s")
 
 
+@contextlib.contextmanager
+def running_operator(
+    kubectl: Kubectl, kubeconfig: Path, env: Mapping[str, str], log_dir: Path
+) -> Iterator[OperatorProcess]:
+    """The manifests installed (CRD, RBAC) and the operator running for the duration (a module fixture
+    body: ``with running_operator(...) as op: yield op``)."""
+    install_manifests(kubectl)
+    proc = OperatorProcess(kubeconfig, env, log_dir / "operator.log")
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@contextlib.contextmanager
+def fresh_namespace(kubectl: Kubectl, prefix: str) -> Iterator[str]:
+    """A namespace of its own; on exit its CRs are deleted first (they carry the operator's finalizer, so
+    while the operator still runs), then the namespace (not waited for)."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        kubectl("-n", name, "delete", "streamprocessors", "--all", "--timeout=120s", check=False, timeout=130)
+        kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
 def sample_cr(name: str, bootstrap: str, topics: list[str], **spec_overrides: Any) -> dict[str, Any]:
     """The sample CR pointed at the bed's broker and the test's own topics."""
     cr: dict[str, Any] = yaml.safe_load(SAMPLE.read_text())
@@ -153,6 +183,16 @@ def condition(status: Mapping[str, Any], kind: str) -> dict[str, Any]:
 def sts_replicas(kubectl: Kubectl, namespace: str, name: str) -> int | None:
     sts = get(kubectl, namespace, "statefulset", name)
     return None if sts is None else int(sts["spec"].get("replicas", 0))
+
+
+def wait_replicas(kubectl: Kubectl, namespace: str, name: str, count: int, *, timeout: float,
+                  what: str | None = None) -> None:
+    """Until the StatefulSet's ``spec.replicas`` is ``count``."""
+    wait_for(
+        lambda: sts_replicas(kubectl, namespace, name) == count,
+        timeout=timeout,
+        what=what or f"{name} at {count} replica(s)",
+    )
 
 
 def events(kubectl: Kubectl, namespace: str, name: str) -> list[dict[str, Any]]:

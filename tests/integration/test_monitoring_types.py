@@ -1,6 +1,7 @@
 """manifests/monitoring decodes strictly into prometheus-operator's monitoring.coreos.com/v1 Go types
-(unknown or misplaced fields fail), with the checker built from the upstream module
-(tests/testbed/monitoring.py); and a deliberately wrong object is rejected, so the check can fail."""
+(unknown or misplaced fields fail) and every PrometheusRule expression parses with Prometheus's own PromQL
+parser, with the checker built from the upstream modules (tests/testbed/monitoring.py); and deliberately
+wrong objects are rejected, so the check can fail."""
 
 from __future__ import annotations
 
@@ -51,3 +52,15 @@ def test_a_misplaced_field_is_rejected(checker: Path) -> None:
     monitor["spec"]["endpoints"][0]["intervall"] = "30s"
     result = check(checker, [monitor])
     assert result.returncode == 1 and "intervall" in result.stdout, result.stdout
+
+
+def test_a_rule_expression_prometheus_cannot_parse_is_rejected_by_name(checker: Path) -> None:
+    rule = next(d for d in shipped() if d["kind"] == "PrometheusRule")
+    group = rule["spec"]["groups"][0]
+    group["rules"][1]["expr"] = "max by (namespace, name (smc_operator_degraded) == 1"  # unbalanced
+    group["rules"][2]["expr"] = "rate(smc_operator_consumer_lag)"  # a range function given an instant vector
+    result = check(checker, [rule])
+    assert result.returncode == 1, result.stdout
+    assert f"group {group['name']}, {group['rules'][1]['alert']}: expr:" in result.stdout
+    assert f"{group['rules'][2]['alert']}: expr:" in result.stdout
+    assert group["rules"][0]["alert"] not in result.stdout  # the good rules are not blamed

@@ -55,7 +55,8 @@ def objects(text: str) -> dict[tuple[str, str, str, str], dict[str, Any]]:
     return out
 
 
-def template(helm: Path, *args: str) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+def render(helm: Path, *args: str) -> str:
+    """``helm template`` as a user installing into smc-system would run it (CRDs and Namespace included)."""
     result = subprocess.run(
         [
             str(helm),
@@ -74,7 +75,11 @@ def template(helm: Path, *args: str) -> dict[tuple[str, str, str, str], dict[str
         check=True,
         timeout=60,
     )
-    return objects(result.stdout)
+    return result.stdout
+
+
+def template(helm: Path, *args: str) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+    return objects(render(helm, *args))
 
 
 def kustomize(kubectl: Kubectl, path: Path) -> dict[tuple[str, str, str, str], dict[str, Any]]:
@@ -130,26 +135,12 @@ def test_values_reach_the_deployment(helm: Path) -> None:
 
 
 def test_the_rendered_chart_is_accepted_by_the_apiserver(helm: Path, kubectl: Kubectl) -> None:
-    """Server-side dry run: every object validates against the real apiserver's schemas (the CRD too)."""
-    result = subprocess.run(
-        [
-            str(helm),
-            "template",
-            "smc-operator",
-            str(CHART),
-            "--namespace",
-            "smc-system",
-            "--include-crds",
-            "--set",
-            "createNamespace=true",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
+    """Server-side dry run: every object validates against the real apiserver's schemas (the CRD too).
+    The namespace must exist for real (a dry-run creates nothing), whichever module ran first."""
+    namespace = kubectl("create", "namespace", "smc-system", "--dry-run=client", "-o", "yaml").stdout
+    kubectl("apply", "-f", "-", input=namespace)
     applied = kubectl(
-        "apply", "--dry-run=server", "--server-side", "--force-conflicts", "-f", "-", input=result.stdout
+        "apply", "--dry-run=server", "--server-side", "--force-conflicts", "-f", "-", input=render(helm)
     )
     assert "deployment.apps/smc-operator" in applied.stdout
 

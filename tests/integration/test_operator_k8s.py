@@ -23,8 +23,9 @@ from tests.integration.operator_harness import (
     OperatorProcess,
     apply,
     condition,
+    fresh_namespace,
     get,
-    install_manifests,
+    running_operator,
     sample_cr,
     status_of,
     wait_for,
@@ -38,23 +39,15 @@ pytestmark = [pytest.mark.k8s, pytest.mark.kafka, pytest.mark.slow]
 def operator(
     testbed: Testbed, kubectl: Kubectl, operator_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    install_manifests(kubectl)
-    proc = OperatorProcess(
-        operator_kubeconfig, testbed.env, tmp_path_factory.mktemp("operator") / "operator.log"
-    )
-    proc.start()
-    yield proc
-    proc.stop()
+    log_dir = tmp_path_factory.mktemp("operator")
+    with running_operator(kubectl, operator_kubeconfig, testbed.env, log_dir) as op:
+        yield op
 
 
 @pytest.fixture
 def namespace(kubectl: Kubectl) -> Iterator[str]:
-    name = f"op-{uuid.uuid4().hex[:8]}"
-    kubectl("create", "namespace", name)
-    yield name
-    # CRs carry the operator's finalizer: delete them while the operator runs, then the namespace.
-    kubectl("-n", name, "delete", "streamprocessors", "--all", "--timeout=60s", check=False)
-    kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with fresh_namespace(kubectl, "op") as name:
+        yield name
 
 
 def _children(kubectl: Kubectl, ns: str, name: str) -> dict[str, dict[str, Any]]:

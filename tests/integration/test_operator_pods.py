@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 from tools import demo_k8s as k8s
 
 from smc_operator.plan import PAUSE_RECONCILIATION
-from tests.integration.operator_harness import OperatorProcess, condition, get, install_manifests, wait_for
+from tests.integration.operator_harness import condition, fresh_namespace, get, running_operator, wait_for
 from tests.testbed.fixture_types import Images, Kubectl, Node, Testbed
 
 pytestmark = [pytest.mark.k8s, pytest.mark.kafka, pytest.mark.node, pytest.mark.slow]
@@ -92,16 +91,17 @@ def fleet(
     kafka_admin: Any,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Fleet]:
-    install_manifests(kubectl)
     env = {**testbed.env, "SMC_OPERATOR_RESYNC_SECONDS": str(RESYNC_S)}
-    operator = OperatorProcess(
-        operator_kubeconfig, env, tmp_path_factory.mktemp("operator-pods") / "operator.log"
-    )
-    operator.start()
-    namespace = f"pods-{uuid.uuid4().hex[:6]}"
+    log_dir = tmp_path_factory.mktemp("operator-pods")
+    with running_operator(kubectl, operator_kubeconfig, env, log_dir), fresh_namespace(kubectl, "pods") as ns:
+        yield from _placed_fleet(kubectl, ns, testbed_node, smc_images, pod_kafka_bootstrap, kafka_admin)
+
+
+def _placed_fleet(
+    kubectl: Kubectl, namespace: str, node: Node, images: Images, bootstrap: str, kafka_admin: Any
+) -> Iterator[Fleet]:
     topics = k8s.Topics.of_sample({"trades": 1, "orderbook": 1, "klines": 1}, prefix=namespace)
     k8s.create_topics(kafka_admin, topics, output_partitions=1)
-    kubectl("create", "namespace", namespace)
     kubectl(
         "apply",
         "-f",
@@ -117,14 +117,14 @@ def fleet(
     )
     cr = k8s.sample_processor(
         NAME,
-        image=smc_images.runtime,
-        bootstrap=pod_kafka_bootstrap,
+        image=images.runtime,
+        bootstrap=bootstrap,
         topics=topics,
         replicas=REPLICAS,
         template={
             "pod": {
                 "metadata": {"labels": {"team": "quant"}, "annotations": {"cost-center": "42"}},
-                "nodeSelector": {"kubernetes.io/hostname": testbed_node.name},
+                "nodeSelector": {"kubernetes.io/hostname": node.name},
                 "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
                 "priorityClassName": "smc-test-pods",
                 "terminationGracePeriodSeconds": 20,
@@ -136,11 +136,10 @@ def fleet(
         },
     )
     k8s.apply(kubectl, namespace, cr)
-    yield Fleet(kubectl, namespace, testbed_node.name)
-    kubectl("-n", namespace, "delete", "sp", "--all", "--timeout=120s", check=False, timeout=130)
-    kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-    kubectl("delete", "priorityclass", "smc-test-pods", check=False)
-    operator.stop()
+    try:
+        yield Fleet(kubectl, namespace, node.name)
+    finally:
+        kubectl("delete", "priorityclass", "smc-test-pods", check=False)
 
 
 def test_template_fields_reach_the_running_pods(fleet: Fleet) -> None:

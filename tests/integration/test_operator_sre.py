@@ -12,7 +12,6 @@ needed: the pods are asserted as the API objects the StatefulSet controller crea
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,12 +28,14 @@ from tests.integration.operator_harness import (
     apply,
     condition,
     events,
+    fresh_namespace,
     get,
-    install_manifests,
+    running_operator,
     sample_cr,
     status_of,
     sts_replicas,
     wait_for,
+    wait_replicas,
 )
 from tests.testbed.fixture_types import Kubectl, MakeTopic, Testbed
 
@@ -46,21 +47,15 @@ RESYNC_S = 3.0
 def operator(
     testbed: Testbed, kubectl: Kubectl, operator_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    install_manifests(kubectl)
     env = {**testbed.env, "SMC_OPERATOR_RESYNC_SECONDS": str(RESYNC_S)}
-    proc = OperatorProcess(operator_kubeconfig, env, tmp_path_factory.mktemp("operator-sre") / "operator.log")
-    proc.start()
-    yield proc
-    proc.stop()
+    with running_operator(kubectl, operator_kubeconfig, env, tmp_path_factory.mktemp("operator-sre")) as op:
+        yield op
 
 
 @pytest.fixture
 def namespace(kubectl: Kubectl, operator: OperatorProcess) -> Iterator[str]:
-    name = f"sre-{uuid.uuid4().hex[:8]}"
-    kubectl("create", "namespace", name)
-    yield name
-    kubectl("-n", name, "delete", "streamprocessors", "--all", "--timeout=60s", check=False)
-    kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with fresh_namespace(kubectl, "sre") as name:
+        yield name
 
 
 def _annotate(kubectl: Kubectl, ns: str, name: str, *pairs: str) -> None:
@@ -215,9 +210,7 @@ def test_deleted_or_edited_children_come_back_within_one_interval(
         "-p",
         '{"data": {"streams-config.yaml": "tampered: true"}}',
     )
-    wait_for(
-        lambda: sts_replicas(kubectl, namespace, "drift") == 1, timeout=RESYNC_S * 2 + 5, what="replicas back"
-    )
+    wait_replicas(kubectl, namespace, "drift", 1, timeout=RESYNC_S * 2 + 5, what="replicas back")
     wait_for(
         lambda: _config_yaml(kubectl, namespace, "drift") == original_cm,
         timeout=RESYNC_S * 2 + 5,
@@ -344,9 +337,7 @@ def test_paused_replicas_hold_the_count_against_the_autoscaler(
     assert "(paused: not applied)" in frozen["autoscaler"]["decision"]
 
     _annotate(kubectl, namespace, "held", f"{PAUSE_RECONCILIATION}-")
-    wait_for(
-        lambda: sts_replicas(kubectl, namespace, "held") == 4, timeout=20, what="the scale-up once unpaused"
-    )
+    wait_replicas(kubectl, namespace, "held", 4, timeout=20, what="the scale-up once unpaused")
     assert condition(status_of(kubectl, namespace, "held"), "Paused")["status"] == "False"
 
 

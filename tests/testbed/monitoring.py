@@ -1,5 +1,7 @@
 """``monitoring-check``: decodes ServiceMonitor/PodMonitor/PrometheusRule objects strictly into
-prometheus-operator's own ``monitoring.coreos.com/v1`` Go types (``monitoring_check/main.go``).
+prometheus-operator's own ``monitoring.coreos.com/v1`` Go types (``monitoring_check/main.go``), and parses
+every PrometheusRule expression with Prometheus's PromQL parser (``promql/parser`` of the prometheus
+module, the parser Prometheus itself loads rules with).
 
 Why not the CRD YAML: the Go module proxy refuses the prometheus-operator main module (where the CRDs
 live); its ``pkg/apis/monitoring`` module (types only) is served. Built like helm (pinned, cached under
@@ -23,6 +25,8 @@ from tests.testbed.common import cache_dir, progress
 
 MODULE = "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring"
 VERSION = "v0.95.2"  # go-partial.tsv: newest accepted on Go 1.26
+PROMQL_MODULE = "github.com/prometheus/prometheus"
+PROMQL_VERSION = "v0.316.0"  # go-partial.tsv: newest accepted on Go 1.26 (Prometheus 3.x numbering)
 SOURCE = Path(__file__).resolve().parent / "monitoring_check" / "main.go"
 
 
@@ -31,7 +35,7 @@ def check_binary(build: bool = True) -> Path | None:
     if explicit:
         return Path(explicit)
     digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
-    home = cache_dir() / f"monitoring-check-{VERSION}-{digest}"
+    home = cache_dir() / f"monitoring-check-{VERSION}-{PROMQL_VERSION}-{digest}"
     binary = home / "monitoring-check"
     if binary.exists() or not build:
         return binary if binary.exists() else None
@@ -41,7 +45,10 @@ def check_binary(build: bool = True) -> Path | None:
         if binary.exists():
             return binary
         shutil.copy(SOURCE, home / "main.go")
-        go_mod = f"module smcstream/monitoringcheck\n\ngo 1.26.0\n\nrequire {MODULE} {VERSION}\n"
+        go_mod = (
+            "module smcstream/monitoringcheck\n\ngo 1.26.0\n\n"
+            f"require (\n\t{MODULE} {VERSION}\n\t{PROMQL_MODULE} {PROMQL_VERSION}\n)\n"
+        )
         (home / "go.mod").write_text(go_mod)
         env = {
             **os.environ,
@@ -51,7 +58,7 @@ def check_binary(build: bool = True) -> Path | None:
             "CGO_ENABLED": "0",
         }
         started = time.monotonic()
-        progress(f"building monitoring-check against {MODULE}@{VERSION}")
+        progress(f"building monitoring-check against {MODULE}@{VERSION}, {PROMQL_MODULE}@{PROMQL_VERSION}")
         subprocess.run(["go", "mod", "tidy"], cwd=home, env=env, check=True)
         subprocess.run(["nice", "go", "build", "-o", str(binary), "."], cwd=home, env=env, check=True)
         progress(f"built monitoring-check in {time.monotonic() - started:.0f}s")

@@ -8,9 +8,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from smc_operator.crd import CRD_FILE, build_crd, render_crd_yaml, snake_to_camel
+from smc_operator.crd import CRD_FILE, build_crd, render_crd_yaml
 from smc_operator.render import Owner, Rendered, _model_of, render
 from smc_operator.scaling import ScalerMemory, memory_to_status
+from smc_operator.schema import snake_to_camel
 from smc_operator.spec import parse_spec
 from smc_operator.status import WorkloadState, health_conditions, lag_status, merge_conditions
 from smc_runtime.config import ProcessorSettings

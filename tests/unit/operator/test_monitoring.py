@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client import Counter, Gauge
 
 from smc_operator import metrics
 from smc_runtime.service.metrics import RuntimeMetrics
@@ -150,5 +151,57 @@ def test_poll_metrics_carry_namespace_and_name_and_are_forgotten() -> None:
         )
         for s in fam.samples
         if s.labels.get("name") == "cr-a"
+    ]
+    assert left == []
+
+
+def _operator_labels() -> dict[str, set[str]]:
+    """Each operator metric's exported name -> its label names (from the live collectors)."""
+    out: dict[str, set[str]] = {}
+    for collector in vars(metrics).values():
+        if isinstance(collector, Counter | Gauge):
+            name = collector._name + ("_total" if isinstance(collector, Counter) else "")
+            out[name] = set(collector._labelnames)
+    return out
+
+
+def _label_uses(expr: str) -> list[tuple[str, set[str]]]:
+    """(metric, labels it is grouped by or selected on) for every operator metric in one expression:
+    ``by (a, b) (fn(metric{c=~...}...))`` and ``metric{c=...}``."""
+    uses = []
+    for grouped, metric in re.findall(r"by \(([\w, ]+)\)\s*\((?:\w+\()?(smc_operator_\w+)", expr):
+        uses.append((metric, {label.strip() for label in grouped.split(",")}))
+    for metric, selector in re.findall(r"(smc_operator_\w+)\{([^}]*)\}", expr):
+        uses.append((metric, set(re.findall(r"(\w+)\s*=~?", selector))))
+    return uses
+
+
+def test_rules_and_panels_group_operator_metrics_by_labels_they_carry() -> None:
+    labels = _operator_labels()
+    (rule,) = docs("prometheusrule.yaml")
+    exprs = [r["expr"] for group in rule["spec"]["groups"] for r in group["rules"]]
+    exprs += re.findall(r'"expr": "((?:[^"\\]|\\.)*)"', DASHBOARD.read_text())
+    checked = 0
+    for expr in exprs:
+        for metric, used in _label_uses(expr.replace('\\"', '"')):
+            assert used <= labels[metric], (metric, sorted(used - labels[metric]), expr)
+            checked += 1
+    assert checked >= 10  # the regexes found the operator panels and rules
+
+
+def test_every_per_cr_counter_carries_namespace_and_name_and_is_forgotten() -> None:
+    for collector in (metrics.RECONCILES, metrics.ERRORS, metrics.SCALE_DECISIONS):
+        assert collector._labelnames[:2] == ("namespace", "name")
+    metrics.count(metrics.RECONCILES, "ns-b", "cr-b", "ok")
+    metrics.count(metrics.ERRORS, "ns-b", "cr-b", "KafkaUnreachable")
+    metrics.count(metrics.SCALE_DECISIONS, "ns-b", "cr-b", "up", "threshold")
+    assert metrics.RECONCILES.labels("ns-b", "cr-b", "ok")._value.get() == 1
+    metrics.forget("ns-b", "cr-b")
+    left = [
+        s
+        for c in (metrics.RECONCILES, metrics.ERRORS, metrics.SCALE_DECISIONS)
+        for fam in c.collect()
+        for s in fam.samples
+        if s.labels.get("name") == "cr-b"
     ]
     assert left == []

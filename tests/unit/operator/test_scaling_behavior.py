@@ -248,3 +248,41 @@ def test_new_memory_survives_a_status_round_trip() -> None:
     )
     assert d.memory.events and d.memory.rescaled_at is not None
     assert memory_from_status(memory_to_status(d.memory)) == d.memory
+
+
+def test_a_held_decision_reports_the_recommendation_but_records_no_scale_event() -> None:
+    """A pause annotation holds the count: nothing moved, so nothing spends the policies' budget or
+    starts a settle wait (the memory is what an unchanged poll leaves)."""
+    p = policy(mode="rate", rescaleSettleSeconds=5)
+    d = decide(p, current=1, sample=lagged(0, 2000), memory=ScalerMemory(), held=True)
+    assert d.recommended == 20 and d.desired == 1 and not d.changed
+    assert d.held_by == "pause" and d.reason.endswith("(paused: not applied)")
+    assert d.memory.events == () and d.memory.rescaled_at is None
+    assert d.memory.samples[-1].replicas == 1  # the count that really runs
+    assert d.memory.recommendations[-1].replicas == 20  # the window still sees the demand
+
+
+def test_after_a_pause_the_full_policy_budget_is_there() -> None:
+    p = policy()
+    d = decide(p, current=1, sample=lagged(0, 2000), memory=ScalerMemory(), held=True)
+    d = decide(p, current=1, sample=lagged(5, 2000), memory=d.memory, held=True)
+    unpaused = decide(p, current=1, sample=lagged(6, 2000), memory=d.memory)
+    assert unpaused.desired == 5 and unpaused.memory.events[-1].delta == 4  # max(1 + 4, 2 x 1), as fresh
+
+
+def test_held_changes_nothing_when_the_decision_would_not_move() -> None:
+    p = policy()
+    free = decide(p, current=2, sample=lagged(0, 200), memory=ScalerMemory())
+    held = decide(p, current=2, sample=lagged(0, 200), memory=ScalerMemory(), held=True)
+    assert free.desired == held.desired == 2 and held.held_by is None and held.memory == free.memory
+
+
+@settings(max_examples=100, deadline=None)
+@given(lags=st.lists(st.integers(0, 5000), min_size=1, max_size=15), current=st.integers(1, 8))
+def test_a_held_decision_never_moves_or_records_an_event(lags: list[int], current: int) -> None:
+    p = policy(mode="rate", rescaleSettleSeconds=3)
+    memory = ScalerMemory()
+    for i, lag in enumerate(lags):
+        d = decide(p, current=current, sample=lagged(i * 2.0, lag), memory=memory, held=True)
+        assert d.desired == current and d.memory.events == () and d.memory.rescaled_at is None
+        memory = d.memory
