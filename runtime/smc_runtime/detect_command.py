@@ -118,15 +118,21 @@ def read_bars(stream: TextIO) -> list[Bar]:
     return [bar for _, bar in _rows(stream)]
 
 
-def detect_lines(bars: list[Bar], params: SmcParams) -> list[str]:
-    """Run the engine over ``bars`` and return the output lines (raises ``InputError``)."""
-    engine = SmcEngine(params, keep_final=True)
+def _feed(engine: SmcEngine | SeriesEngine, bars: list[Bar], refused: type[ValueError]) -> None:
+    """Every bar into ``engine``, then ``finalize``; a bar it refuses (``refused``) is an input error
+    naming the CSV line."""
     for i, bar in enumerate(bars):
         try:
             engine.on_bar(bar)
-        except InvalidBarError as exc:
-            raise InputError(f"line {i + 2} (bar {i}): {exc.reason}") from None
+        except refused as exc:
+            raise InputError(f"line {i + 2} (bar {i}): {exc}") from None
     engine.finalize()
+
+
+def detect_lines(bars: list[Bar], params: SmcParams) -> list[str]:
+    """Run the engine over ``bars`` and return the output lines (raises ``InputError``)."""
+    engine = SmcEngine(params, keep_final=True)
+    _feed(engine, bars, InvalidBarError)
     return [json.dumps(conformance_dict(ev, params.compat)) for ev in engine.alive()]
 
 
@@ -135,12 +141,7 @@ def series_rows(
 ) -> list[dict[str, object]]:
     """Every bar's row of one series (SPEC 7.1) as dicts: ``index``, ``timestamp_ms``, the columns."""
     engine = SeriesEngine([spec], compat=compat, swing_length=swing_length, keep_rows=True)
-    for i, bar in enumerate(bars):
-        try:
-            engine.on_bar(bar)
-        except ValueError as exc:
-            raise InputError(f"line {i + 2} (bar {i}): {exc}") from None
-    engine.finalize()
+    _feed(engine, bars, ValueError)
     cols = ROW_COLUMNS[spec.kind]
     return [
         {"index": i, "timestamp_ms": bars[i].timestamp_ms, **dict(zip(cols, row, strict=True))}

@@ -62,6 +62,33 @@ def kafka_error_of(exc: KafkaException) -> KafkaError:
     return KafkaError(KafkaError._FAIL, str(arg))
 
 
+EXIT_FATAL = 3
+EXIT_CRASHED = 4
+
+
+def exit_of(exc: Exception) -> tuple[int, str]:
+    """The exit code and /status reason for an exception that ended a processor's loop: a fatal
+    Kafka error (fenced, ...) exits ``EXIT_FATAL``, anything else is a crash (``EXIT_CRASHED``)."""
+    if isinstance(exc, FatalKafkaError):
+        return EXIT_FATAL, f"fatal Kafka error: {exc}"
+    if isinstance(exc, KafkaException):  # e.g. poll() raising the producer's fatal (fenced) error
+        error = kafka_error_of(exc)
+        if classify(error) is ErrorClass.FATAL:
+            return EXIT_FATAL, f"fatal Kafka error: {error.str()}"
+        return EXIT_CRASHED, f"crashed: {error.str()}"
+    return EXIT_CRASHED, f"crashed: {exc}"
+
+
+def raise_if_fatal(err: KafkaError) -> bool:
+    """A consumed message's error: raise ``FatalKafkaError`` if fatal; True if worth a warning
+    (partition EOF is not)."""
+    if err.code() == KafkaError._PARTITION_EOF:
+        return False
+    if err.fatal():
+        raise FatalKafkaError(f"consumer: {err.str()}")
+    return True
+
+
 def call_with_retry(op: Callable[[], T], what: str, deadline_s: float,
                     on_retry: Callable[[KafkaError], None] | None = None,
                     sleep: Callable[[float], None] = time.sleep) -> T:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -36,22 +37,21 @@ class LoopControl(Protocol):
     def has_uncommitted(self, *, including_snapshots: bool) -> bool: ...
     def commit(self, *, snapshot: bool = False) -> None: ...
     def abort(self, reason: str) -> None: ...
-    def log_retry(self, what: str) -> Callable[[KafkaError], None]: ...
 
 
+@dataclass(eq=False)  # compared by identity, like any handler object
 class RebalanceHandler:
     """``on_assign``/``on_revoke``/``on_lost`` for ``Consumer.subscribe``."""
 
-    def __init__(self, loop: LoopControl, recovery: Recovery, telemetry: Telemetry, log: StructLogger,
-                 restore_consumer: Consumer, changelog_topic: str, changelog_partitions: int) -> None:
-        self.loop = loop
-        self.recovery = recovery
-        self.telemetry = telemetry
-        self.log = log
-        self.restore_consumer = restore_consumer
-        self.changelog_topic = changelog_topic
-        self.changelog_partitions = changelog_partitions
-        self.error: BaseException | None = None
+    loop: LoopControl
+    recovery: Recovery
+    telemetry: Telemetry
+    log: StructLogger
+    restore_consumer: Consumer
+    changelog_topic: str
+    changelog_partitions: int
+    log_retry: Callable[[str], Callable[[KafkaError], None]]
+    error: BaseException | None = field(default=None, init=False)
 
     def _guarded(self, handler: Callable[[Consumer, list[TopicPartition]], None], consumer: Consumer,
                  partitions: list[TopicPartition]) -> None:
@@ -101,7 +101,7 @@ class RebalanceHandler:
         request = [TopicPartition(t, p) for t, p in tps]
         result: list[TopicPartition] = call_with_retry(
             lambda: consumer.committed(request, timeout=KAFKA_CALL_TIMEOUT_S), "committed",
-            RETRY_DEADLINE_S, self.loop.log_retry("committed"))
+            RETRY_DEADLINE_S, self.log_retry("committed"))
         return {(tp.topic, tp.partition): tp.offset for tp in result if tp.offset >= 0}
 
     def _revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
