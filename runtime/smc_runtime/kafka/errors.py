@@ -2,6 +2,13 @@
 
 retriable -> call again after a short backoff, until a deadline; txn_requires_abort -> abort the
 transaction and rewind; fatal (or fenced) -> stop the process non-zero so the orchestrator restarts it.
+
+Two kinds of call are classified differently. A transactional call (send_offsets, commit, abort)
+reports its class in the error; anything unclassified inside a transaction leaves it in an unknown
+state, so it aborts. A read-only call (``committed``, list offsets, metadata) changes nothing, and
+librdkafka reports its errors as bare codes that never carry the retriable flag: a ``_TIMED_OUT``
+there (a broker restarting, a coordinator loading, offsets held by a transaction still being
+resolved) is worth asking again within the deadline, not a reason to exit.
 """
 
 from __future__ import annotations
@@ -43,13 +50,35 @@ _FENCED_CODES = {
 }
 
 
-def classify(error: KafkaError) -> ErrorClass:
-    """Map a KafkaError to what to do about it (fatal wins over abortable over retriable)."""
+# Codes a read-only call may simply repeat: the broker or coordinator is not there yet, or the
+# answer waits on something else finishing (UNSTABLE_OFFSET_COMMIT: a transaction holding offsets of
+# the group is not resolved yet; librdkafka retries that itself until the call's timeout).
+_READ_RETRIABLE_CODES = {
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._WAIT_COORD,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.UNSTABLE_OFFSET_COMMIT,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+}
+
+
+def classify(error: KafkaError, *, read_only: bool = False) -> ErrorClass:
+    """Map a KafkaError to what to do about it (fatal wins over abortable over retriable).
+
+    ``read_only``: the error of a call outside the transaction that changes nothing (see the module
+    docstring): its transient codes are retriable even without librdkafka's retriable flag."""
     if error.fatal() or error.code() in _FENCED_CODES:
         return ErrorClass.FATAL
     if error.txn_requires_abort():
         return ErrorClass.ABORTABLE
-    if error.retriable():
+    if error.retriable() or (read_only and error.code() in _READ_RETRIABLE_CODES):
         return ErrorClass.RETRIABLE
     # Anything else inside a transaction leaves it in an unknown state: aborting is the safe path.
     return ErrorClass.ABORTABLE
@@ -91,8 +120,10 @@ def raise_if_fatal(err: KafkaError) -> bool:
 
 def call_with_retry(op: Callable[[], T], what: str, deadline_s: float,
                     on_retry: Callable[[KafkaError], None] | None = None,
-                    sleep: Callable[[float], None] = time.sleep) -> T:
-    """Run ``op``; retry retriable errors with backoff until ``deadline_s``; raise typed errors otherwise."""
+                    sleep: Callable[[float], None] = time.sleep, *, read_only: bool = False) -> T:
+    """Run ``op``; retry retriable errors with backoff until ``deadline_s``; raise typed errors otherwise.
+
+    ``read_only``: ``op`` is a read outside the transaction (``classify``)."""
     deadline = time.monotonic() + deadline_s
     backoff = 0.01
     while True:
@@ -100,7 +131,7 @@ def call_with_retry(op: Callable[[], T], what: str, deadline_s: float,
             return op()
         except KafkaException as exc:
             error = kafka_error_of(exc)
-            kind = classify(error)
+            kind = classify(error, read_only=read_only)
             if kind is ErrorClass.FATAL:
                 raise FatalKafkaError(f"{what}: {error.str()}") from exc
             if kind is ErrorClass.ABORTABLE:

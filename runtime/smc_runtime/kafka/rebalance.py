@@ -2,9 +2,17 @@
 that cross its callback boundary, so each handler's first exception is kept and re-raised by the
 loop (``RebalanceHandler.error``).
 
-* assigned: restore the partitions' state from the changelog, then resume them (``recovery.py``);
+* assigned: settle the open transaction, restore the partitions' state from the changelog, then
+  resume them from the group's committed offsets (``recovery.py``);
 * revoked: commit the open transaction (with a snapshot), then forget the partitions;
 * lost: abort the open transaction (another member owns them now), then forget them.
+
+Ordering on assignment: the consumer reads committed offsets with ``isolation.level=read_committed``,
+so the broker holds back (UNSTABLE_OFFSET_COMMIT, retried by librdkafka until the call times out)
+the offsets of any partition a still-open transaction has offsets for. No transaction of ours may be
+open while we wait for them: ``settle_before_offsets`` says what to do first, and an assignment that
+follows a failed callback (a transaction that could not be finished) does not wait at all: the
+loop raises that failure, and the restart's ``init_transactions`` aborts the transaction.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -25,6 +34,22 @@ from smc_runtime.logs import StructLogger
 
 KAFKA_CALL_TIMEOUT_S = 10.0
 RETRY_DEADLINE_S = 60.0
+
+
+class Settle(Enum):
+    """What to do with our own transaction before reading the group's committed offsets."""
+
+    NOTHING = "nothing"  # no open transaction: nothing of ours holds the offsets
+    COMMIT = "commit"    # records processed in an open transaction: commit them first (like a revoke)
+    SKIP = "skip"        # a callback failed or the loop did: do not wait, the loop raises the failure
+
+
+def settle_before_offsets(*, open_transaction: bool, failed: bool) -> Settle:
+    """The order on assignment (see the module docstring): never wait for offsets while a transaction
+    of our own may hold them; a failed loop (or callback) waits for nothing."""
+    if failed:
+        return Settle.SKIP
+    return Settle.COMMIT if open_transaction else Settle.NOTHING
 
 
 class LoopControl(Protocol):
@@ -76,6 +101,14 @@ class RebalanceHandler:
         self.telemetry.rebalance("assign")
         if not tps:
             return
+        settle = settle_before_offsets(open_transaction=self.loop.has_uncommitted(including_snapshots=False),
+                                       failed=self.loop.failed or self.error is not None)
+        if settle is Settle.SKIP:
+            self.log.warning("assignment not restored: an earlier failure ends the loop first",
+                             partitions=sorted(f"{t}[{p}]" for t, p in tps))
+            return
+        if settle is Settle.COMMIT:
+            self.loop.commit()
         self.telemetry.restoring(tps)
         started = time.monotonic()
         status = self.telemetry.status
@@ -97,11 +130,13 @@ class RebalanceHandler:
                       restore_seconds=round(time.monotonic() - started, 3), replay=replays or None)
 
     def _group_offsets(self, consumer: Consumer, tps: list[TP]) -> dict[TP, int]:
-        """The group's committed offsets of ``tps`` (partitions without one are left out)."""
+        """The group's committed offsets of ``tps`` (partitions without one are left out). A read:
+        timeouts (a coordinator loading, offsets of a transaction still being resolved) are asked
+        again until RETRY_DEADLINE_S."""
         request = [TopicPartition(t, p) for t, p in tps]
         result: list[TopicPartition] = call_with_retry(
             lambda: consumer.committed(request, timeout=KAFKA_CALL_TIMEOUT_S), "committed",
-            RETRY_DEADLINE_S, self.log_retry("committed"))
+            RETRY_DEADLINE_S, self.log_retry("committed"), read_only=True)
         return {(tp.topic, tp.partition): tp.offset for tp in result if tp.offset >= 0}
 
     def _revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
