@@ -25,6 +25,7 @@ from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from smc_runtime.client_settings import TRANSACTION_TIMEOUT_MS
 from smc_runtime.kafka import changelog as cl
 from smc_runtime.kafka.errors import call_with_retry
 from smc_runtime.kafka.partitions import TP
@@ -33,7 +34,10 @@ from smc_runtime.kafka.telemetry import Telemetry
 from smc_runtime.logs import StructLogger
 
 KAFKA_CALL_TIMEOUT_S = 10.0
-RETRY_DEADLINE_S = 60.0
+# Reading the group's offsets may wait on a dead instance's open transaction (another transactional.id,
+# e.g. after a scale-down) until the broker aborts it: transaction.timeout.ms plus the broker's check
+# interval (transaction.abort.timed.out.transaction.cleanup.interval.ms, 10 s by default).
+RETRY_DEADLINE_S = TRANSACTION_TIMEOUT_MS / 1000 + 15.0
 
 
 class Settle(Enum):
