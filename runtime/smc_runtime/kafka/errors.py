@@ -46,8 +46,8 @@ _FENCED_CODES = {
     KafkaError._FENCED,
     KafkaError.PRODUCER_FENCED,
     KafkaError.INVALID_PRODUCER_EPOCH,
-    KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
 }
+_FATAL_CODES = _FENCED_CODES | {KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED}
 
 
 # Codes a read-only call may simply repeat: the broker or coordinator is not there yet, or the
@@ -74,7 +74,7 @@ def classify(error: KafkaError, *, read_only: bool = False) -> ErrorClass:
 
     ``read_only``: the error of a call outside the transaction that changes nothing (see the module
     docstring): its transient codes are retriable even without librdkafka's retriable flag."""
-    if error.fatal() or error.code() in _FENCED_CODES:
+    if error.fatal() or error.code() in _FATAL_CODES:
         return ErrorClass.FATAL
     if error.txn_requires_abort():
         return ErrorClass.ABORTABLE
@@ -82,6 +82,15 @@ def classify(error: KafkaError, *, read_only: bool = False) -> ErrorClass:
         return ErrorClass.RETRIABLE
     # Anything else inside a transaction leaves it in an unknown state: aborting is the safe path.
     return ErrorClass.ABORTABLE
+
+
+def describe(error: KafkaError) -> str:
+    """The error's text, naming fencing whatever the code: a zombie sees PRODUCER_FENCED from the
+    transaction coordinator but INVALID_PRODUCER_EPOCH ("old epoch") from a partition or the group
+    coordinator, depending on which request the newer instance's epoch reached first."""
+    if error.code() in _FENCED_CODES:
+        return f"fenced by a newer producer with the same transactional.id: {error.str()}"
+    return error.str()
 
 
 def kafka_error_of(exc: KafkaException) -> KafkaError:
@@ -133,7 +142,7 @@ def call_with_retry(op: Callable[[], T], what: str, deadline_s: float,
             error = kafka_error_of(exc)
             kind = classify(error, read_only=read_only)
             if kind is ErrorClass.FATAL:
-                raise FatalKafkaError(f"{what}: {error.str()}") from exc
+                raise FatalKafkaError(f"{what}: {describe(error)}") from exc
             if kind is ErrorClass.ABORTABLE:
                 raise AbortableKafkaError(f"{what}: {error.str()}") from exc
             if time.monotonic() + backoff > deadline:

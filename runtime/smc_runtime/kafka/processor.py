@@ -154,6 +154,8 @@ class ProcessorRunner:
                 ProcessorState.STARTING):
             return False
         consumer = Consumer(conf.consumer)
+        if self.eos:  # before subscribing: the assignment then reads no offsets of ours left pending
+            self.waits.clear_own_pending_offsets(producer, consumer, self.settings.input_topics[0])
         self.attach(producer, consumer, Consumer(conf.restore))
         assert self._rebalance is not None
         consumer.subscribe(self.settings.input_topics, on_assign=self._rebalance.on_assign,

@@ -152,3 +152,22 @@ def test_credentials_come_from_files_and_never_from_describe(tmp_path: Path) -> 
     described = clients.describe(kafka)
     assert "s3cret" not in repr(described) and "alice" not in repr(described)
     assert described["sasl_credentials_configured"] is True
+
+
+@pytest.mark.parametrize("code", [KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH,
+                                  KafkaError._FENCED])
+def test_every_fencing_code_is_fatal_and_named_fenced(code: int) -> None:
+    def op() -> None:
+        raise KafkaException(KafkaError(code, "Producer attempted an operation with an old epoch"))
+
+    with pytest.raises(FatalKafkaError, match="fenced by a newer producer"):
+        call_with_retry(op, "send_offsets_to_transaction", 10)
+
+
+def test_an_authorization_failure_is_fatal_but_not_called_fencing() -> None:
+    def op() -> None:
+        raise KafkaException(KafkaError(KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "denied"))
+
+    with pytest.raises(FatalKafkaError) as raised:
+        call_with_retry(op, "init_transactions", 10)
+    assert "fenced" not in str(raised.value)

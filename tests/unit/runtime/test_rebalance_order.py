@@ -154,3 +154,29 @@ def test_an_assignment_after_a_failed_callback_does_not_wait_for_offsets() -> No
     runner._rebalance.on_assign(consumer, [TopicPartition("in", 0)])  # type: ignore[arg-type]
     assert events.seen == []
     assert runner.partitions.get(("in", 0)) is None
+
+
+class SweepProducer(FakeProducer):
+    """Records the start-up sweep; ``refuse`` makes the offset commit fail like a refused
+    TxnOffsetCommit (the transaction must then be aborted all the same)."""
+
+    def __init__(self, refuse: bool) -> None:
+        super().__init__()
+        self.refuse = refuse
+
+    def send_offsets_to_transaction(self, offsets: list[TopicPartition], *args: Any) -> None:
+        self.calls.append("send_offsets")
+        super().send_offsets_to_transaction(offsets, *args)
+        if self.refuse:
+            raise KafkaException(KafkaError(KafkaError.ILLEGAL_GENERATION, "refused",
+                                            txn_requires_abort=True))
+
+
+@pytest.mark.parametrize("refuse", [False, True])
+def test_the_start_up_sweep_aborts_a_transaction_over_the_group_offsets(refuse: bool) -> None:
+    producer = SweepProducer(refuse)
+    runner = _runner(GroupConsumer(Events(), {}), producer)
+    runner.waits.clear_own_pending_offsets(producer, GroupConsumer(Events(), {}), "in")  # type: ignore[arg-type]
+    assert producer.calls == ["begin", "send_offsets", "abort"]
+    # a valid offset (librdkafka skips a call whose offsets are all invalid) of a real input partition
+    assert [(tp.topic, tp.partition, tp.offset) for tp in producer.offsets[0]] == [("in", 0, 0)]
