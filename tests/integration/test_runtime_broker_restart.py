@@ -28,12 +28,6 @@ def private_broker(tmp_path: Path) -> Iterator[rs.PrivateBroker]:
         yield broker
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="flaky since 2026-12-06 (2 of 5 runs): after the broker restart every consumer.committed() in "
-    "on_assign times out (OffsetFetch of a group whose transactional offsets stay pending), the runtime "
-    "exits 4 and restarts into the same timeout; open: why the pending offsets are never resolved",
-)
 def test_runtime_survives_a_broker_restart(private_broker: rs.PrivateBroker, tmp_path: Path) -> None:
     bootstrap = private_broker.bootstrap
     topology = rs.make_topology(private_broker.make_topic)
