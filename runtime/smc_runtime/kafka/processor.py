@@ -32,6 +32,7 @@ from smc_runtime.kafka.errors import EXIT_CRASHED, AbortableKafkaError, exit_of,
 from smc_runtime.kafka.flow import FlowControl
 from smc_runtime.kafka.output import DeliveryReport, OutputLike, OutputWriter
 from smc_runtime.kafka.partitions import TP, Partitions
+from smc_runtime.kafka.pending_offsets import PendingOffsetsSweep
 from smc_runtime.kafka.rebalance import RebalanceHandler
 from smc_runtime.kafka.recovery import Recovery, StatePipeline
 from smc_runtime.kafka.startup import BrokerWaits
@@ -154,8 +155,6 @@ class ProcessorRunner:
                 ProcessorState.STARTING):
             return False
         consumer = Consumer(conf.consumer)
-        if self.eos:  # before subscribing: the assignment then reads no offsets of ours left pending
-            self.waits.clear_own_pending_offsets(producer, consumer, self.settings.input_topics[0])
         self.attach(producer, consumer, Consumer(conf.restore))
         assert self._rebalance is not None
         consumer.subscribe(self.settings.input_topics, on_assign=self._rebalance.on_assign,
@@ -177,9 +176,11 @@ class ProcessorRunner:
                                   self.deliveries, self.telemetry, self.log, self.changelog_topic,
                                   self.changelog_partitions, self.settings.snapshot_interval_ms,
                                   self.waits.log_retry)
+        sweep = PendingOffsetsSweep.of(producer, self.waits, self.kafka, self.client_id,
+                                       self.settings.consumer_group, self.changelog_topic, self.log)
         self._rebalance = RebalanceHandler(self, self.recovery, self.telemetry, self.log, restore_consumer,
                                            self.changelog_topic, self.changelog_partitions,
-                                           self.waits.log_retry)
+                                           self.waits.log_retry, sweep if self.eos else None)
 
     def _close_clients(self) -> None:
         """Stopped before the loop ran: close whatever was created (nothing was consumed)."""

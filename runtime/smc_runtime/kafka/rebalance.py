@@ -12,7 +12,9 @@ so the broker holds back (UNSTABLE_OFFSET_COMMIT, retried by librdkafka until th
 the offsets of any partition a still-open transaction has offsets for. No transaction of ours may be
 open while we wait for them: ``settle_before_offsets`` says what to do first, and an assignment that
 follows a failed callback (a transaction that could not be finished) does not wait at all: the
-loop raises that failure, and the restart's ``init_transactions`` aborts the transaction.
+loop raises that failure, and the restart's ``init_transactions`` aborts the transaction. A read that
+still times out may wait on offsets a finished transaction of ours left unmarked: the first timeout
+runs ``resolve_pending`` (``pending_offsets.py``) once, then the read is retried.
 """
 
 from __future__ import annotations
@@ -80,6 +82,8 @@ class RebalanceHandler:
     changelog_topic: str
     changelog_partitions: int
     log_retry: Callable[[str], Callable[[KafkaError], None]]
+    # Called once the committed-offsets read times out (exactly-once: ``PendingOffsetsSweep``).
+    resolve_pending: Callable[[], None] | None = None
     error: BaseException | None = field(default=None, init=False)
 
     def _guarded(self, handler: Callable[[Consumer, list[TopicPartition]], None], consumer: Consumer,
@@ -138,9 +142,16 @@ class RebalanceHandler:
         timeouts (a coordinator loading, offsets of a transaction still being resolved) are asked
         again until RETRY_DEADLINE_S."""
         request = [TopicPartition(t, p) for t, p in tps]
+        log_retry = self.log_retry("committed")
+
+        def on_retry(error: KafkaError) -> None:
+            log_retry(error)
+            if self.resolve_pending is not None and error.code() == KafkaError._TIMED_OUT:
+                self.resolve_pending()  # offsets a transaction of ours left unmarked (pending_offsets.py)
+
         result: list[TopicPartition] = call_with_retry(
             lambda: consumer.committed(request, timeout=KAFKA_CALL_TIMEOUT_S), "committed",
-            RETRY_DEADLINE_S, self.log_retry("committed"), read_only=True)
+            RETRY_DEADLINE_S, on_retry, read_only=True)
         return {(tp.topic, tp.partition): tp.offset for tp in result if tp.offset >= 0}
 
     def _revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from smc_runtime import client_settings
@@ -130,29 +130,6 @@ class BrokerWaits:
         if not aborted:
             raise FatalKafkaError("stopped while the broker was unreachable (transaction not aborted; "
                                   "the next instance's init_transactions aborts it)")
-
-    def clear_own_pending_offsets(self, producer: Producer, consumer: Consumer, topic: str) -> None:
-        """After ``init_transactions``, before subscribing: abort one transaction over the group's
-        offsets, so that no offsets of this producer are left pending in the group coordinator.
-
-        ``init_transactions`` aborts a transaction the coordinator still counts as open, but offsets a
-        transaction of this transactional.id left pending without one (seen after a broker restart:
-        every committed() of the restarted runtime timed out on UNSTABLE_OFFSET_COMMIT, restart after
-        restart) are only resolved by an end marker of the same producer id in the group's offsets
-        partition. ``send_offsets_to_transaction`` adds that partition to this transaction (the
-        offset sent is never committed: even if the offset commit itself is refused, e.g. while the
-        group rebalances, the abort writes the marker), and the abort writes the marker, which
-        discards every pending offset of the producer in the partition (the coordinator keys them by
-        producer id, not epoch). One extra transaction per start."""
-        producer.begin_transaction()
-        try:
-            producer.send_offsets_to_transaction([TopicPartition(topic, 0, 0)],
-                                                 consumer.consumer_group_metadata(), KAFKA_CALL_TIMEOUT_S)
-        except KafkaException as exc:  # abortable or fatal: abort_transaction below tells which
-            self.log.info("offset commit of the start-up sweep refused (the abort still clears)",
-                          error=str(exc))
-        self.abort_transaction(producer, flush_first=False)
-        self.log.info("cleared offsets this producer may have left pending (aborted a start-up transaction)")
 
     def broker_answers(self) -> bool:
         """A metadata request on the admin client (its own connection) gets an answer."""

@@ -5,6 +5,7 @@ read is retried on timeouts instead of ending the process."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,8 +15,16 @@ from smc_runtime.config import KafkaSettings, ProcessorSettings
 from smc_runtime.kafka import changelog as cl
 from smc_runtime.kafka import rebalance
 from smc_runtime.kafka.errors import AbortableKafkaError, FatalKafkaError
+from smc_runtime.kafka.pending_offsets import (
+    OFFSETS_TOPIC,
+    PendingOffsetsSweep,
+    java_string_hash,
+    offsets_partition,
+    sweep_group,
+)
 from smc_runtime.kafka.processor import ProcessorRunner
 from smc_runtime.kafka.rebalance import Settle, settle_before_offsets
+from smc_runtime.logs import get_logger
 from smc_runtime.service.metrics import RuntimeMetrics
 from smc_runtime.service.status import ProcessorStatus
 from tests.unit.runtime.test_resume import FakeMessage, FakePipeline, FakeProducer
@@ -156,27 +165,73 @@ def test_an_assignment_after_a_failed_callback_does_not_wait_for_offsets() -> No
     assert runner.partitions.get(("in", 0)) is None
 
 
+def test_a_committed_timeout_calls_the_pending_offsets_sweep_before_asking_again() -> None:
+    events = Events()
+    consumer = GroupConsumer(events, {("in", 0): 5}, timeouts=2)
+    runner = _runner(consumer, OrderedProducer(events))
+    assert runner._rebalance is not None
+    runner._rebalance.resolve_pending = lambda: events.seen.append("sweep")
+    runner._rebalance.on_assign(consumer, [TopicPartition("in", 0)])  # type: ignore[arg-type]
+    assert events.seen == ["committed", "sweep", "committed", "sweep", "committed", "incremental_assign"]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("hello", 99162322), ("", 0), ("polygenelubricants", -2**31), ("\u00e9\U0001d11e", 1996307)])
+def test_java_string_hash(text: str, expected: int) -> None:
+    assert java_string_hash(text) == expected
+
+
+def test_offsets_partition_follows_the_broker() -> None:
+    # where the test bed's broker (3 offsets partitions) put these groups' offsets
+    assert offsets_partition("rt-group-70308f0f", 3) == 0
+    assert offsets_partition("rt-group-89803e43", 3) == 2
+    assert offsets_partition("polygenelubricants", 50) == 0  # hashCode == Integer.MIN_VALUE
+
+
+@pytest.mark.parametrize(("group", "partitions"), [("rt-group-70308f0f", 3), ("orders", 50), ("g", 1)])
+def test_the_sweep_group_shares_the_offsets_partition_and_nothing_else(group: str, partitions: int) -> None:
+    sweep = sweep_group(group, partitions)
+    assert sweep != group and sweep.startswith(group)
+    assert offsets_partition(sweep, partitions) == offsets_partition(group, partitions)
+
+
 class SweepProducer(FakeProducer):
-    """Records the start-up sweep; ``refuse`` makes the offset commit fail like a refused
-    TxnOffsetCommit (the transaction must then be aborted all the same)."""
-
-    def __init__(self, refuse: bool) -> None:
+    def __init__(self, fail: bool = False) -> None:
         super().__init__()
-        self.refuse = refuse
+        self.fail = fail
+        self.groups: list[str] = []
 
-    def send_offsets_to_transaction(self, offsets: list[TopicPartition], *args: Any) -> None:
+    def send_offsets_to_transaction(self, offsets: list[TopicPartition], metadata: Any, *_: Any) -> None:
         self.calls.append("send_offsets")
-        super().send_offsets_to_transaction(offsets, *args)
-        if self.refuse:
-            raise KafkaException(KafkaError(KafkaError.ILLEGAL_GENERATION, "refused",
-                                            txn_requires_abort=True))
+        self.offsets.append(offsets)
+        if self.fail:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "no coordinator"))
 
 
-@pytest.mark.parametrize("refuse", [False, True])
-def test_the_start_up_sweep_aborts_a_transaction_over_the_group_offsets(refuse: bool) -> None:
-    producer = SweepProducer(refuse)
-    runner = _runner(GroupConsumer(Events(), {}), producer)
-    runner.waits.clear_own_pending_offsets(producer, GroupConsumer(Events(), {}), "in")  # type: ignore[arg-type]
-    assert producer.calls == ["begin", "send_offsets", "abort"]
-    # a valid offset (librdkafka skips a call whose offsets are all invalid) of a real input partition
-    assert [(tp.topic, tp.partition, tp.offset) for tp in producer.offsets[0]] == [("in", 0, 0)]
+def _admin(partitions: int) -> Any:
+    topic = SimpleNamespace(error=None, partitions=dict.fromkeys(range(partitions)))
+    return SimpleNamespace(list_topics=lambda *_, **__: SimpleNamespace(topics={OFFSETS_TOPIC: topic}))
+
+
+def _sweep(producer: SweepProducer, admin: Any, aborted: list[str]) -> PendingOffsetsSweep:
+    return PendingOffsetsSweep(producer, lambda: admin, {"bootstrap.servers": "127.0.0.1:9"}, "g",  # type: ignore[arg-type]
+                               "g.changelog", lambda p: aborted.append("abort"), get_logger("test"))
+
+
+def test_the_sweep_commits_a_transaction_over_a_private_group_once() -> None:
+    producer, aborted = SweepProducer(), []
+    sweep = _sweep(producer, _admin(3), aborted)
+    sweep()
+    sweep()  # once per processor
+    assert producer.calls == ["begin", "send_offsets", "commit"] and aborted == []
+    # the sweep group's own offset, on a topic the group does not consume: no offset of ours changes
+    assert [(tp.topic, tp.partition, tp.offset) for tp in producer.offsets[0]] == [("g.changelog", 0, 0)]
+
+
+def test_a_failed_sweep_is_aborted_and_an_invisible_offsets_topic_skips_it() -> None:
+    producer, aborted = SweepProducer(fail=True), []
+    _sweep(producer, _admin(3), aborted)()
+    assert producer.calls == ["begin", "send_offsets"] and aborted == ["abort"]
+    quiet = SweepProducer()
+    _sweep(quiet, None, aborted)()
+    assert quiet.calls == []
