@@ -21,7 +21,7 @@ private group that the broker keeps in the same offsets partition (``sweep_group
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
@@ -65,9 +65,9 @@ def sweep_group(group: str, partitions: int) -> str:
 @dataclass
 class PendingOffsetsSweep:
     """Commits one transaction into the group's offsets partition (see the module docstring): called by
-    the assignment when reading the group's committed offsets times out, with no transaction of ours
-    open. Once per processor: a second timeout is something else (another instance's open transaction,
-    which the broker aborts after its timeout), and the read is then simply retried."""
+    the assignment when reading the group's committed offsets first times out, with no transaction of
+    ours open. A timeout after it is something else (another instance's open transaction, which the
+    broker aborts after its timeout), and the read is then simply retried."""
 
     producer: Producer
     admin: Callable[[], AdminClient | None]
@@ -76,7 +76,6 @@ class PendingOffsetsSweep:
     topic: str  # the sweep group's offset is committed on this topic's partition 0
     abort: Callable[[Producer], None]
     log: StructLogger
-    done: bool = field(default=False, init=False)
 
     @classmethod
     def of(cls, producer: Producer, waits: BrokerWaits, kafka: KafkaSettings, client_id: str, group: str,
@@ -87,9 +86,6 @@ class PendingOffsetsSweep:
                    topic, lambda p: waits.abort_transaction(p, flush_first=False), log)
 
     def __call__(self) -> None:
-        if self.done:
-            return
-        self.done = True
         partitions = self._offsets_partitions()
         if partitions is None:
             return

@@ -82,7 +82,7 @@ class RebalanceHandler:
     changelog_topic: str
     changelog_partitions: int
     log_retry: Callable[[str], Callable[[KafkaError], None]]
-    # Called once the committed-offsets read times out (exactly-once: ``PendingOffsetsSweep``).
+    # Called when the committed-offsets read first times out (exactly-once: ``PendingOffsetsSweep``).
     resolve_pending: Callable[[], None] | None = None
     error: BaseException | None = field(default=None, init=False)
 
@@ -143,11 +143,14 @@ class RebalanceHandler:
         again until RETRY_DEADLINE_S."""
         request = [TopicPartition(t, p) for t, p in tps]
         log_retry = self.log_retry("committed")
+        swept = False
 
         def on_retry(error: KafkaError) -> None:
+            nonlocal swept
             log_retry(error)
-            if self.resolve_pending is not None and error.code() == KafkaError._TIMED_OUT:
-                self.resolve_pending()  # offsets a transaction of ours left unmarked (pending_offsets.py)
+            if self.resolve_pending is not None and error.code() == KafkaError._TIMED_OUT and not swept:
+                swept = True  # once per read
+                self.resolve_pending()  # offsets a transaction of ours left unmarked: pending_offsets.py
 
         result: list[TopicPartition] = call_with_retry(
             lambda: consumer.committed(request, timeout=KAFKA_CALL_TIMEOUT_S), "committed",
