@@ -25,7 +25,6 @@ TRANSACTION_TIMEOUT_MS = 60_000
 
 ClientRole = Literal["consumer", "producer", "admin"]
 CLIENT_ROLES: tuple[ClientRole, ...] = ("consumer", "producer", "admin")
-SettingValue = str | int | float | bool
 
 
 # Tunables every client role accepts: connections, sockets, metadata, diagnostics.

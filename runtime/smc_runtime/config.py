@@ -39,7 +39,6 @@ DEFAULT_CONFIG_PATH = "/app/config/streams-config.yaml"
 CONFIG_PATH_ENV = "STREAMS_CONFIG"
 
 TOPIC_NAME_PATTERN = r"^[a-zA-Z0-9._-]{1,249}$"
-_TOPIC_RE = re.compile(TOPIC_NAME_PATTERN)
 
 TopicName = Annotated[str, Field(pattern=TOPIC_NAME_PATTERN)]
 
@@ -379,7 +378,3 @@ def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Strea
     except yaml.YAMLError as exc:
         raise ConfigError([(str(file), f"invalid YAML: {exc}")]) from None
     return parse_config(raw, env)
-
-
-def is_valid_topic_name(name: str) -> bool:
-    return bool(_TOPIC_RE.fullmatch(name)) and name not in (".", "..")

@@ -18,7 +18,6 @@ import collections
 import gc
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -37,8 +36,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from smc_runtime.config import OutputTopics, parse_config
+from smc_runtime.demo_report import DEMO_CONTEXT, DEMO_SERIES, histogram, quantile, summarize
 from smc_runtime.sample_data import MarketRecord, generate_market_data
-from smc_runtime.sample_feed import read_to_end
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT", "AVAXUSDT")
@@ -96,10 +95,6 @@ def recreate_topics(admin: AdminClient, topics: dict[str, int]) -> None:
             time.sleep(2)
             admin.create_topics([NewTopic(topic, num_partitions=topics[topic], replication_factor=1)])[
                 topic].result()
-
-
-def read_topic(bootstrap: str, topic: str) -> list[Any]:
-    return list(read_to_end(bootstrap, topic, timeout=60))
 
 
 def committed_lag(bootstrap: str, group: str, topics: Sequence[str]) -> int:
@@ -167,38 +162,6 @@ def start_runtime(config: Path, health_port: int, metrics_port: int, log: Path) 
     return Runtime(proc, health_port, metrics_port, log)
 
 
-# --- metrics arithmetic -----------------------------------------------------------------------------------
-
-
-def histogram(text: str, name: str) -> dict[float, float]:
-    """Cumulative bucket counts of a Prometheus histogram (summed over label sets)."""
-    buckets: dict[float, float] = collections.defaultdict(float)
-    for match in re.finditer(rf'^{re.escape(name)}_bucket{{.*?le="([^"]+)".*?}} (\S+)$', text, re.M):
-        buckets[float(match.group(1))] += float(match.group(2))
-    return dict(buckets)
-
-
-def counter(text: str, name: str) -> float:
-    return sum(float(m.group(1)) for m in re.finditer(rf"^{re.escape(name)}(?:{{.*?}})? (\S+)$", text, re.M))
-
-
-def quantile(before: dict[float, float], after: dict[float, float], q: float) -> float | None:
-    """q-quantile of the observations between two scrapes, interpolated within its bucket."""
-    bounds = sorted(after)
-    counts = [after[b] - before.get(b, 0.0) for b in bounds]
-    total = counts[-1] if counts else 0.0
-    if total <= 0:
-        return None
-    rank, lower, prev = q * total, 0.0, 0.0
-    for bound, count in zip(bounds, counts, strict=True):
-        if count >= rank:
-            if bound == float("inf"):
-                return lower
-            return lower + (bound - lower) * ((rank - prev) / (count - prev) if count > prev else 1.0)
-        lower, prev = bound, count
-    return lower
-
-
 # --- replay -----------------------------------------------------------------------------------------------
 
 
@@ -236,87 +199,10 @@ def replay(producer: Producer, records: Sequence[MarketRecord], rate: float | No
     producer.flush(60)
 
 
-# --- summary ----------------------------------------------------------------------------------------------
-
-DEMO_SERIES = ["previous_high_low:1h", "sessions:Asian kill zone", "retracements"]
-SERIES_PATTERNS = ("previous_high_low", "session", "retracement")
-# the context features (issue 15 points 2-7, off by default), all on so the summary shows their events
-DEMO_CONTEXT: dict[str, Any] = {"internal_length": 3, "trend": True, "zones": True, "inverse_fvg": True,
-                                "breakers": True, "sweep_outcome": True}
-
-
-def _print_events(name: str, events: list[dict[str, Any]], keys: tuple[str, ...]) -> None:
-    """One summary line per event type and two examples with the given fields."""
-    print(f"  {name:<28} {len(events):>6,}")
-    for event in events[:2]:
-        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(int(event.get("timestamp_ms", 0)) / 1000))
-        extra = {k: v for k, v in event.items() if k in keys and v is not None}
-        print(f"      {event['symbol']} {event.get('interval')} {when} {json.dumps(extra)}")
-
-
-def summarize(bootstrap: str, inputs: dict[str, int], outputs: OutputTopics, drain: tuple[int, float],
-              latency: tuple[float | None, float | None], metrics: str, rate: float,
-              commit_interval_ms: int) -> None:
-    print()
-    print("=" * 78)
-    print("smc-stream demo summary (exactly-once, commit interval "
-          f"{commit_interval_ms} ms)")
-    print("=" * 78)
-    print(f"\nInput: {sum(inputs.values()):,} records")
-    for kind, count in sorted(inputs.items()):
-        print(f"  {kind:<12} {count:>10,}")
-    print("\nOutput topics (read_committed):")
-    by_role: dict[str, list[Any]] = {}
-    for role, topic in outputs.by_role().items():
-        by_role[role] = read_topic(bootstrap, topic)
-        print(f"  {topic:<44} {len(by_role[role]):>10,}   ({role})")
-    reasons = collections.Counter(
-        dict(msg.headers() or []).get("reason", b"?").decode() for msg in by_role["dead_letters"])
-    print("\nDead letters by reason:")
-    for reason, count in reasons.most_common():
-        print(f"  {reason:<20} {count:>6,}")
-    patterns: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
-    for msg in by_role["smc_signals"]:
-        doc = json.loads(msg.value())
-        event = doc.get("event", {})
-        patterns[str(event.get("pattern", "?"))].append({"symbol": doc.get("symbol"),
-                                                         "interval": doc.get("interval"), **event})
-    print("\nSMC patterns by type (examples):")
-    for pattern, events in sorted(patterns.items(), key=lambda kv: -len(kv[1])):
-        if pattern not in SERIES_PATTERNS:
-            _print_events(pattern, events, ("action", "direction", "scope", "level", "top", "bottom",
-                                            "bias", "outcome"))
-    print("\nSMC series events by type (detector smc_series; detection.series = "
-          f"{', '.join(DEMO_SERIES)}):")
-    for pattern in SERIES_PATTERNS:
-        for action in sorted({str(e.get("action")) for e in patterns.get(pattern, [])}):
-            _print_events(f"{pattern}/{action}", [e for e in patterns[pattern] if e.get("action") == action],
-                          ("series", "direction", "high", "low", "level", "deepest"))
-    count, seconds = drain
-    p50, p99 = latency
-    print("\nPerformance (this machine, exactly-once):")
-    print(f"  throughput (backlog drain)   {count / seconds:>10,.0f} msg/s  "
-          f"({count:,} records in {seconds:.1f} s)")
-
-    def fmt(value: float | None) -> str:
-        return "n/a" if value is None else f"{value * 1000:.0f} ms"
-
-    print(f"  end-to-end latency at {rate:,.0f} msg/s: p50 {fmt(p50)}, p99 {fmt(p99)} "
-          "(commit time - input record timestamp)")
-    commit = histogram(metrics, "smc_runtime_commit_latency_seconds")
-    per_batch = max(1.0, counter(metrics, "smc_runtime_processing_latency_seconds_count"))
-    print(f"  commit (snapshots + offsets + commit) p50 {fmt(quantile({}, commit, 0.5))}, "
-          f"p99 {fmt(quantile({}, commit, 0.99))}; pipeline "
-          f"{1e6 * counter(metrics, 'smc_runtime_processing_latency_seconds_sum') / per_batch:.0f} us/record")
-    print(f"  transactions committed {counter(metrics, 'smc_runtime_transactions_committed_total'):,.0f}, "
-          f"aborted {counter(metrics, 'smc_runtime_transactions_aborted_total'):,.0f}")
-    print()
-
-
 # --- main -------------------------------------------------------------------------------------------------
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m smc_runtime.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--symbols", type=int, default=8, help="number of symbols (max 8)")
@@ -326,8 +212,65 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--commit-interval-ms", type=int, default=COMMIT_INTERVAL_MS,
                         help="COMMIT_INTERVAL_MS of the runtime (latency/throughput trade-off)")
     parser.add_argument("--keep-running", action="store_true", help="leave the runtime up until Ctrl-C")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def _config_doc(bootstrap: str, tag: str, group: str, input_topics: list[str], outputs: OutputTopics,
+                commit_interval_ms: int, health_port: int, metrics_port: int) -> dict[str, Any]:
+    """The demo's streams-config document (validated by the caller)."""
+    return {
+        "kafka": {"bootstrap_servers": bootstrap},
+        "processor_id": f"smc-demo-{tag}",
+        "stream_processors": {"demo": {
+            "consumer_group": group, "processing_mode": "exactly_once",
+            "commit_interval_ms": commit_interval_ms, "batch_size": 2_000, "max_poll_records": 1_000,
+            "input_topics": input_topics, "output_topics": outputs.by_role(),
+            "enrichment": {"klines": {"bars_from_trades": False}},
+            # the per-bar series (issue 15), chosen to fire within the demo's hours from 00:00 UTC
+            "detection": {"series": DEMO_SERIES, **DEMO_CONTEXT},
+        }},
+        "monitoring": {"metrics_port": metrics_port, "health_check_port": health_port,
+                       "log_level": "INFO"},
+    }
+
+
+def _wait_ready(runtime: Runtime) -> bool:
+    """Until /ready answers (90 s); False, with the log's tail printed, if the runtime exits first."""
+    deadline = time.monotonic() + 90
+    while not runtime.ready():
+        if runtime.proc.poll() is not None or time.monotonic() > deadline:
+            say("the runtime did not become ready; last log lines:")
+            print("\n".join(runtime.log.read_text(errors="replace").splitlines()[-20:]))
+            return False
+        time.sleep(0.3)
+    return True
+
+
+def _measure(bootstrap: str, producer: Producer, runtime: Runtime, records: list[MarketRecord],
+             group: str, input_topics: list[str], outputs: OutputTopics, args: argparse.Namespace) -> None:
+    """Phase 1 replays the backlog as fast as possible (throughput), phase 2 the rest at ``--rate``
+    (latency from the runtime's end-to-end histogram between two scrapes); then the summary."""
+    split = int(len(records) * (1 - args.live_share))
+    say(f"phase 1: replaying {split:,} records as fast as possible (throughput)")
+    t0 = time.monotonic()
+    replay(producer, records[:split], None, runtime, "backlog")
+    wait_committed(bootstrap, group, input_topics, runtime)
+    drain_seconds = time.monotonic() - t0
+    before = runtime.metrics()
+    say(f"phase 2: replaying {len(records) - split:,} records at {args.rate:,.0f} msg/s (latency)")
+    replay(producer, records[split:], args.rate, runtime, "live")
+    wait_committed(bootstrap, group, input_topics, runtime)
+    after = runtime.metrics()
+    e2e_before = histogram(before, "smc_runtime_end_to_end_latency_seconds")
+    e2e_after = histogram(after, "smc_runtime_end_to_end_latency_seconds")
+    latency = (quantile(e2e_before, e2e_after, 0.5), quantile(e2e_before, e2e_after, 0.99))
+    kinds = collections.Counter(r.topic.rsplit(".", 1)[1] for r in records)
+    summarize(bootstrap, dict(kinds), outputs, (split, drain_seconds), latency, after, args.rate,
+              args.commit_interval_ms)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
     say("starting the test bed's Kafka (first run downloads the Kafka jars; later runs reuse them)")
     bootstrap, started = start_kafka()
     say(f"Kafka at {bootstrap}")
@@ -354,20 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{len(outputs.by_role())} output topics")
 
         health_port, metrics_port = free_port(), free_port()
-        doc = {
-            "kafka": {"bootstrap_servers": bootstrap},
-            "processor_id": f"smc-demo-{tag}",
-            "stream_processors": {"demo": {
-                "consumer_group": group, "processing_mode": "exactly_once",
-                "commit_interval_ms": args.commit_interval_ms, "batch_size": 2_000, "max_poll_records": 1_000,
-                "input_topics": input_topics, "output_topics": outputs.by_role(),
-                "enrichment": {"klines": {"bars_from_trades": False}},
-                # the per-bar series (issue 15), chosen to fire within the demo's hours from 00:00 UTC
-                "detection": {"series": DEMO_SERIES, **DEMO_CONTEXT},
-            }},
-            "monitoring": {"metrics_port": metrics_port, "health_check_port": health_port,
-                           "log_level": "INFO"},
-        }
+        doc = _config_doc(bootstrap, tag, group, input_topics, outputs, args.commit_interval_ms, health_port,
+                          metrics_port)
         parse_config(doc)
         config = workdir / "streams-config.yaml"
         config.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -375,32 +306,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"smc-runtime run started (pid {runtime.proc.pid}, log {runtime.log})")
         say(f"  health   http://127.0.0.1:{health_port}/health   /ready   /status")
         say(f"  metrics  http://127.0.0.1:{metrics_port}/metrics")
-        deadline = time.monotonic() + 90
-        while not runtime.ready():
-            if runtime.proc.poll() is not None or time.monotonic() > deadline:
-                say("the runtime did not become ready; last log lines:")
-                print("\n".join(runtime.log.read_text(errors="replace").splitlines()[-20:]))
-                return 1
-            time.sleep(0.3)
+        if not _wait_ready(runtime):
+            return 1
         say("runtime ready (partitions assigned, state restored)")
-
-        split = int(len(records) * (1 - args.live_share))
-        say(f"phase 1: replaying {split:,} records as fast as possible (throughput)")
-        t0 = time.monotonic()
-        replay(producer, records[:split], None, runtime, "backlog")
-        wait_committed(bootstrap, group, input_topics, runtime)
-        drain_seconds = time.monotonic() - t0
-        before = runtime.metrics()
-        say(f"phase 2: replaying {len(records) - split:,} records at {args.rate:,.0f} msg/s (latency)")
-        replay(producer, records[split:], args.rate, runtime, "live")
-        wait_committed(bootstrap, group, input_topics, runtime)
-        after = runtime.metrics()
-        e2e_before = histogram(before, "smc_runtime_end_to_end_latency_seconds")
-        e2e_after = histogram(after, "smc_runtime_end_to_end_latency_seconds")
-        latency = (quantile(e2e_before, e2e_after, 0.5), quantile(e2e_before, e2e_after, 0.99))
-        kinds = collections.Counter(r.topic.rsplit(".", 1)[1] for r in records)
-        summarize(bootstrap, dict(kinds), outputs, (split, drain_seconds), latency, after, args.rate,
-                  args.commit_interval_ms)
+        _measure(bootstrap, producer, runtime, records, group, input_topics, outputs, args)
         say(f"health  http://127.0.0.1:{health_port}/health -> healthy={runtime.health().get('healthy')}")
         if args.keep_running:
             say("runtime left running; Ctrl-C stops it")

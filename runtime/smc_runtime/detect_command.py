@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import TextIO
 
 from smc_runtime.analytics.smc.bars import Bar
-from smc_runtime.analytics.smc.engine import SmcEngine
+from smc_runtime.analytics.smc.engine import InvalidBarError, SmcEngine
 from smc_runtime.analytics.smc.events import conformance_dict
 from smc_runtime.analytics.smc.params import SmcParams, parse_context_overrides
 from smc_runtime.analytics.smc.series import SeriesEngine, SeriesSpec, parse_series
@@ -118,12 +118,13 @@ def read_bars(stream: TextIO) -> list[Bar]:
     return [bar for _, bar in _rows(stream)]
 
 
-def _run(engine: SmcEngine | SeriesEngine, bars: list[Bar]) -> None:
-    """Feed every bar, then finalize; a bar the engine refuses names its input line."""
+def _feed(engine: SmcEngine | SeriesEngine, bars: list[Bar], refused: type[ValueError]) -> None:
+    """Every bar into ``engine``, then ``finalize``; a bar it refuses (``refused``) is an input error
+    naming the CSV line."""
     for i, bar in enumerate(bars):
         try:
             engine.on_bar(bar)
-        except ValueError as exc:  # InvalidBarError's text is its reason
+        except refused as exc:
             raise InputError(f"line {i + 2} (bar {i}): {exc}") from None
     engine.finalize()
 
@@ -131,7 +132,7 @@ def _run(engine: SmcEngine | SeriesEngine, bars: list[Bar]) -> None:
 def detect_lines(bars: list[Bar], params: SmcParams) -> list[str]:
     """Run the engine over ``bars`` and return the output lines (raises ``InputError``)."""
     engine = SmcEngine(params, keep_final=True)
-    _run(engine, bars)
+    _feed(engine, bars, InvalidBarError)
     return [json.dumps(conformance_dict(ev, params.compat)) for ev in engine.alive()]
 
 
@@ -140,7 +141,7 @@ def series_rows(
 ) -> list[dict[str, object]]:
     """Every bar's row of one series (SPEC 7.1) as dicts: ``index``, ``timestamp_ms``, the columns."""
     engine = SeriesEngine([spec], compat=compat, swing_length=swing_length, keep_rows=True)
-    _run(engine, bars)
+    _feed(engine, bars, ValueError)
     cols = ROW_COLUMNS[spec.kind]
     return [
         {"index": i, "timestamp_ms": bars[i].timestamp_ms, **dict(zip(cols, row, strict=True))}

@@ -1,5 +1,6 @@
 """The state of one key (``KeySlot``: its components' states, bar builder, detectors, active
-alerts) and its snapshot bytes (``KeyCodec``: the changelog format ``KeySnapshot``, unchanged).
+alerts) and how one is made: fresh (``KeyCodec.new``) or from its snapshot bytes (``KeyCodec.load``: the
+changelog format ``KeySnapshot``, unchanged).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from typing import Any
 
 from smc_runtime.analytics.interfaces import BarDetector, DetectorFactory, Enricher
 from smc_runtime.analytics.klines import TradeBarBuilder
-from smc_runtime.plugins import GuardedDetector, PluginFailed
+from smc_runtime.plugin_guards import GuardedDetector, PluginFailed
 from smc_runtime.state import SNAPSHOT_VERSION, KeySnapshot, SnapshotError, decode_snapshot, encode_snapshot
 
 
@@ -77,6 +78,21 @@ class KeyCodec:
         active = sorted(slot.active) if slot.active else []
         return encode_snapshot(KeySnapshot(SNAPSHOT_VERSION, slot.kind, slot.symbol, slot.interval,
                                            components, detectors, active))
+
+    def new(self, kind: str, symbol: str, interval: str, ident: tuple[str, int, str],
+            failures: list[PluginFailed]) -> KeySlot:
+        """A fresh key. A plugin that cannot make its state or detector gets None / a detector that
+        does nothing (its failure goes to ``failures``): the built-ins of the key run regardless."""
+        slot = KeySlot(kind, symbol, interval, ident)
+        enrichers = self.enrichers[kind]
+        builder = self.bar_builder
+        slot.states = [fresh_state(e, failures) for e in enrichers]
+        slot.pairs = list(zip(enrichers, slot.states, strict=True))
+        if kind == "kline" or (kind == "trade" and builder is not None):
+            slot.detectors = [fresh_detector(f, failures) for f in self.detector_factories]
+        if kind == "trade" and builder is not None:
+            slot.bar_state = builder.new_state()
+        return slot
 
     def load(self, data: bytes, ident: tuple[str, int, str]) -> KeySlot:
         """The key a snapshot describes; raises ``SnapshotError`` on foreign bytes."""

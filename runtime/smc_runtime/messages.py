@@ -29,7 +29,6 @@ MAX_INT64: Final = 2**63 - 1
 MAX_TIME_MS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the last instant datetime knows
 SYMBOL_PATTERN: Final = r"[A-Z0-9][A-Z0-9_.-]{0,31}"
 _SYMBOL_RE: Final = re.compile(SYMBOL_PATTERN)
-STATE_KEY_SEPARATOR: Final = "|"
 
 PriceLevel: TypeAlias = tuple[float, float]
 Id: TypeAlias = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT64)]
@@ -375,11 +374,6 @@ _VALIDATORS: Final[dict[type, Callable[[Any, Bounds], Rejection | None]]] = {
     Trade: _check_trade, AggTrade: _check_trade, Kline: _check_kline, DepthUpdate: _check_book,
     DepthSnapshot: _check_book,
 }
-
-
-def validate(msg: Message, bounds: Bounds = DEFAULT_BOUNDS) -> Rejection | None:
-    """Value checks a schema cannot express (bounded, positive, uncrossed, consistent, symbol)."""
-    return _VALIDATORS[type(msg)](msg, bounds)
 
 
 # Decode and validate one record value: ``decode(value, topic=..., key=..., max_bytes=..., bounds=...)``

@@ -41,6 +41,99 @@ def _series(bars: Sequence[Bar], spec_text: str, params: SmcParams, time_zone: s
     return eng.rows(spec)
 
 
+class _Window:
+    """The drawn range of bars ``lo .. hi - 1`` on one axes, and the legend labels used so far."""
+
+    def __init__(self, ax: Any, lo: int, hi: int) -> None:
+        self.ax = ax
+        self.lo = lo
+        self.hi = hi  # exclusive
+        self.labels: set[str] = set()
+
+    def clip(self, a: int, b: int | None) -> tuple[int, int] | None:
+        """The part of ``a .. b`` (open-ended when ``b`` is None or not positive) inside the window."""
+        end = self.hi - 1 if b is None or b <= 0 else b
+        if end < self.lo or a > self.hi - 1:
+            return None
+        return max(a, self.lo), min(end, self.hi - 1)
+
+    def once(self, name: str) -> str:
+        """``name`` the first time, then a label matplotlib leaves out of the legend."""
+        if name in self.labels:
+            return "_nolegend_"
+        self.labels.add(name)
+        return name
+
+
+def _draw_candles(ax: Any, xs: range, window: Sequence[Bar], span: float) -> None:
+    """Wicks as lines, bodies as bars (a doji gets a hairline body)."""
+    colors = [BULL if b.close >= b.open else BEAR for b in window]
+    ax.vlines(list(xs), [b.low for b in window], [b.high for b in window], colors=colors, linewidth=0.7)
+    bodies = [max(abs(b.close - b.open), span * 0.0008) for b in window]
+    ax.bar(list(xs), bodies, bottom=[min(b.open, b.close) for b in window], color=colors, width=0.6,
+           linewidth=0)
+
+
+def _draw_event(w: _Window, ev: SmcEvent, rectangle: Any) -> None:
+    """One detection: a zone box, a structure line, a liquidity line or a swing marker."""
+    ax, up = w.ax, ev.direction > 0
+    if ev.pattern in ("fvg", "order_block") and ev.top is not None and ev.bottom is not None:
+        seg = w.clip(ev.index, ev.mitigated_index)
+        if seg is None:
+            return
+        top, bottom = max(ev.top, ev.bottom), min(ev.top, ev.bottom)
+        if ev.pattern == "fvg":
+            color, alpha, name = (BULL if up else BEAR), 0.18, "FVG"
+        else:
+            color, alpha, name = ("#1e88e5" if up else "#fb8c00"), 0.25, "order block"
+        ax.add_patch(rectangle((seg[0] - 0.4, bottom), seg[1] - seg[0] + 0.8, top - bottom,
+                               facecolor=color, alpha=alpha, edgecolor=color, linewidth=0.6,
+                               label=w.once(f"{name} {'bull' if up else 'bear'}")))
+    elif ev.pattern in ("bos", "choch") and ev.level is not None:
+        seg = w.clip(ev.index, ev.broken_index)
+        if seg is None:
+            return
+        color = BULL if up else BEAR
+        ax.hlines(ev.level, seg[0], seg[1], colors=color, linestyles="-" if ev.pattern == "bos" else "-.",
+                  linewidth=1.1,
+                  label=w.once(ev.pattern.upper() if ev.pattern == "bos" else "CHoCH"))
+        ax.annotate("BOS" if ev.pattern == "bos" else "CHoCH", ((seg[0] + seg[1]) / 2, ev.level),
+                    fontsize=7, color=color, ha="center", va="bottom" if up else "top")
+    elif ev.pattern == "liquidity" and ev.level is not None:
+        end = ev.swept if ev.swept else ev.end
+        seg = w.clip(ev.index, end)
+        if seg is None:
+            return
+        ax.hlines(ev.level, seg[0], seg[1], colors="#8e24aa", linestyles="--", linewidth=1.0,
+                  label=w.once("liquidity"))
+        if ev.swept and w.lo <= ev.swept < w.hi:
+            ax.plot([ev.swept], [ev.level], marker="x", color="#8e24aa", markersize=7)
+    elif ev.pattern == "swing" and ev.level is not None and w.lo <= ev.index < w.hi:
+        ax.plot([ev.index], [ev.level], marker="v" if up else "^", color="#424242", markersize=4,
+                linestyle="none", label=w.once("swing"))
+
+
+def _draw_series(w: _Window, xs: range, spec: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """previous_high_low as step lines, sessions as shading, retracements on a second axis."""
+    ax = w.ax
+    if spec.startswith("previous_high_low"):
+        tf = spec.partition(":")[2] or "1D"
+        ax.step(list(xs), [r[0] if r[0] is not None else float("nan") for r in rows], where="mid",
+                color="#5d4037", linewidth=1.0, label=f"previous {tf} high")
+        ax.step(list(xs), [r[1] if r[1] is not None else float("nan") for r in rows], where="mid",
+                color="#5d4037", linewidth=1.0, linestyle=":", label=f"previous {tf} low")
+    elif spec.startswith("sessions"):
+        for x, r in zip(xs, rows, strict=True):
+            if r[0]:
+                ax.axvspan(x - 0.5, x + 0.5, color="#fff59d", alpha=0.35, linewidth=0,
+                           label=w.once(spec.partition(":")[2]))
+    elif spec.startswith("retracements"):
+        ax2 = ax.twinx()
+        ax2.plot(list(xs), [r[2] if r[2] is not None else float("nan") for r in rows], color="#00897b",
+                 linewidth=0.8, alpha=0.6, label="deepest retracement %")
+        ax2.set_ylabel("deepest retracement %")
+
+
 def plot_detections(bars: Sequence[Bar], params: SmcParams, path: str, *, series: str | None = None,
                     time_zone: str = "UTC", first: int | None = None, count: int = 300) -> None:
     """Run the detectors over all ``bars`` and draw bars ``first .. first+count-1`` to ``path``.
@@ -51,6 +144,8 @@ def plot_detections(bars: Sequence[Bar], params: SmcParams, path: str, *, series
     import matplotlib
 
     matplotlib.use("Agg")
+    from datetime import UTC, datetime
+
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
@@ -64,88 +159,16 @@ def plot_detections(bars: Sequence[Bar], params: SmcParams, path: str, *, series
 
     fig, ax = plt.subplots(figsize=(16, 8), dpi=110)
     xs = range(lo_i, hi_i)
-    # candles: wicks as lines, bodies as bars (a doji gets a hairline body)
-    colors = [BULL if b.close >= b.open else BEAR for b in window]
-    ax.vlines(list(xs), [b.low for b in window], [b.high for b in window], colors=colors, linewidth=0.7)
     span = max(b.high for b in window) - min(b.low for b in window)
-    bodies = [max(abs(b.close - b.open), span * 0.0008) for b in window]
-    ax.bar(list(xs), bodies, bottom=[min(b.open, b.close) for b in window], color=colors, width=0.6,
-           linewidth=0)
-
-    def clip(a: int, b: int | None) -> tuple[int, int] | None:
-        end = hi_i - 1 if b is None or b <= 0 else b
-        if end < lo_i or a > hi_i - 1:
-            return None
-        return max(a, lo_i), min(end, hi_i - 1)
-
-    labels: set[str] = set()
-
-    def once(name: str) -> str:
-        if name in labels:
-            return "_nolegend_"  # matplotlib leaves "_"-labels out of the legend
-        labels.add(name)
-        return name
-
+    _draw_candles(ax, xs, window, span)
+    w = _Window(ax, lo_i, hi_i)
     for ev in events:
-        up = ev.direction > 0
-        if ev.pattern in ("fvg", "order_block") and ev.top is not None and ev.bottom is not None:
-            seg = clip(ev.index, ev.mitigated_index)
-            if seg is None:
-                continue
-            top, bottom = max(ev.top, ev.bottom), min(ev.top, ev.bottom)
-            if ev.pattern == "fvg":
-                color, alpha, name = (BULL if up else BEAR), 0.18, "FVG"
-            else:
-                color, alpha, name = ("#1e88e5" if up else "#fb8c00"), 0.25, "order block"
-            ax.add_patch(Rectangle((seg[0] - 0.4, bottom), seg[1] - seg[0] + 0.8, top - bottom,
-                                   facecolor=color, alpha=alpha, edgecolor=color, linewidth=0.6,
-                                   label=once(f"{name} {'bull' if up else 'bear'}")))
-        elif ev.pattern in ("bos", "choch") and ev.level is not None:
-            seg = clip(ev.index, ev.broken_index)
-            if seg is None:
-                continue
-            color = BULL if up else BEAR
-            ax.hlines(ev.level, seg[0], seg[1], colors=color, linestyles="-" if ev.pattern == "bos" else "-.",
-                      linewidth=1.1,
-                      label=once(ev.pattern.upper() if ev.pattern == "bos" else "CHoCH"))
-            ax.annotate("BOS" if ev.pattern == "bos" else "CHoCH", ((seg[0] + seg[1]) / 2, ev.level),
-                        fontsize=7, color=color, ha="center", va="bottom" if up else "top")
-        elif ev.pattern == "liquidity" and ev.level is not None:
-            end = ev.swept if ev.swept else ev.end
-            seg = clip(ev.index, end)
-            if seg is None:
-                continue
-            ax.hlines(ev.level, seg[0], seg[1], colors="#8e24aa", linestyles="--", linewidth=1.0,
-                      label=once("liquidity"))
-            if ev.swept and lo_i <= ev.swept < hi_i:
-                ax.plot([ev.swept], [ev.level], marker="x", color="#8e24aa", markersize=7)
-        elif ev.pattern == "swing" and ev.level is not None and lo_i <= ev.index < hi_i:
-            ax.plot([ev.index], [ev.level], marker="v" if up else "^", color="#424242", markersize=4,
-                    linestyle="none", label=once("swing"))
-
+        _draw_event(w, ev, Rectangle)
     spec = series or "previous_high_low:1D"
-    rows = _series(bars, spec, params, time_zone)[lo_i:hi_i]
-    if spec.startswith("previous_high_low"):
-        tf = spec.partition(":")[2] or "1D"
-        ax.step(list(xs), [r[0] if r[0] is not None else float("nan") for r in rows], where="mid",
-                color="#5d4037", linewidth=1.0, label=f"previous {tf} high")
-        ax.step(list(xs), [r[1] if r[1] is not None else float("nan") for r in rows], where="mid",
-                color="#5d4037", linewidth=1.0, linestyle=":", label=f"previous {tf} low")
-    elif spec.startswith("sessions"):
-        for x, r in zip(xs, rows, strict=True):
-            if r[0]:
-                ax.axvspan(x - 0.5, x + 0.5, color="#fff59d", alpha=0.35, linewidth=0,
-                           label=once(spec.partition(":")[2]))
-    elif spec.startswith("retracements"):
-        ax2 = ax.twinx()
-        ax2.plot(list(xs), [r[2] if r[2] is not None else float("nan") for r in rows], color="#00897b",
-                 linewidth=0.8, alpha=0.6, label="deepest retracement %")
-        ax2.set_ylabel("deepest retracement %")
+    _draw_series(w, xs, spec, _series(bars, spec, params, time_zone)[lo_i:hi_i])
 
     step = max(1, (hi_i - lo_i) // 8)
     ticks = list(range(lo_i, hi_i, step))
-    from datetime import UTC, datetime
-
     ax.set_xticks(ticks)
     ax.set_xticklabels([datetime.fromtimestamp(bars[i].timestamp_ms / 1000, UTC).strftime("%Y-%m-%d\n%H:%M")
                         for i in ticks], fontsize=8)

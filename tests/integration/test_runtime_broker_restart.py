@@ -11,64 +11,26 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from smc_runtime.config import parse_config
 from tests.integration import runtime_support as rs
-from tests.testbed import common
-from tests.testbed import kafka as testbed_kafka
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
-class PrivateBroker:
-    def __init__(self, state: dict[str, object]) -> None:
-        self.bootstrap = str(state["bootstrap"])
-        self.port = int(str(state["port"]))
-
-    def restart(self, down_seconds: float) -> None:
-        """Stop the broker (SIGTERM, like a rolling restart), wait, start it on the same data and port."""
-        service = common.read_service(testbed_kafka.NAME)
-        assert service is not None
-        argv = Path(f"/proc/{service.pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-        assert common.stop_service(testbed_kafka.NAME, grace=30)
-        time.sleep(down_seconds)
-        common.spawn(testbed_kafka.NAME, [a.decode() for a in argv], common.logs_dir() / "kafka.restart.log")
-        common.wait_for("restarted kafka", lambda: testbed_kafka.probe(self.port, timeout=2.0), 90)
-
-
 @pytest.fixture
-def private_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PrivateBroker]:
-    monkeypatch.setenv("SMC_TESTBED_DIR", str(tmp_path / "bed"))
-    state = testbed_kafka.start()
-    try:
-        yield PrivateBroker(state)
-    finally:
-        testbed_kafka.stop()
+def private_broker(tmp_path: Path) -> Iterator[rs.PrivateBroker]:
+    with rs.private_broker(tmp_path / "bed") as broker:
+        yield broker
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="seen failing 2026-12-06 (2 of 6 runs): after the broker restart every consumer.committed() in "
-    "on_assign timed out (OffsetFetch waiting on pending transactional offsets); a consumer _TIMED_OUT "
-    "is not "
-    "retried, so the runtime exits 4 and restarts into the same timeout. Open in issue 14",
-)
-def test_runtime_survives_a_broker_restart(private_broker: PrivateBroker, tmp_path: Path) -> None:
+def test_runtime_survives_a_broker_restart(private_broker: rs.PrivateBroker, tmp_path: Path) -> None:
     bootstrap = private_broker.bootstrap
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-
-    def make_topic(partitions: int = 1, config: object = None, prefix: str = "t") -> str:
-        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-        admin.create_topics([NewTopic(name, partitions, 1)])[name].result(timeout=30)
-        return name
-
-    topology = rs.make_topology(make_topic)
+    topology = rs.make_topology(private_broker.make_topic)
     doc = rs.write_config(tmp_path / "config.yaml", bootstrap, {"main": topology.processor()},
                           processor_id="restart-0")
     log = tmp_path / "runtime.log"
@@ -93,7 +55,10 @@ def test_runtime_survives_a_broker_restart(private_broker: PrivateBroker, tmp_pa
             fed = pool.submit(rs.feed, bootstrap, topology, inputs, 4_000.0)
             time.sleep(3)
             assert not fed.done()
-            private_broker.restart(down_seconds=3)
+            # SIGTERM, like a rolling restart; down 3 s; then the same data and port
+            private_broker.stop()
+            time.sleep(3)
+            private_broker.start()
             assert fed.result() == 40_000
         try:
             rs.wait_until("input committed", supervise, 180, 1.0)

@@ -27,13 +27,15 @@ def _edge(active: set[str], name: str, condition: bool) -> bool:
     return False
 
 
-class StructureBreakRule:
-    """A confirmed break of structure (BOS) or change of character (CHoCH) on a watched symbol.
+class _SmcEventRule:
+    """A rule over SMC events of some ``patterns`` (and ``action``, when set) on the watched symbols
+    (an empty watch list watches every symbol): ``evaluate`` finds the event, each rule's ``alert``
+    decides and words it."""
 
-    An empty watch list watches every symbol."""
-
-    name = "structure_break"
+    name: str
     kinds = frozenset({"signal"})
+    patterns: tuple[str, ...]
+    action: str | None = None
 
     def __init__(self, watched_symbols: list[str]) -> None:
         self._watched = {s.upper() for s in watched_symbols}
@@ -45,8 +47,25 @@ class StructureBreakRule:
         if self._watched and symbol not in self._watched:
             return []
         event = record.get("event")
-        if not isinstance(event, Mapping) or event.get("pattern") not in ("bos", "choch"):
+        if not isinstance(event, Mapping) or event.get("pattern") not in self.patterns:
             return []
+        if self.action is not None and event.get("action") != self.action:
+            return []
+        return self.alert(symbol, timestamp_ms, record, event)
+
+    def alert(self, symbol: str, timestamp_ms: int, record: Mapping[str, Any],
+              event: Mapping[str, Any]) -> list[Alert]:
+        raise NotImplementedError
+
+
+class StructureBreakRule(_SmcEventRule):
+    """A confirmed break of structure (BOS) or change of character (CHoCH) on a watched symbol."""
+
+    name = "structure_break"
+    patterns = ("bos", "choch")
+
+    def alert(self, symbol: str, timestamp_ms: int, record: Mapping[str, Any],
+              event: Mapping[str, Any]) -> list[Alert]:
         if event.get("action") == "retracted" or event.get("broken_index") is None:
             return []
         if event.get("action") not in ("formed", "broken"):
@@ -61,31 +80,18 @@ class StructureBreakRule:
                        "index": event.get("index"), "broken_index": event.get("broken_index")})]
 
 
-def _smc_event(record: Any, watched: set[str], symbol: str, pattern: str) -> Mapping[str, Any] | None:
-    """The SMC event of a signal record if it has ``pattern`` and the symbol is watched."""
-    if not isinstance(record, Mapping) or (watched and symbol not in watched):
-        return None
-    event = record.get("event")
-    if not isinstance(event, Mapping) or event.get("pattern") != pattern:
-        return None
-    return event
-
-
-class LiquiditySweepRule:
+class LiquiditySweepRule(_SmcEventRule):
     """A liquidity pool (equal highs/lows) taken out, classified by the sweeping bar's close:
     ``sweep`` (wick through, close back inside: a rejection) or ``breakout`` (close beyond).
     Needs ``detection.sweep_outcome``."""
 
     name = "liquidity_sweep"
-    kinds = frozenset({"signal"})
+    patterns = ("liquidity",)
+    action = "swept"
 
-    def __init__(self, watched_symbols: list[str]) -> None:
-        self._watched = {s.upper() for s in watched_symbols}
-
-    def evaluate(self, kind: str, symbol: str, timestamp_ms: int, record: Any,
-                 active: set[str]) -> list[Alert]:
-        event = _smc_event(record, self._watched, symbol, "liquidity")
-        if event is None or event.get("action") != "swept" or event.get("outcome") is None:
+    def alert(self, symbol: str, timestamp_ms: int, record: Mapping[str, Any],
+              event: Mapping[str, Any]) -> list[Alert]:
+        if event.get("outcome") is None:
             return []
         side = "highs" if event.get("direction", 0) > 0 else "lows"
         outcome = str(event["outcome"])
@@ -97,21 +103,16 @@ class LiquiditySweepRule:
                        "index": event.get("index"), "swept": event.get("swept")})]
 
 
-class BreakerRetestRule:
+class BreakerRetestRule(_SmcEventRule):
     """Price came back into a breaker block (a mitigated order block with flipped polarity) from
     its new side without reclaiming it. Needs ``detection.breakers``."""
 
     name = "breaker_retest"
-    kinds = frozenset({"signal"})
+    patterns = ("breaker_block",)
+    action = "retested"
 
-    def __init__(self, watched_symbols: list[str]) -> None:
-        self._watched = {s.upper() for s in watched_symbols}
-
-    def evaluate(self, kind: str, symbol: str, timestamp_ms: int, record: Any,
-                 active: set[str]) -> list[Alert]:
-        event = _smc_event(record, self._watched, symbol, "breaker_block")
-        if event is None or event.get("action") != "retested":
-            return []
+    def alert(self, symbol: str, timestamp_ms: int, record: Mapping[str, Any],
+              event: Mapping[str, Any]) -> list[Alert]:
         direction = "bullish" if event.get("direction", 0) > 0 else "bearish"
         return [Alert(self.name, "warning", symbol, timestamp_ms,
                       f"{direction} breaker retest on {symbol} {record.get('interval')} "
@@ -121,21 +122,16 @@ class BreakerRetestRule:
                        "retest_index": event.get("retest_index"), "scope": event.get("scope")})]
 
 
-class TrendChangeRule:
+class TrendChangeRule(_SmcEventRule):
     """The swing trend bias flipped (a close beyond the last final swing high/low). Needs
     ``detection.trend``."""
 
     name = "trend_change"
-    kinds = frozenset({"signal"})
+    patterns = ("trend",)
+    action = "formed"
 
-    def __init__(self, watched_symbols: list[str]) -> None:
-        self._watched = {s.upper() for s in watched_symbols}
-
-    def evaluate(self, kind: str, symbol: str, timestamp_ms: int, record: Any,
-                 active: set[str]) -> list[Alert]:
-        event = _smc_event(record, self._watched, symbol, "trend")
-        if event is None or event.get("action") != "formed":
-            return []
+    def alert(self, symbol: str, timestamp_ms: int, record: Mapping[str, Any],
+              event: Mapping[str, Any]) -> list[Alert]:
         bias = "bullish" if event.get("direction", 0) > 0 else "bearish"
         return [Alert(self.name, "info", symbol, timestamp_ms,
                       f"{symbol} {record.get('interval')} trend turned {bias} "

@@ -1,25 +1,13 @@
 """Adapter from the SMC engine to the ``DetectorFactory`` interface.
 
-The engine is imported lazily: the pipeline works (without detection) where the engine is
-absent, and ``detect``-free tools do not pay for its import.
+The engine is imported lazily: ``detect``-free tools and pipelines with detection off do not pay
+for its import.
 """
 
 from __future__ import annotations
 
-import importlib.util
-
 from smc_runtime.analytics.interfaces import BarDetector
 from smc_runtime.config import DetectionSettings
-
-_ENGINE_MODULE = "smc_runtime.analytics.smc.engine"
-
-
-def smc_engine_available() -> bool:
-    """Whether the SMC engine module is installed (it lands separately from the pipeline)."""
-    try:
-        return importlib.util.find_spec(_ENGINE_MODULE) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 class SmcDetectorFactory:

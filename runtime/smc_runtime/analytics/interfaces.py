@@ -8,7 +8,7 @@ hand-over trivial.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import msgspec
@@ -110,6 +110,3 @@ class SimpleState(Generic[StateT]):
 
     def load(self, data: bytes) -> StateT:
         return self._decoder.decode(data)
-
-
-AlertRuleFactory = Callable[..., AlertRule]

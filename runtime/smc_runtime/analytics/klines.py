@@ -12,10 +12,40 @@ import math
 import msgspec
 
 from smc_runtime.analytics.interfaces import MessageKind, NonFiniteState, SimpleState
-from smc_runtime.analytics.rolling import WilderAverage
 from smc_runtime.analytics.smc.bars import Bar
 from smc_runtime.config import InputBounds, KlineEnrichment
 from smc_runtime.messages import INTERVAL_MS, Kline, Rejection, RejectReason, TradeMessage
+
+
+class WilderAverage(msgspec.Struct, array_like=True):
+    """Wilder's smoothing seeded with the SMA of the first ``period`` values (TA-Lib ATR core)."""
+
+    period: int
+    count: int = 0
+    seed: float = 0.0
+    value: float = 0.0
+
+    @classmethod
+    def new(cls, period: int) -> WilderAverage:
+        return cls(period)
+
+    def peek(self, x: float) -> float | None:
+        """What ``push(x)`` would return, without changing state (for provisional bars)."""
+        count = self.count + 1
+        if count > self.period:
+            return (self.value * (self.period - 1) + x) / self.period
+        if count == self.period:
+            return (self.seed + x) / self.period
+        return None
+
+    def push(self, x: float) -> float | None:
+        result = self.peek(x)
+        self.count += 1
+        if self.count <= self.period:
+            self.seed += x
+        if result is not None:
+            self.value = result
+        return result
 
 
 class KlineState(msgspec.Struct, array_like=True):

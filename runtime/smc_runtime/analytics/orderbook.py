@@ -243,8 +243,3 @@ class OrderBookEnricher:
             spread=spread, spread_bps=spread_bps, microprice=microprice, top_imbalance=top_imbalance,
             depth_bid=depth_bid, depth_ask=depth_ask, depth_imbalance=depth_imbalance,
         )
-
-
-def levels(prices: list[float], qtys: list[float]) -> list[PriceLevel]:
-    """The (price, qty) pairs of one side, ascending (for tests and debugging)."""
-    return list(zip(prices, qtys, strict=True))

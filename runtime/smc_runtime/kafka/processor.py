@@ -22,27 +22,22 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaException, Message, Producer
 
 from smc_runtime.config import KafkaSettings, ProcessingMode, ProcessorSettings
 from smc_runtime.kafka import clients, startup, topics
 from smc_runtime.kafka.backpressure import Backpressure
 from smc_runtime.kafka.breaker import CircuitBreaker
-from smc_runtime.kafka.errors import (
-    AbortableKafkaError,
-    ErrorClass,
-    FatalKafkaError,
-    classify,
-    kafka_error_of,
-)
+from smc_runtime.kafka.errors import EXIT_CRASHED, AbortableKafkaError, exit_of, raise_if_fatal
 from smc_runtime.kafka.flow import FlowControl
 from smc_runtime.kafka.output import DeliveryReport, OutputLike, OutputWriter
-from smc_runtime.kafka.partitions import TP, Partitions, StateId
+from smc_runtime.kafka.partitions import TP, Partitions
+from smc_runtime.kafka.pending_offsets import PendingOffsetsSweep
 from smc_runtime.kafka.rebalance import RebalanceHandler
-from smc_runtime.kafka.recovery import Recovery
+from smc_runtime.kafka.recovery import Recovery, StatePipeline
 from smc_runtime.kafka.startup import BrokerWaits
 from smc_runtime.kafka.telemetry import Telemetry
-from smc_runtime.kafka.transaction import CommitContext, Transaction
+from smc_runtime.kafka.transaction import CommitContext, StateSource, Transaction
 from smc_runtime.logs import get_logger
 from smc_runtime.service.metrics import RuntimeMetrics
 from smc_runtime.service.status import ProcessorState, ProcessorStatus
@@ -50,20 +45,14 @@ from smc_runtime.service.status import ProcessorState, ProcessorStatus
 KAFKA_CALL_TIMEOUT_S = 10.0
 LAG_REFRESH_S = 1.0  # gauges: lag, queue, state keys
 CONSUME_TIMEOUT_S = 0.01
-EXIT_FATAL = 3
-EXIT_CRASHED = 4
 
 
-class PipelineLike(Protocol):
-    """The contract of ``smc_runtime.pipeline.Pipeline`` that the loop relies on."""
+class PipelineLike(StatePipeline, StateSource, Protocol):
+    """The contract of ``smc_runtime.pipeline.Pipeline`` that the loop relies on: what recovery
+    (``process``, ``restore``, ``drop_partition``) and the commit (``snapshot``) ask of it."""
 
     def process(self, value: bytes | None, *, topic: str, partition: int, offset: int,
                 timestamp_ms: int, key: bytes | None = None) -> Sequence[OutputLike]: ...
-    def take_touched(self) -> set[StateId]: ...
-    def snapshot(self, topic: str, partition: int, state_key: str) -> bytes | None: ...
-    def restore(self, topic: str, partition: int, state_key: str, data: bytes) -> None: ...
-    def state_keys(self, topic: str, partition: int) -> list[str]: ...
-    def drop_partition(self, topic: str, partition: int) -> None: ...
 
 
 class ProcessorRunner:
@@ -127,21 +116,12 @@ class ProcessorRunner:
             self._shutdown()
             self.status.set_state(ProcessorState.STOPPED)
             return 0
-        except FatalKafkaError as exc:
-            self._fail(f"fatal Kafka error: {exc}")
-            return EXIT_FATAL
-        except KafkaException as exc:  # e.g. poll() raising the producer's fatal (fenced) error
-            error = kafka_error_of(exc)
-            if classify(error) is ErrorClass.FATAL:
-                self._fail(f"fatal Kafka error: {error.str()}")
-                return EXIT_FATAL
-            self.log.exception("processor crashed", error=error.str())
-            self._fail(f"crashed: {error.str()}")
-            return EXIT_CRASHED
         except Exception as exc:
-            self.log.exception("processor crashed", error=str(exc))
-            self._fail(f"crashed: {exc}")
-            return EXIT_CRASHED
+            code, reason = exit_of(exc)
+            if code == EXIT_CRASHED:
+                self.log.exception("processor crashed", error=reason.removeprefix("crashed: "))
+            self._fail(reason)
+            return code
 
     def _fail(self, reason: str) -> None:
         self.failed = True
@@ -196,8 +176,11 @@ class ProcessorRunner:
                                   self.deliveries, self.telemetry, self.log, self.changelog_topic,
                                   self.changelog_partitions, self.settings.snapshot_interval_ms,
                                   self.waits.log_retry)
+        sweep = PendingOffsetsSweep.of(producer, self.waits, self.kafka, self.client_id,
+                                       self.settings.consumer_group, self.changelog_topic, self.log)
         self._rebalance = RebalanceHandler(self, self.recovery, self.telemetry, self.log, restore_consumer,
-                                           self.changelog_topic, self.changelog_partitions)
+                                           self.changelog_topic, self.changelog_partitions,
+                                           self.waits.log_retry, sweep if self.eos else None)
 
     def _close_clients(self) -> None:
         """Stopped before the loop ran: close whatever was created (nothing was consumed)."""
@@ -304,7 +287,8 @@ class ProcessorRunner:
             for msg in messages:
                 err = msg.error()
                 if err is not None:
-                    self._on_message_error(err)
+                    if raise_if_fatal(err):
+                        self.log.warning("consumer error", error=err.str(), code=err.code())
                     continue
                 topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
                 if topic is None or partition is None or offset is None:
@@ -356,15 +340,12 @@ class ProcessorRunner:
         if count:
             self.telemetry.batch(count, time.perf_counter() - started, processed, outputs, special)
 
-    def _on_message_error(self, err: KafkaError) -> None:
-        if err.code() == KafkaError._PARTITION_EOF:
-            return
-        if err.fatal():
-            raise FatalKafkaError(f"consumer: {err.str()}")
-        self.log.warning("consumer error", error=err.str(), code=err.code())
-
     # ------------------------------------------------------------------------------------------------
-    # commit and abort (also called by the rebalance handler)
+    # commit, abort and the pause state: the LoopControl the rebalance handler uses
+
+    @property
+    def paused(self) -> bool:
+        return self.flow.paused
 
     def has_uncommitted(self, *, including_snapshots: bool) -> bool:
         """Records processed since the last commit; with ``including_snapshots`` also state changed
@@ -417,13 +398,3 @@ class ProcessorRunner:
         if replays:
             self.log.info("replaying state after abort", replay=replays)
         self.telemetry.aborted(reason)
-
-    def log_retry(self, what: str) -> Callable[[KafkaError], None]:
-        return self.waits.log_retry(what)  # for the rebalance handler
-
-    # ------------------------------------------------------------------------------------------------
-    # flow control
-
-    @property
-    def paused(self) -> bool:
-        return self.flow.paused

@@ -2,19 +2,32 @@
 that cross its callback boundary, so each handler's first exception is kept and re-raised by the
 loop (``RebalanceHandler.error``).
 
-* assigned: restore the partitions' state from the changelog, then resume them (``recovery.py``);
+* assigned: settle the open transaction, restore the partitions' state from the changelog, then
+  resume them from the group's committed offsets (``recovery.py``);
 * revoked: commit the open transaction (with a snapshot), then forget the partitions;
 * lost: abort the open transaction (another member owns them now), then forget them.
+
+Ordering on assignment: the consumer reads committed offsets with ``isolation.level=read_committed``,
+so the broker holds back (UNSTABLE_OFFSET_COMMIT, retried by librdkafka until the call times out)
+the offsets of any partition a still-open transaction has offsets for. No transaction of ours may be
+open while we wait for them: ``settle_before_offsets`` says what to do first, and an assignment that
+follows a failed callback (a transaction that could not be finished) does not wait at all: the
+loop raises that failure, and the restart's ``init_transactions`` aborts the transaction. A read that
+still times out may wait on offsets a finished transaction of ours left unmarked: the first timeout
+runs ``resolve_pending`` (``pending_offsets.py``) once, then the read is retried.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
 from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from smc_runtime.client_settings import TRANSACTION_TIMEOUT_MS
 from smc_runtime.kafka import changelog as cl
 from smc_runtime.kafka.errors import call_with_retry
 from smc_runtime.kafka.partitions import TP
@@ -23,7 +36,26 @@ from smc_runtime.kafka.telemetry import Telemetry
 from smc_runtime.logs import StructLogger
 
 KAFKA_CALL_TIMEOUT_S = 10.0
-RETRY_DEADLINE_S = 60.0
+# Reading the group's offsets may wait on a dead instance's open transaction (another transactional.id,
+# e.g. after a scale-down) until the broker aborts it: transaction.timeout.ms plus the broker's check
+# interval (transaction.abort.timed.out.transaction.cleanup.interval.ms, 10 s by default).
+RETRY_DEADLINE_S = TRANSACTION_TIMEOUT_MS / 1000 + 15.0
+
+
+class Settle(Enum):
+    """What to do with our own transaction before reading the group's committed offsets."""
+
+    NOTHING = "nothing"  # no open transaction: nothing of ours holds the offsets
+    COMMIT = "commit"    # records processed in an open transaction: commit them first (like a revoke)
+    SKIP = "skip"        # a callback failed or the loop did: do not wait, the loop raises the failure
+
+
+def settle_before_offsets(*, open_transaction: bool, failed: bool) -> Settle:
+    """The order on assignment (see the module docstring): never wait for offsets while a transaction
+    of our own may hold them; a failed loop (or callback) waits for nothing."""
+    if failed:
+        return Settle.SKIP
+    return Settle.COMMIT if open_transaction else Settle.NOTHING
 
 
 class LoopControl(Protocol):
@@ -36,22 +68,23 @@ class LoopControl(Protocol):
     def has_uncommitted(self, *, including_snapshots: bool) -> bool: ...
     def commit(self, *, snapshot: bool = False) -> None: ...
     def abort(self, reason: str) -> None: ...
-    def log_retry(self, what: str) -> Callable[[KafkaError], None]: ...
 
 
+@dataclass(eq=False)  # compared by identity, like any handler object
 class RebalanceHandler:
     """``on_assign``/``on_revoke``/``on_lost`` for ``Consumer.subscribe``."""
 
-    def __init__(self, loop: LoopControl, recovery: Recovery, telemetry: Telemetry, log: StructLogger,
-                 restore_consumer: Consumer, changelog_topic: str, changelog_partitions: int) -> None:
-        self.loop = loop
-        self.recovery = recovery
-        self.telemetry = telemetry
-        self.log = log
-        self.restore_consumer = restore_consumer
-        self.changelog_topic = changelog_topic
-        self.changelog_partitions = changelog_partitions
-        self.error: BaseException | None = None
+    loop: LoopControl
+    recovery: Recovery
+    telemetry: Telemetry
+    log: StructLogger
+    restore_consumer: Consumer
+    changelog_topic: str
+    changelog_partitions: int
+    log_retry: Callable[[str], Callable[[KafkaError], None]]
+    # Called when the committed-offsets read first times out (exactly-once: ``PendingOffsetsSweep``).
+    resolve_pending: Callable[[], None] | None = None
+    error: BaseException | None = field(default=None, init=False)
 
     def _guarded(self, handler: Callable[[Consumer, list[TopicPartition]], None], consumer: Consumer,
                  partitions: list[TopicPartition]) -> None:
@@ -76,6 +109,14 @@ class RebalanceHandler:
         self.telemetry.rebalance("assign")
         if not tps:
             return
+        settle = settle_before_offsets(open_transaction=self.loop.has_uncommitted(including_snapshots=False),
+                                       failed=self.loop.failed or self.error is not None)
+        if settle is Settle.SKIP:
+            self.log.warning("assignment not restored: an earlier failure ends the loop first",
+                             partitions=sorted(f"{t}[{p}]" for t, p in tps))
+            return
+        if settle is Settle.COMMIT:
+            self.loop.commit()
         self.telemetry.restoring(tps)
         started = time.monotonic()
         status = self.telemetry.status
@@ -97,11 +138,23 @@ class RebalanceHandler:
                       restore_seconds=round(time.monotonic() - started, 3), replay=replays or None)
 
     def _group_offsets(self, consumer: Consumer, tps: list[TP]) -> dict[TP, int]:
-        """The group's committed offsets of ``tps`` (partitions without one are left out)."""
+        """The group's committed offsets of ``tps`` (partitions without one are left out). A read:
+        timeouts (a coordinator loading, offsets of a transaction still being resolved) are asked
+        again until RETRY_DEADLINE_S."""
         request = [TopicPartition(t, p) for t, p in tps]
+        log_retry = self.log_retry("committed")
+        swept = False
+
+        def on_retry(error: KafkaError) -> None:
+            nonlocal swept
+            log_retry(error)
+            if self.resolve_pending is not None and error.code() == KafkaError._TIMED_OUT and not swept:
+                swept = True  # once per read
+                self.resolve_pending()  # offsets a transaction of ours left unmarked: pending_offsets.py
+
         result: list[TopicPartition] = call_with_retry(
             lambda: consumer.committed(request, timeout=KAFKA_CALL_TIMEOUT_S), "committed",
-            RETRY_DEADLINE_S, self.loop.log_retry("committed"))
+            RETRY_DEADLINE_S, on_retry, read_only=True)
         return {(tp.topic, tp.partition): tp.offset for tp in result if tp.offset >= 0}
 
     def _revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -35,8 +35,6 @@ from smc_runtime.config import ProcessorSettings
 CHANGELOG_TOPIC_CONFIG: dict[str, str] = {
     "cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "600000",
 }
-# Kafka's default topic max.message.bytes (message.max.bytes of the broker): 1 MiB + 12 bytes.
-KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
 # Room for the record batch framing (61 bytes) and the record's own overhead: the producer's
 # message.max.bytes counts key + value + headers + a per-record maximum, the broker the whole batch.
 BATCH_FRAMING_BYTES = 512

@@ -1,4 +1,7 @@
-"""Differential tests: streaming indicators vs TA-Lib on long random series (1e-9 relative)."""
+"""Differential tests: streaming indicators vs TA-Lib on long random series (1e-9 relative).
+
+Each trade indicator has one implementation, ``TradeEnricher.update``: the tests feed it trades and
+compare its documents; the kline enricher's ATR is ``klines.WilderAverage``."""
 
 from __future__ import annotations
 
@@ -6,9 +9,8 @@ import numpy as np
 import pytest
 import talib
 
-from smc_runtime.analytics.enrichers import TradeEnricher
-from smc_runtime.analytics.klines import KlineEnricher
-from smc_runtime.analytics.rolling import Ema, RollingSum, RollingVariance, SessionVwap, WilderAverage
+from smc_runtime.analytics.enrichers import EnrichedTrade, TradeEnricher, TradeState
+from smc_runtime.analytics.klines import KlineEnricher, WilderAverage
 from smc_runtime.config import KlineEnrichment, TradeEnrichment
 from smc_runtime.messages import Kline, KlineBody, Trade
 
@@ -29,35 +31,41 @@ def _compare(ours: list[float | None], reference: np.ndarray) -> None:
     np.testing.assert_allclose(ours_arr[mask], reference[mask], rtol=RTOL, atol=0.0)
 
 
+def _enrich(settings: TradeEnrichment, prices: np.ndarray) -> tuple[list[EnrichedTrade], TradeState]:
+    """``TradeEnricher.update`` over one trade per price (ids 1, 2, ...; one second apart)."""
+    enricher = TradeEnricher(settings)
+    state = enricher.new_state()
+    docs = []
+    for i, p in enumerate(prices):
+        doc = enricher.update(state, Trade(symbol="X", trade_id=i + 1, price=float(p), quantity=1.0,
+                                           trade_time=1_700_000_000_000 + i * 1000, buyer_is_maker=False))
+        assert isinstance(doc, EnrichedTrade), doc
+        docs.append(doc)
+    return docs, state
+
+
 @pytest.mark.parametrize("period", [2, 5, 20, 200])
 @pytest.mark.parametrize("seed", [1, 2])
 def test_sma(period: int, seed: int) -> None:
     prices = _prices(seed)
-    window = RollingSum.new(period)
-    ours = []
-    for p in prices:
-        window.push(float(p))
-        ours.append(window.mean())
-    _compare(ours, talib.SMA(prices, timeperiod=period))
+    docs, _ = _enrich(TradeEnrichment(sma_windows=[period]), prices)
+    _compare([d.sma[str(period)] for d in docs], talib.SMA(prices, timeperiod=period))
 
 
 @pytest.mark.parametrize("period", [2, 10, 50])
 def test_ema(period: int) -> None:
     prices = _prices(3)
-    ema = Ema.new(period)
-    _compare([ema.push(float(p)) for p in prices], talib.EMA(prices, timeperiod=period))
+    docs, _ = _enrich(TradeEnrichment(ema_span=period), prices)
+    _compare([d.ema for d in docs], talib.EMA(prices, timeperiod=period))
 
 
 @pytest.mark.parametrize("period", [5, 50])
 def test_stddev_of_log_returns(period: int) -> None:
     prices = _prices(4)
+    docs, _ = _enrich(TradeEnrichment(volatility_window=period), prices)
     returns = np.diff(np.log(prices))
-    var = RollingVariance.new(period)
-    ours = []
-    for r in returns:
-        var.push(float(r))
-        ours.append(var.stddev())
-    _compare(ours, talib.STDDEV(returns, timeperiod=period, nbdev=1.0))
+    reference = np.concatenate([[np.nan], talib.STDDEV(returns, timeperiod=period, nbdev=1.0)])
+    _compare([d.volatility for d in docs], reference)
 
 
 @pytest.mark.parametrize("period", [1, 14, 30])
@@ -126,19 +134,22 @@ def test_trade_enricher_matches_talib_and_numpy() -> None:
         assert docs[i].large_trade == (qtys[i] > settings.large_trade_multiplier * prior)  # type: ignore[union-attr]
 
 
-def test_rolling_sum_stays_exact_over_long_runs() -> None:
+def test_running_sums_stay_exact_over_long_runs() -> None:
     rng = np.random.default_rng(7)
     values = rng.normal(1e6, 1e5, 200_000)
-    window = RollingSum.new(64)
-    for v in values:
-        window.push(float(v))
-    assert window.total == pytest.approx(float(np.sum(values[-64:])), rel=1e-12)
+    _, state = _enrich(TradeEnrichment(sma_windows=[64]), values)
+    assert state.sma_sums[0] == pytest.approx(float(np.sum(values[-64:])), rel=1e-12)
 
 
 def test_session_vwap_resets_at_utc_midnight() -> None:
-    session = SessionVwap()
     day = 86_400_000
-    assert session.push(100.0, 1.0, day - 1) == 100.0
-    assert session.push(200.0, 1.0, day - 1) == 150.0
-    assert session.push(300.0, 2.0, day) == 300.0  # new UTC day
-    assert session.push(100.0, 2.0, day + 5) == 200.0
+    trades = [(100.0, 1.0, day - 1), (200.0, 1.0, day - 1), (300.0, 2.0, day), (100.0, 2.0, day + 5)]
+    enricher = TradeEnricher(TradeEnrichment())
+    state = enricher.new_state()
+    vwaps = []
+    for i, (price, qty, time_ms) in enumerate(trades):
+        doc = enricher.update(state, Trade(symbol="X", trade_id=i + 1, price=price, quantity=qty,
+                                           trade_time=time_ms, buyer_is_maker=False))
+        assert isinstance(doc, EnrichedTrade), doc
+        vwaps.append(doc.session_vwap)
+    assert vwaps == [100.0, 150.0, 300.0, 200.0]  # the third trade starts a new UTC day

@@ -32,6 +32,42 @@ def test_classify_follows_librdkafka_error_classes(error: KafkaError, expected: 
     assert classify(error) is expected
 
 
+@pytest.mark.parametrize(("error", "in_transaction", "read_only"), [
+    # librdkafka's plain codes (no retriable flag): what committed() raises after its timeout
+    (KafkaError(KafkaError._TIMED_OUT), ErrorClass.ABORTABLE, ErrorClass.RETRIABLE),
+    (KafkaError(KafkaError.UNSTABLE_OFFSET_COMMIT), ErrorClass.ABORTABLE, ErrorClass.RETRIABLE),
+    (KafkaError(KafkaError.COORDINATOR_LOAD_IN_PROGRESS), ErrorClass.ABORTABLE, ErrorClass.RETRIABLE),
+    (KafkaError(KafkaError._TRANSPORT), ErrorClass.ABORTABLE, ErrorClass.RETRIABLE),
+    # a read never turns fatal or abortable errors into retries, nor unknown ones
+    (KafkaError(KafkaError._FATAL, "f", fatal=True), ErrorClass.FATAL, ErrorClass.FATAL),
+    (KafkaError(KafkaError.PRODUCER_FENCED), ErrorClass.FATAL, ErrorClass.FATAL),
+    (KafkaError(KafkaError._TIMED_OUT, "a", txn_requires_abort=True),
+     ErrorClass.ABORTABLE, ErrorClass.ABORTABLE),
+    (KafkaError(KafkaError.GROUP_AUTHORIZATION_FAILED), ErrorClass.ABORTABLE, ErrorClass.ABORTABLE),
+])
+def test_a_timeout_is_retriable_on_a_read_and_abortable_inside_a_transaction(
+        error: KafkaError, in_transaction: ErrorClass, read_only: ErrorClass) -> None:
+    assert classify(error) is in_transaction
+    assert classify(error, read_only=True) is read_only
+
+
+def test_read_only_calls_retry_plain_timeouts_and_transactional_calls_do_not() -> None:
+    calls: list[int] = []
+
+    def committed() -> str:
+        calls.append(1)
+        if len(calls) < 4:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT))
+        return "offsets"
+
+    assert call_with_retry(committed, "committed", 5, sleep=lambda _: None, read_only=True) == "offsets"
+    assert len(calls) == 4
+    calls.clear()
+    with pytest.raises(AbortableKafkaError):
+        call_with_retry(committed, "send_offsets_to_transaction", 5, sleep=lambda _: None)
+    assert len(calls) == 1
+
+
 def test_retriable_errors_are_retried_until_success() -> None:
     calls: list[int] = []
 
@@ -116,3 +152,22 @@ def test_credentials_come_from_files_and_never_from_describe(tmp_path: Path) -> 
     described = clients.describe(kafka)
     assert "s3cret" not in repr(described) and "alice" not in repr(described)
     assert described["sasl_credentials_configured"] is True
+
+
+@pytest.mark.parametrize("code", [KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH,
+                                  KafkaError._FENCED])
+def test_every_fencing_code_is_fatal_and_named_fenced(code: int) -> None:
+    def op() -> None:
+        raise KafkaException(KafkaError(code, "Producer attempted an operation with an old epoch"))
+
+    with pytest.raises(FatalKafkaError, match="fenced by a newer producer"):
+        call_with_retry(op, "send_offsets_to_transaction", 10)
+
+
+def test_an_authorization_failure_is_fatal_but_not_called_fencing() -> None:
+    def op() -> None:
+        raise KafkaException(KafkaError(KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "denied"))
+
+    with pytest.raises(FatalKafkaError) as raised:
+        call_with_retry(op, "init_transactions", 10)
+    assert "fenced" not in str(raised.value)
