@@ -69,6 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--label", default="latest",
                         help="results file name: results/<label>.{json,md} (default: latest)")
     parser.add_argument("--json", action="store_true", help="print all results as one JSON object last")
+    parser.add_argument("--smc-producer", action="append", default=[], metavar="KEY=VALUE",
+                        help="librdkafka producer setting for smc-stream (kafka_clients.producer); "
+                             "repeatable")
     parser.add_argument("--profile", default=None, metavar="DIR",
                         help="record a py-spy profile of every smc-stream run into DIR (collapsed stacks)")
     parser.add_argument("--profile-idle", action="store_true",
@@ -76,12 +79,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def producer_overrides(settings: list[str]) -> dict[str, object] | None:
+    """``--smc-producer KEY=VALUE`` flags as the processor's ``kafka_clients.producer`` section."""
+    if not settings:
+        return None
+    producer: dict[str, object] = {}
+    for item in settings:
+        key, _, value = item.partition("=")
+        producer[key] = int(value) if value.lstrip("-").isdigit() else value
+    return {"kafka_clients": {"producer": producer}}
+
+
 def make_target(framework: str, bootstrap: str, topic: str, partitions: int, mode: str,
                 commit_ms: int | None, workdir: Path, args: argparse.Namespace) -> Target:
     if framework == "smc-stream":
         return targets.smc_stream(bootstrap, [topic], partitions, mode, commit_ms, workdir,
                                   trade_windows_like_peers=True, batch_size=args.smc_batch_size,
-                                  max_poll_records=args.smc_max_poll_records)
+                                  max_poll_records=args.smc_max_poll_records,
+                                  processor_overrides=producer_overrides(args.smc_producer))
     return targets.peer(framework, bootstrap, topic, partitions, mode, commit_ms, workdir,
                         python=args.peer_python)
 
