@@ -69,7 +69,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--label", default="latest",
                         help="results file name: results/<label>.{json,md} (default: latest)")
     parser.add_argument("--json", action="store_true", help="print all results as one JSON object last")
+    parser.add_argument("--smc-producer", action="append", default=[], metavar="KEY=VALUE",
+                        help="librdkafka producer setting for smc-stream (kafka_clients.producer); "
+                             "repeatable")
+    parser.add_argument("--profile", default=None, metavar="DIR",
+                        help="record a py-spy profile of every smc-stream run into DIR (collapsed stacks)")
+    parser.add_argument("--profile-idle", action="store_true",
+                        help="with --profile: also sample waiting threads (wall clock, not CPU)")
     return parser.parse_args(argv)
+
+
+def producer_overrides(settings: list[str]) -> dict[str, object] | None:
+    """``--smc-producer KEY=VALUE`` flags as the processor's ``kafka_clients.producer`` section."""
+    if not settings:
+        return None
+    producer: dict[str, object] = {}
+    for item in settings:
+        key, _, value = item.partition("=")
+        producer[key] = int(value) if value.lstrip("-").isdigit() else value
+    return {"kafka_clients": {"producer": producer}}
 
 
 def make_target(framework: str, bootstrap: str, topic: str, partitions: int, mode: str,
@@ -77,9 +95,20 @@ def make_target(framework: str, bootstrap: str, topic: str, partitions: int, mod
     if framework == "smc-stream":
         return targets.smc_stream(bootstrap, [topic], partitions, mode, commit_ms, workdir,
                                   trade_windows_like_peers=True, batch_size=args.smc_batch_size,
-                                  max_poll_records=args.smc_max_poll_records)
+                                  max_poll_records=args.smc_max_poll_records,
+                                  processor_overrides=producer_overrides(args.smc_producer))
     return targets.peer(framework, bootstrap, topic, partitions, mode, commit_ms, workdir,
                         python=args.peer_python)
+
+
+def profile_path(args: argparse.Namespace, scenario: str, framework: str,
+                 commit_ms: int | None) -> Path | None:
+    """Where ``--profile`` puts the py-spy profile of one smc-stream run (None: not profiled)."""
+    if args.profile is None or framework != "smc-stream":
+        return None
+    commit = f"{commit_ms}ms" if commit_ms is not None else "default"
+    idle = "-idle" if args.profile_idle else ""
+    return Path(args.profile) / f"{args.label}-{scenario}-{commit}{idle}.txt"
 
 
 def commit_settings(framework: str, common_ms: int, with_defaults: bool) -> list[int | None]:
@@ -159,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"\n== drain: {framework} {mode} commit {target.commit}", file=sys.stderr,
                           flush=True)
                     try:
-                        result = run_drain(target, bootstrap, inputs, timeout_s=args.drain_timeout)
+                        result = run_drain(target, bootstrap, inputs, timeout_s=args.drain_timeout,
+                                           profile_to=profile_path(args, "drain", framework, commit_ms),
+                                           profile_idle=args.profile_idle)
                     except Exception as exc:  # one broken run must not lose the others
                         print(f"   failed: {exc!r}", file=sys.stderr, flush=True)
                         continue
@@ -179,7 +210,10 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"\n== steady {args.rate:,.0f}/s: {framework} {mode} commit {target.commit}",
                           file=sys.stderr, flush=True)
                     try:
-                        steady = run_steady(target, bootstrap, {"trades": topic}, steady_messages, args.rate)
+                        steady = run_steady(target, bootstrap, {"trades": topic}, steady_messages, args.rate,
+                                            profile_to=profile_path(args, "steady", framework,
+                                                                    args.commit_interval_ms),
+                                            profile_idle=args.profile_idle)
                     except Exception as exc:
                         print(f"   failed: {exc!r}", file=sys.stderr, flush=True)
                         continue

@@ -233,10 +233,10 @@ class ProcessorRunner:
         # consume() waits for the whole timeout unless max_poll_records arrive: keep it short (a
         # latency floor at live rates) and never past the moment the open transaction is due.
         timeout = CONSUME_TIMEOUT_S
+        interval_ms = self.settings.commit_interval_ms
         txn = self.txn
         if txn is not None and txn.pending:
-            due_in = txn.started + self.settings.commit_interval_ms / 1000 - now
-            timeout = min(timeout, max(0.0, due_in))
+            timeout = min(timeout, max(0.0, txn.due_in(now, interval_ms)))
         messages = consumer.consume(num_messages=self.settings.max_poll_records, timeout=timeout)
         self._raise_async_error()
         if messages:
@@ -250,8 +250,7 @@ class ProcessorRunner:
         txn = self.txn
         if txn is not None and txn.pending:  # nothing processed -> nothing to commit
             now = time.monotonic()  # after consume + processing: commit as soon as the interval is up
-            if (txn.pending >= self.settings.batch_size
-                    or (now - txn.started) * 1000 >= self.settings.commit_interval_ms):
+            if txn.pending >= self.settings.batch_size or txn.due_in(now, interval_ms) <= 0:
                 self.commit()
         if now - self._last_lag_refresh >= LAG_REFRESH_S:
             self._last_lag_refresh = now
@@ -395,6 +394,7 @@ class ProcessorRunner:
             self.waits.abort_transaction(producer, flush_first=self.waits.async_error is None)
         replays = self.recovery.rollback(consumer, dirty.__contains__)
         self.txn = None
+        self._context().closed_at = time.monotonic()
         if replays:
             self.log.info("replaying state after abort", replay=replays)
         self.telemetry.aborted(reason)

@@ -60,6 +60,26 @@ def test_a_commit_snapshots_only_due_partitions_and_advances_their_offsets() -> 
     assert later.committed == 1 and later.snapshot == {} and later.touched == {"ETH"} and later.unsnapshotted
 
 
+def test_the_commit_interval_runs_from_the_end_of_the_previous_commit() -> None:
+    producer, pipeline, partitions = FakeProducer(), FakePipeline(), Partitions()
+    part = partitions.add(("in", 0))
+    ctx = _context(producer, pipeline, partitions)
+    first = Transaction.begin(ctx)
+    assert first.interval_from == first.started                # no commit yet: from its first record
+    assert first.due_in(first.started + 0.005, 20) == pytest.approx(0.015)
+    part.position = 1
+    first.dirty[part.tp] = part
+    first.commit()
+    closed = ctx.closed_at
+    assert closed is not None and closed >= first.started
+    # The next transaction's first record came 11 ms after that commit (a consume wait): it is due
+    # 20 ms after the commit, not 20 ms after its first record.
+    second = Transaction(ctx, closed + 0.011)
+    assert second.interval_from == closed
+    assert second.due_in(closed + 0.011, 20) == pytest.approx(0.009)
+    assert second.due_in(closed + 0.020, 20) <= 0.0
+
+
 def test_at_least_once_commit_fails_on_delivery_errors() -> None:
     producer, pipeline, partitions = FakeProducer(), FakePipeline(), Partitions()
     part = partitions.add(("in", 0))
