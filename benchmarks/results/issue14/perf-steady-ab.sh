@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Steady-only A/B (10k msgs/s, 20 ms commits, smc-stream and bare), 6 alternating pairs of 3e14ab8 vs bc9dd7f.
 # Needs /tmp/smc-perf-<rev>/runtime (unpacked by perf-interleave.sh: git archive <rev> runtime).
-cd /work/wt-perf && source .testbed/env
+# Run from the repository root with the test bed up.
+set -euo pipefail
+cd "$(git rev-parse --show-toplevel)" && source .testbed/env
+mkdir -p /tmp/perfprof
 for pair in 1 2 3 4 5 6; do
   if (( pair % 2 )); then order="before after"; else order="after before"; fi
   for v in $order; do
