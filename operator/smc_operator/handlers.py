@@ -245,6 +245,22 @@ class _PollResult:
     scaled: str | None = None  # "up" / "down" when this poll changed the replicas
 
 
+@dataclass(frozen=True)
+class _Poll:
+    """What one poll of one CR decides from (read once at the start of ``poll``)."""
+
+    name: str
+    namespace: str
+    parsed: StreamProcessorSpec
+    sts: dict[str, Any]
+    current: int
+    status: dict[str, Any]
+    pause: Pause
+    body: Any
+    mem: Memory
+    now: float
+
+
 def poll(
     name: str,
     namespace: str,
@@ -268,7 +284,7 @@ def poll(
         return  # else reconcile has not created it yet
     current = int((sts.get("spec") or {}).get("replicas") or 0)
     sample = _read_lag(namespace, name, parsed, now)
-    result = _decide(name, namespace, parsed, sts, current, sample, status, pause, body, mem, now)
+    result = _decide(_Poll(name, namespace, parsed, sts, current, status, pause, body, mem, now), sample)
     problem = mem.reconcile_problem or result.problem
     announce_problem(name, namespace, problem, body, mem)
 
@@ -297,21 +313,11 @@ def poll(
     kube.patch_status(namespace, name, patch)
 
 
-def _decide(
-    name: str,
-    namespace: str,
-    parsed: StreamProcessorSpec,
-    sts: dict[str, Any],
-    current: int,
-    sample: LagSample | LagError,
-    status: dict[str, Any],
-    pause: Pause,
-    body: Any,
-    mem: Memory,
-    now: float,
-) -> _PollResult:
+def _decide(p: _Poll, sample: LagSample | LagError) -> _PollResult:
     """The replicas this poll wants: the autoscaler's (on a good lag sample), else the count as it is
     (autoscaled or paused) or the spec's; a failed lag read backs the next poll off."""
+    name, namespace, parsed, current, pause, mem, now = (
+        p.name, p.namespace, p.parsed, p.current, p.pause, p.mem, p.now)
     auto = parsed.autoscaling
     desired = current if auto.enabled or pause.active else parsed.replicas
     if isinstance(sample, LagError):
@@ -321,10 +327,7 @@ def _decide(
         return _PollResult(desired, (sample.reason, sample.message))
     mem.failures = 0
     metrics.CONSUMER_LAG.labels(namespace, name).set(sample.total_lag)
-    if auto.enabled:
-        result = _autoscale(name, namespace, parsed, sts, current, sample, status, pause, body, mem, now)
-    else:
-        result = _PollResult(desired)
+    result = _autoscale(p, sample) if auto.enabled else _PollResult(desired)
     lag = lag_status(sample.total_lag, sample.per_topic(), sample.partition_count, now)
     result.patch["consumerLag"] = lag
     return result
@@ -340,25 +343,14 @@ def _read_lag(namespace: str, name: str, parsed: StreamProcessorSpec, now: float
     return _lag_reader.read(config, group, topics, now)
 
 
-def _autoscale(
-    name: str,
-    namespace: str,
-    parsed: StreamProcessorSpec,
-    sts: dict[str, Any],
-    current: int,
-    sample: LagSample,
-    status: dict[str, Any],
-    pause: Pause,
-    body: Any,
-    mem: Memory,
-    now: float,
-) -> _PollResult:
+def _autoscale(p: _Poll, sample: LagSample) -> _PollResult:
     """Decide replicas from the lag sample and apply the change, unless a pause annotation holds them."""
+    name, namespace, parsed, current, mem, now = p.name, p.namespace, p.parsed, p.current, p.mem, p.now
     auto = parsed.autoscaling
-    memory = mem.scaler if mem.scaler is not None else memory_from_status(status.get("autoscaler"))
-    signals = workload_signals(namespace, name, sts, parsed.ports.health, auto.hold_on_open_breaker)
+    memory = mem.scaler if mem.scaler is not None else memory_from_status(p.status.get("autoscaler"))
+    signals = workload_signals(namespace, name, p.sts, parsed.ports.health, auto.hold_on_open_breaker)
     # a pause annotation holds the replica count: the decision is reported, and records no move
-    decision = decide(auto, current, sample, memory, signals, held=pause.active)
+    decision = decide(auto, current, sample, memory, signals, held=p.pause.active)
     mem.scaler = decision.memory
     result = _PollResult(decision.desired)
     result.breaker_open, result.held_by = signals.breaker_open, decision.held_by
@@ -387,7 +379,7 @@ def _autoscale(
             result.scaling = True
             verb = "ScaledUp" if decision.direction == "up" else "ScaledDown"
             message = f"{current} -> {result.desired} replicas: {decision.reason}"
-            kopf.info(body, reason=verb, message=message)
+            kopf.info(p.body, reason=verb, message=message)
             result.patch["lastScaleTime"] = iso(now)
             result.patch["lastScaleReason"] = message
             metrics.count(metrics.SCALE_DECISIONS, namespace, name, decision.direction, auto.mode)

@@ -158,18 +158,17 @@ def test_template_fields_reach_the_running_pods(fleet: Fleet) -> None:
         assert pod["metadata"]["annotations"]["cost-center"] == "42"
 
 
+def _wait_budget_allows_one(fleet: Fleet, what: str) -> None:
+    def allowed() -> bool:
+        pdb = get(fleet.kubectl, fleet.namespace, "pdb", NAME) or {}
+        return bool(pdb.get("status", {}).get("disruptionsAllowed") == 1)
+
+    wait_for(allowed, timeout=30, what=what)
+
+
 def test_budget_blocks_a_second_eviction(fleet: Fleet) -> None:
     fleet.wait_ready(REPLICAS)
-    wait_for(
-        lambda: (
-            (get(fleet.kubectl, fleet.namespace, "pdb", NAME) or {})
-            .get("status", {})
-            .get("disruptionsAllowed")
-            == 1
-        ),
-        timeout=30,
-        what="the budget to allow one disruption",
-    )
+    _wait_budget_allows_one(fleet, "the budget to allow one disruption")
     first, second = sorted(p["metadata"]["name"] for p in fleet.pods())
     code, err = fleet.evict(first)
     assert code == 0, err
@@ -178,16 +177,7 @@ def test_budget_blocks_a_second_eviction(fleet: Fleet) -> None:
     assert second in {p["metadata"]["name"] for p in fleet.ready_pods()}
     started = time.monotonic()
     fleet.wait_ready(REPLICAS, timeout=120)  # the evicted pod comes back; then the next eviction is allowed
-    wait_for(
-        lambda: (
-            (get(fleet.kubectl, fleet.namespace, "pdb", NAME) or {})
-            .get("status", {})
-            .get("disruptionsAllowed")
-            == 1
-        ),
-        timeout=30,
-        what="the budget to allow a disruption again",
-    )
+    _wait_budget_allows_one(fleet, "the budget to allow a disruption again")
     print(f"\nevicted pod Ready again in {time.monotonic() - started:.1f}s")
     code, err = fleet.evict(second)
     assert code == 0, err
