@@ -149,20 +149,7 @@ class SmcEngine:
         h = bar.high
         lo = bar.low
         liq = s.liq
-        atr = 0.0
-        if liq.kind == "atr" or s.atr_on:
-            if t == 0:
-                tr = h - lo
-            else:
-                pc = s.prev_close
-                tr = (h if h > pc else pc) - (lo if lo < pc else pc)
-            if t < _ATR_PERIOD:
-                s.tr_sum += tr
-                atr = s.tr_sum / (t + 1)
-            else:
-                atr = (s.atr * (_ATR_PERIOD - 1) + tr) / _ATR_PERIOD
-            s.atr = atr
-            s.prev_close = bar.close
+        atr = _next_atr(s, t, bar) if liq.kind == "atr" or s.atr_on else 0.0
         buf = s.buf
         buf.append(bar.timestamp_ms, bar.open, h, lo, bar.close, bar.volume, atr)
 
@@ -285,3 +272,22 @@ class SmcEngine:
         eng = cls.__new__(cls)
         eng._s = _CODEC.decode(data)
         return eng
+
+
+def _next_atr(s: _State, t: int, bar: Bar) -> float:
+    """Wilder's ATR after bar ``t`` (the reference's: a plain mean of the true ranges until the
+    period is full, then the smoothed one); updates ``s``."""
+    h, lo = bar.high, bar.low
+    if t == 0:
+        tr = h - lo
+    else:
+        pc = s.prev_close
+        tr = (h if h > pc else pc) - (lo if lo < pc else pc)
+    if t < _ATR_PERIOD:
+        s.tr_sum += tr
+        atr = s.tr_sum / (t + 1)
+    else:
+        atr = (s.atr * (_ATR_PERIOD - 1) + tr) / _ATR_PERIOD
+    s.atr = atr
+    s.prev_close = bar.close
+    return atr
