@@ -175,7 +175,7 @@ class ProcessorRunner:
         self._ctx = CommitContext(producer, consumer, self.eos, self.partitions, self.pipeline, writer,
                                   self.deliveries, self.telemetry, self.log, self.changelog_topic,
                                   self.changelog_partitions, self.settings.snapshot_interval_ms,
-                                  self.waits.log_retry)
+                                  self.waits.log_retry, self.settings.commit_interval_ms)
         sweep = PendingOffsetsSweep.of(producer, self.waits, self.kafka, self.client_id,
                                        self.settings.consumer_group, self.changelog_topic, self.log)
         self._rebalance = RebalanceHandler(self, self.recovery, self.telemetry, self.log, restore_consumer,

@@ -10,6 +10,7 @@ already): the Pipeline is deterministic per source partition, so this is exact.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING
@@ -67,3 +68,20 @@ def snapshot_due(part: PartitionState, now_s: float, interval_ms: int, forced: b
     due time passed, or when ``forced`` (shutdown, revocation, a partition with no snapshot yet).
     A partition without a due time (0.0) is due."""
     return interval_ms == 0 or forced or now_s >= part.snapshot_due_at
+
+
+def next_snapshot_due(due_at: float, now_s: float, interval_ms: int) -> float:
+    """When a partition snapshotted at ``now_s`` snapshots next. A snapshot taken before its due time
+    (the first one of a fresh partition, forced so that no offset is committed without a snapshot)
+    keeps the partition's place in the interval (``snapshot_phase``); a due one re-arms from now."""
+    return due_at if due_at > now_s else now_s + interval_ms / 1000
+
+
+def snapshot_budget(assigned: int, commit_interval_ms: int, snapshot_interval_ms: int) -> int:
+    """How many partitions one commit snapshots because their interval is up: as many as keep up
+    with the interval on average (``assigned`` x commit interval / snapshot interval), at least one.
+    Partitions that come due together (idle ones woken at once) then spread over consecutive commits
+    instead of making one large transaction, the latency spike ``snapshot_phase`` avoids."""
+    if snapshot_interval_ms <= 0:
+        return assigned
+    return max(1, math.ceil(assigned * commit_interval_ms / snapshot_interval_ms))

@@ -20,7 +20,7 @@ from smc_runtime.kafka import changelog as cl
 from smc_runtime.kafka.errors import AbortableKafkaError, FatalKafkaError, call_with_retry
 from smc_runtime.kafka.output import DeliveryReport, OutputWriter
 from smc_runtime.kafka.partitions import TP, Partitions, PartitionState, StateId
-from smc_runtime.kafka.resume import snapshot_due
+from smc_runtime.kafka.resume import next_snapshot_due, snapshot_budget, snapshot_due
 from smc_runtime.kafka.telemetry import Telemetry
 from smc_runtime.logs import StructLogger
 
@@ -52,6 +52,7 @@ class CommitContext:
     changelog_partitions: int
     snapshot_interval_ms: int
     on_retry: Callable[[str], Callable[[KafkaError], None]]
+    commit_interval_ms: int | None = None  # spreads interval snapshots over commits (None: all due at once)
     closed_at: float | None = None  # monotonic end of the last commit or abort (see Transaction)
 
 
@@ -104,9 +105,10 @@ class Transaction:
         else:
             self._flush_and_commit_offsets(offsets)
         # 4. Committed: the positions become the rewind points; the snapshots the rollback points.
-        next_due = now + self.ctx.snapshot_interval_ms / 1000
+        interval = self.ctx.snapshot_interval_ms
         for part in due:
-            part.snapshotted(written.get(part.tp, {}), markers.get(part.tp), next_due)
+            part.snapshotted(written.get(part.tp, {}), markers.get(part.tp),
+                             next_snapshot_due(part.snapshot_due_at, now, interval))
         committed: dict[TP, int] = {}
         for tp, part in self.dirty.items():
             if part.position is not None:
@@ -126,9 +128,19 @@ class Transaction:
             part.unsnapshotted = True
         interval = ctx.snapshot_interval_ms
         dirty = self.dirty
-        return [part for part in ctx.partitions if part.unsnapshotted
-                and snapshot_due(part, now, interval,
-                                 snapshot or (part.tp in dirty and not part.persisted))]
+        forced: list[PartitionState] = []  # shutdown, revocation, or no snapshot yet: all of them now
+        on_time: list[PartitionState] = []  # their interval is up: a budget per commit, oldest first
+        for part in ctx.partitions:
+            if not part.unsnapshotted:
+                continue
+            if snapshot or interval == 0 or (part.tp in dirty and not part.persisted):
+                forced.append(part)
+            elif snapshot_due(part, now, interval, False):
+                on_time.append(part)
+        if ctx.commit_interval_ms is not None and on_time:
+            on_time.sort(key=lambda part: part.snapshot_due_at)
+            del on_time[snapshot_budget(len(ctx.partitions), ctx.commit_interval_ms, interval):]
+        return forced + on_time
 
     def _write_snapshots(self, due: list[PartitionState]
                          ) -> tuple[dict[TP, dict[str, bytes | None]], dict[TP, int]]:

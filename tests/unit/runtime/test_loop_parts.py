@@ -4,6 +4,7 @@ parsing outputs."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -58,6 +59,61 @@ def test_a_commit_snapshots_only_due_partitions_and_advances_their_offsets() -> 
     assert due.committed == 1 and due.snapshot == {"BTC": b"0,"} and due.snapshot_offset == 1
     assert not due.touched and not due.unsnapshotted
     assert later.committed == 1 and later.snapshot == {} and later.touched == {"ETH"} and later.unsnapshotted
+
+
+def _touch_all(pipeline: FakePipeline, txn: Transaction, parts: list[Any], position: int) -> None:
+    for part in parts:
+        pipeline.process(b"{}", topic=part.topic, partition=part.partition, offset=position - 1,
+                         timestamp_ms=1, key=f"K{part.partition}".encode())
+        part.first_record(position - 1)
+        part.position = position
+        txn.dirty[part.tp] = part
+
+
+def test_first_snapshots_keep_each_partitions_place_in_the_interval() -> None:
+    """Six fresh partitions all snapshot in their first commit (no offset without a snapshot), but
+    their next snapshots stay where ``snapshot_phase`` put them, not all at one time a second later."""
+    producer, pipeline, partitions = FakeProducer(), FakePipeline(), Partitions()
+    parts = [partitions.add(("in", p)) for p in range(6)]
+    assigned = time.monotonic()
+    phases = [assigned + 1.0 * (1 + (p + 0.5) / 6) for p in range(6)]  # as Recovery.restore sets them
+    for part, due_at in zip(parts, phases, strict=True):
+        part.snapshot_due_at = due_at
+    ctx = _context(producer, pipeline, partitions)
+    ctx.commit_interval_ms = 20
+    txn = Transaction.begin(ctx)
+    _touch_all(pipeline, txn, parts, 1)
+    txn.commit()
+    assert all(part.persisted and not part.unsnapshotted for part in parts)
+    assert [part.snapshot_due_at for part in parts] == phases
+
+
+def test_partitions_due_together_spread_over_commits() -> None:
+    """All six due at once: each commit snapshots the budget (6 x 20 ms / 1 s -> one), oldest first."""
+    producer, pipeline, partitions = FakeProducer(), FakePipeline(), Partitions()
+    parts = [partitions.add(("in", p)) for p in range(6)]
+    for part in parts:
+        part.persisted = True
+        part.snapshot_due_at = 1.0 + (5 - part.partition) * 0.001  # partition 5 is the most overdue
+    ctx = _context(producer, pipeline, partitions)
+    ctx.commit_interval_ms = 20
+    order: list[int] = []
+    for position in range(1, 7):
+        txn = Transaction.begin(ctx)
+        _touch_all(pipeline, txn, parts, position)
+        before = {part.partition for part in parts if part.persisted and part.snapshot_due_at < 2.0}
+        txn.commit()
+        after = {part.partition for part in parts if part.snapshot_due_at < 2.0}
+        assert len(before - after) == 1
+        order.extend(before - after)
+    assert order == [5, 4, 3, 2, 1, 0]
+    # Forced snapshots (shutdown, revocation) take every changed partition at once.
+    for part in parts:
+        part.snapshot_due_at = 1.0
+    txn = Transaction.begin(ctx)
+    _touch_all(pipeline, txn, parts, 7)
+    txn.commit(snapshot=True)
+    assert all(part.snapshot_due_at > 2.0 for part in parts)
 
 
 def test_the_commit_interval_runs_from_the_end_of_the_previous_commit() -> None:

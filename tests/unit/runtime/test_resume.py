@@ -17,7 +17,14 @@ from smc_runtime.config import KafkaSettings, ProcessorSettings
 from smc_runtime.kafka import changelog as cl
 from smc_runtime.kafka.partitions import PartitionState
 from smc_runtime.kafka.processor import ProcessorRunner
-from smc_runtime.kafka.resume import ResumePlan, plan_resume, snapshot_due, snapshot_phase
+from smc_runtime.kafka.resume import (
+    ResumePlan,
+    next_snapshot_due,
+    plan_resume,
+    snapshot_budget,
+    snapshot_due,
+    snapshot_phase,
+)
 from smc_runtime.service.metrics import RuntimeMetrics
 from smc_runtime.service.status import ProcessorStatus
 
@@ -343,3 +350,18 @@ def test_abort_with_interval_zero_needs_no_replay() -> None:
     runner.abort("injected")
     assert consumer.seeks[-1] == ("in", 0, 3) and not runner.partitions.replaying
     assert pipeline.state[TP0]["BTC"] == "0,1,2,"
+
+
+def test_an_early_snapshot_keeps_the_partitions_due_time() -> None:
+    assert next_snapshot_due(11.5, 10.0, 1000) == 11.5      # forced before its time: place kept
+    assert next_snapshot_due(11.5, 11.6, 1000) == pytest.approx(12.6)  # due: re-armed from now
+    assert next_snapshot_due(0.0, 5.0, 1000) == pytest.approx(6.0)     # never scheduled
+
+
+def test_the_snapshot_budget_keeps_up_with_the_interval_and_no_more() -> None:
+    assert snapshot_budget(6, 20, 1000) == 1
+    assert snapshot_budget(6, 100, 1000) == 1      # 6 commits = 600 ms < 1 s
+    assert snapshot_budget(12, 100, 1000) == 2
+    assert snapshot_budget(100, 100, 1000) == 10
+    assert snapshot_budget(1, 5000, 1000) == 5     # commits rarer than snapshots: no limit in effect
+    assert snapshot_budget(4, 100, 0) == 4         # interval 0: every partition, every commit
