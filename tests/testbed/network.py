@@ -122,8 +122,35 @@ def ensure_bridge() -> bool:
     return True
 
 
+def gateway_listeners(proc_net_tcp: str) -> list[int]:
+    """Ports listening on the gateway address in a ``/proc/net/tcp`` or ``tcp6`` text (addresses are
+    little-endian hex there: 10.244.0.1 is ``0100F40A``, or IPv4-mapped in ``tcp6`` as a JVM binds it;
+    state ``0A`` is LISTEN)."""
+    packed = "".join(f"{int(octet):02X}" for octet in reversed(GATEWAY.split(".")))
+    addresses = {packed, "0000000000000000FFFF0000" + packed}
+    ports = []
+    for line in proc_net_tcp.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 3 and fields[3] == "0A":
+            address, _, port = fields[1].partition(":")
+            if address in addresses:
+                ports.append(int(port, 16))
+    return ports
+
+
 def remove_bridge() -> bool:
+    """Delete `smc0` unless a node runs or another bed still serves pods on it: a Kafka-only bed of another
+    checkout keeps its pod listener on the gateway, and its pods (or a later node) would lose the address."""
     if os.geteuid() != 0 or other_owner() is not None:
+        return False
+    listeners: list[int] = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            listeners += gateway_listeners(Path(table).read_text())
+        except OSError:
+            continue
+    if listeners:
+        progress(f"pod bridge {BRIDGE} kept: another bed listens on {GATEWAY} (ports {listeners})")
         return False
     if _ip("link", "show", BRIDGE, check=False).returncode != 0:
         return False
