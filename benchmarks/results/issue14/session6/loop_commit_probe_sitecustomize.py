@@ -1,27 +1,46 @@
-import os, sys, time, atexit
+"""Measurement probe (session 6): the wall time of every ``ProcessorRunner.commit`` of an smc-stream process
+(``--config`` in argv), written at exit to ``$PROBE_OUT``. Use: put a copy named ``sitecustomize.py`` on
+PYTHONPATH; it wraps the method once ``smc_runtime.kafka.processor`` has been imported."""
+
+from __future__ import annotations
+
+import atexit
+import builtins
+import os
+import sys
+import time
+from typing import Any
+
 if "--config" in sys.argv:
-    _commits = []
-    def _patch():
-        from smc_runtime.kafka import processor as pm
-        f = pm.ProcessorRunner.commit
-        def w(self, *a, _f=f, **k):
-            t = time.perf_counter()
+    _durations: list[float] = []
+    _import = builtins.__import__
+    _patched = [False]
+
+    def _patch() -> None:
+        from smc_runtime.kafka import processor
+
+        commit = processor.ProcessorRunner.commit
+
+        def timed(self: Any, *args: Any, **kwargs: Any) -> None:
+            began = time.perf_counter()
             try:
-                return _f(self, *a, **k)
+                commit(self, *args, **kwargs)
             finally:
-                _commits.append((time.perf_counter() - t) * 1000)
-        pm.ProcessorRunner.commit = w
-    import builtins
-    _imp = builtins.__import__
-    _done = [False]
-    def _hook(name, *a, **k):
-        m = _imp(name, *a, **k)
-        if not _done[0] and hasattr(sys.modules.get("smc_runtime.kafka.processor"), "ProcessorRunner"):
-            _done[0] = True
+                _durations.append((time.perf_counter() - began) * 1000)
+
+        processor.ProcessorRunner.commit = timed  # type: ignore[method-assign]
+
+    def _hook(name: str, *args: Any, **kwargs: Any) -> Any:
+        module = _import(name, *args, **kwargs)
+        if not _patched[0] and hasattr(sys.modules.get("smc_runtime.kafka.processor"), "ProcessorRunner"):
+            _patched[0] = True
             _patch()
-        return m
+        return module
+
     builtins.__import__ = _hook
-    def _dump():
-        with open(os.environ.get("PROBE_OUT", f"/tmp/s6/gcprobe/commits-{os.getpid()}.txt"), "w") as f:
-            f.write(" ".join(f"{c:.2f}" for c in _commits))
+
+    def _dump() -> None:
+        with open(os.environ.get("PROBE_OUT", f"/tmp/commit-probe-{os.getpid()}.txt"), "w") as out:
+            out.write(" ".join(f"{d:.2f}" for d in _durations))
+
     atexit.register(_dump)
