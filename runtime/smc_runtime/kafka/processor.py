@@ -22,12 +22,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 from smc_runtime.config import KafkaSettings, ProcessingMode, ProcessorSettings
 from smc_runtime.kafka import clients, startup, topics
 from smc_runtime.kafka.backpressure import Backpressure
-from smc_runtime.kafka.breaker import CircuitBreaker
+from smc_runtime.kafka.breaker import BreakerState, CircuitBreaker
 from smc_runtime.kafka.errors import EXIT_CRASHED, AbortableKafkaError, exit_of, raise_if_fatal
 from smc_runtime.kafka.flow import FlowControl
 from smc_runtime.kafka.output import DeliveryReport, OutputLike, OutputWriter
@@ -45,6 +45,7 @@ from smc_runtime.service.status import ProcessorState, ProcessorStatus
 KAFKA_CALL_TIMEOUT_S = 10.0
 LAG_REFRESH_S = 1.0  # gauges: lag, queue, state keys
 CONSUME_TIMEOUT_S = 0.01
+STALLED_OUTPUT_S = 8.0  # a commit retrying this long opens the breaker (``_on_retry``)
 
 
 class PipelineLike(StatePipeline, StateSource, Protocol):
@@ -175,7 +176,7 @@ class ProcessorRunner:
         self._ctx = CommitContext(producer, consumer, self.eos, self.partitions, self.pipeline, writer,
                                   self.deliveries, self.telemetry, self.log, self.changelog_topic,
                                   self.changelog_partitions, self.settings.snapshot_interval_ms,
-                                  self.waits.log_retry)
+                                  self._on_retry)
         sweep = PendingOffsetsSweep.of(producer, self.waits, self.kafka, self.client_id,
                                        self.settings.consumer_group, self.changelog_topic, self.log)
         self._rebalance = RebalanceHandler(self, self.recovery, self.telemetry, self.log, restore_consumer,
@@ -229,6 +230,8 @@ class ProcessorRunner:
         if not self.breaker.allows_work(now):
             self.flow.hold_while_open(consumer, producer)
             return
+        if self.breaker.state is BreakerState.HALF_OPEN:  # the probe: /health says so, not "open"
+            self.telemetry.breaker(BreakerState.HALF_OPEN)
         self.flow.resume("breaker")
         # consume() waits for the whole timeout unless max_poll_records arrive: keep it short (a
         # latency floor at live rates) and never past the moment the open transaction is due.
@@ -336,6 +339,7 @@ class ProcessorRunner:
         finally:
             if txn is not None:
                 txn.pending += count
+                txn.written.update(outputs)
         if count:
             self.telemetry.batch(count, time.perf_counter() - started, processed, outputs, special)
 
@@ -366,14 +370,38 @@ class ProcessorRunner:
         except AbortableKafkaError as exc:
             self._abort_after_failure(str(exc))
             return
+        written = self.txn.written
         self.txn = None
-        self.breaker.record_success()
+        self.deliveries.take_failed_topics()
+        self.breaker.record_success(time.monotonic(), written)
         self.telemetry.breaker(self.breaker.state)
 
     def _abort_after_failure(self, reason: str) -> None:
+        """An abortable failure: abort, then count it against the topics that refused records
+        (known once the abort's flush has served their delivery reports)."""
         self.abort(reason)
-        self.breaker.record_failure(time.monotonic())
+        self.breaker.record_failure(time.monotonic(), self.deliveries.take_failed_topics())
         self.telemetry.breaker(self.breaker.state)
+
+    def _on_retry(self, what: str) -> Callable[[KafkaError], None]:
+        """The retry hook of one commit call (``call_with_retry``): logs each retry and, once the call
+        has been retrying for ``STALLED_OUTPUT_S``, opens the breaker while it goes on retrying. A
+        commit waiting on a broker that does not answer, or on records it keeps refusing with a
+        retriable error (NOT_ENOUGH_REPLICAS), would otherwise look healthy for the whole retry
+        deadline (60 s): /health says "open" within seconds and the operator holds its scale-out; a
+        commit that succeeds in the end closes it again."""
+        log = self.waits.log_retry(what)
+        started = time.monotonic()
+
+        def on_retry(error: KafkaError) -> None:
+            log(error)
+            now = time.monotonic()
+            if now - started >= STALLED_OUTPUT_S and self.breaker.state is not BreakerState.OPEN:
+                self.log.error("output stalled: breaker open while the call goes on retrying", call=what,
+                               stalled_seconds=round(now - started, 1), error=error.str())
+                self.breaker.trip(now)
+                self.telemetry.breaker(self.breaker.state)
+        return on_retry
 
     def abort(self, reason: str) -> None:
         """Abort the open transaction, roll state back to the last snapshot, rewind and replay.

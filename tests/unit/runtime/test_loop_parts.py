@@ -4,6 +4,7 @@ parsing outputs."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -162,3 +163,31 @@ def test_telemetry_counts_patterns_from_the_record_and_dead_letters_by_reason() 
     assert registry.get_sample_value("smc_runtime_dead_letters_total",
                                      {"processor": "p", "reason": "invalid_json"}) == 1
     assert telemetry.status.messages_processed == 3 and telemetry.status.messages_failed == 1
+
+
+class _Msg:
+    def __init__(self, topic: str) -> None:
+        self._topic = topic
+
+    def topic(self) -> str:
+        return self._topic
+
+
+def test_delivery_report_counts_failures_and_logs_one_line_per_topic_and_window(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A topic refusing every record fails thousands of deliveries a second: they are counted and
+    remembered by topic, but logged once per topic and error per window, with the count in between."""
+    now = [0.0]
+    report = DeliveryReport(LOG, clock=lambda: now[0])
+    too_large = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(1000):
+            report(too_large, _Msg("out-a"))
+        report(KafkaError(KafkaError._PURGE_QUEUE), _Msg("out-b"))  # an abort's purge: expected
+        report(None, _Msg("out-b"))
+        now[0] = DeliveryReport.LOG_EVERY_S
+        report(too_large, _Msg("out-a"))
+    lines = [r for r in caplog.records if "delivery failed" in r.getMessage()]
+    assert len(lines) == 2
+    assert report.errors == 1001
+    assert report.take_failed_topics() == {"out-a"} and report.take_failed_topics() == set()
