@@ -9,6 +9,7 @@ subprocess, processes a live stream) and then accepts them again.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -152,6 +153,8 @@ def test_a_topic_refusing_output_opens_the_breaker_until_it_accepts_again(
     assert all(s[1] == 200 for s in after_open), after_open  # alive: no restart into the same refusal
     assert any(s[2] == 503 for s in after_open), after_open  # not ready while open
     assert log.count('"msg":"delivery failed"') < 20, "one line per refused record"
+    why = [json.loads(line) for line in log.splitlines() if "the broker refuses records" in line]
+    assert why and why[0]["topic_max_message_bytes"] == {refused: 200}, why  # says which topic and why
     settings = parse_config(doc).stream_processors["main"]
     expected = rs.reference_outputs(settings, rs.read_inputs(kafka_bootstrap, topology))
     assert rs.compare(expected, rs.actual_outputs(kafka_bootstrap, topology)) == []

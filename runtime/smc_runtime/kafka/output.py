@@ -168,7 +168,7 @@ class DeliveryReport:
         self.log = log
         self.clock = clock
         self.errors = 0
-        self.failed_topics: set[str] = set()
+        self.failed_topics: dict[str, int] = {}  # topic -> the last error code it refused a record with
         self._logged: dict[tuple[str | None, str], tuple[float, int]] = {}  # -> (last logged, since)
 
     def __call__(self, err: KafkaError | None, msg: object) -> None:
@@ -177,7 +177,7 @@ class DeliveryReport:
         self.errors += 1
         topic = getattr(msg, "topic", lambda: None)()
         if topic is not None:
-            self.failed_topics.add(topic)
+            self.failed_topics[topic] = err.code()
         key = (topic, err.str())
         now = self.clock()
         logged_at, since = self._logged.get(key, (None, 0))
@@ -188,7 +188,8 @@ class DeliveryReport:
         self.log.warning("delivery failed", topic=topic, error=err.str(), code=err.code(),
                          failed_since_last_line=since or None)
 
-    def take_failed_topics(self) -> set[str]:
-        """The topics that refused records since the last call (for the breaker, at an abort)."""
-        topics, self.failed_topics = self.failed_topics, set()
+    def take_failed_topics(self) -> dict[str, int]:
+        """The topics that refused records since the last call, with the error code (for the breaker,
+        at an abort)."""
+        topics, self.failed_topics = self.failed_topics, {}
         return topics

@@ -380,8 +380,27 @@ class ProcessorRunner:
         """An abortable failure: abort, then count it against the topics that refused records
         (known once the abort's flush has served their delivery reports)."""
         self.abort(reason)
-        self.breaker.record_failure(time.monotonic(), self.deliveries.take_failed_topics())
+        refused = self.deliveries.take_failed_topics()
+        opened = self.breaker.times_opened
+        self.breaker.record_failure(time.monotonic(), refused)
         self.telemetry.breaker(self.breaker.state)
+        if self.breaker.times_opened != opened and refused:
+            self._explain_refusal(refused)
+
+    def _explain_refusal(self, refused: dict[str, int]) -> None:
+        """The breaker opened on topics that refuse records: one ERROR line saying which and, for a
+        size refusal, the topic's limit now against the producer's (read at start). The broker refuses
+        whole batches, so the loop cannot tell a record over a lowered limit from a batch over it: it
+        holds (nothing is dropped or dead-lettered) until the limit is restored or the pod restarts
+        and applies it (docs/runtime.md, "Backpressure and circuit breaker")."""
+        too_large = sorted(t for t, code in refused.items() if code == KafkaError.MSG_SIZE_TOO_LARGE)
+        admin = self.waits.admin
+        limits = topics.max_message_bytes(admin, too_large) if too_large and admin is not None else {}
+        self.log.error("circuit breaker open: the broker refuses records of these topics; consumption "
+                       "paused, input not committed",
+                       refused={t: KafkaError(c).str() for t, c in refused.items()},
+                       topic_max_message_bytes=limits or None,
+                       producer_message_max_bytes=self.max_message_bytes if too_large else None)
 
     def _on_retry(self, what: str) -> Callable[[KafkaError], None]:
         """The retry hook of one commit call (``call_with_retry``): logs each retry and, once the call

@@ -190,4 +190,5 @@ def test_delivery_report_counts_failures_and_logs_one_line_per_topic_and_window(
     lines = [r for r in caplog.records if "delivery failed" in r.getMessage()]
     assert len(lines) == 2
     assert report.errors == 1001
-    assert report.take_failed_topics() == {"out-a"} and report.take_failed_topics() == set()
+    assert report.take_failed_topics() == {"out-a": KafkaError.MSG_SIZE_TOO_LARGE}
+    assert report.take_failed_topics() == {}
