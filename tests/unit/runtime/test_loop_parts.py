@@ -192,3 +192,31 @@ def test_delivery_report_counts_failures_and_logs_one_line_per_topic_and_window(
     assert report.errors == 1001
     assert report.take_failed_topics() == {"out-a": KafkaError.MSG_SIZE_TOO_LARGE}
     assert report.take_failed_topics() == {}
+
+
+def test_a_commit_retrying_past_the_stall_limit_opens_the_breaker_until_it_succeeds(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit call that keeps timing out (the broker does not answer, or refuses with a retriable
+    error) is retried within its deadline; past STALLED_OUTPUT_S the breaker opens meanwhile (so /health
+    and the operator see it), and the commit that succeeds in the end closes it."""
+    from smc_runtime.kafka import processor as processor_module
+    from smc_runtime.kafka.breaker import BreakerState
+    from tests.unit.runtime.test_resume import _msgs, _runner
+
+    monkeypatch.setattr(processor_module, "STALLED_OUTPUT_S", 0.0)
+    runner, _, producer, _ = _runner(snapshot_interval_ms=0)
+    states: list[str | None] = []
+    commit = producer.commit_transaction
+
+    def slow_commit(*args: Any) -> None:
+        states.append(runner.status.breaker_state)
+        if len(states) <= 2:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "stalled", retriable=True))
+        commit(*args)
+
+    producer.commit_transaction = slow_commit  # type: ignore[method-assign]
+    runner.process_batch(_msgs(range(0, 3)))
+    runner.commit()
+    assert states[1:] == ["open", "open"], states  # opened by the first retry, open while retrying
+    assert runner.breaker.state is BreakerState.CLOSED and runner.breaker.times_opened == 1
+    assert runner.status.breaker_state == "closed" and runner.txn is None
