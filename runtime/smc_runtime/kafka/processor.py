@@ -375,6 +375,9 @@ class ProcessorRunner:
         self.deliveries.take_failed_topics()
         self.breaker.record_success(time.monotonic(), written)
         self.telemetry.breaker(self.breaker.state)
+        if (self.breaker.state is BreakerState.CLOSED and self.status.state is ProcessorState.BREAKER_OPEN
+                and not self.flow.paused):  # opened while this commit retried (``_on_retry``): ready again
+            self.status.set_state(ProcessorState.RUNNING)
 
     def _abort_after_failure(self, reason: str) -> None:
         """An abortable failure: abort, then count it against the topics that refused records

@@ -220,3 +220,4 @@ def test_a_commit_retrying_past_the_stall_limit_opens_the_breaker_until_it_succe
     assert states[1:] == ["open", "open"], states  # opened by the first retry, open while retrying
     assert runner.breaker.state is BreakerState.CLOSED and runner.breaker.times_opened == 1
     assert runner.status.breaker_state == "closed" and runner.txn is None
+    assert runner.status.state.value == "running"  # ready again: the consumer was never paused for it
