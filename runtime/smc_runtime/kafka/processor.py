@@ -372,7 +372,8 @@ class ProcessorRunner:
             return
         written = self.txn.written
         self.txn = None
-        self.deliveries.take_failed_topics()
+        if self.deliveries.failed_topics:  # late reports of a transaction aborted already: not this one
+            self.deliveries.take_failed_topics()
         self.breaker.record_success(time.monotonic(), written)
         self.telemetry.breaker(self.breaker.state)
         if (self.breaker.state is BreakerState.CLOSED and self.status.state is ProcessorState.BREAKER_OPEN
