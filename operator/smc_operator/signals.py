@@ -5,8 +5,11 @@ pod readiness alone cannot tell an open breaker from a pod that is still restori
 503), so the operator reads each running pod's ``GET :<ports.health>/health`` over the pod IP, the same
 document the runtime serves to kubelet probes, and counts pods where any processor's
 ``checks.circuit_breaker`` is not ``closed`` (``open`` or ``half_open``: the probe transaction has not
-succeeded yet). A pod that does not answer counts as unknown, not open: a missing signal must not freeze
-scaling. The per-pod timeout is short and the probes run in parallel so a sick node delays one poll by at
+succeeded yet) or whose ``checks.broker_reachable`` is false: a broker that stops answering leaves the loop
+blocked inside a transactional call (librdkafka ignores its timeout there) before the breaker can count
+a failure, and the runtime's broker probe reports it within seconds; scaling out cannot help that either.
+A pod that does not answer counts as unknown, not open: a missing signal must not freeze scaling.
+The per-pod timeout is short and the probes run in parallel so a sick node delays one poll by at
 most ``PROBE_TIMEOUT_S``.
 
 The pure part (``breaker_open_in``) reads a ``/health`` document; the rest is I/O.
@@ -34,14 +37,17 @@ _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="smc-breaker-probe"
 
 
 def breaker_open_in(health: Mapping[str, Any]) -> bool:
-    """True when any processor of a runtime ``/health`` document reports its breaker not closed."""
+    """True when any processor of a runtime ``/health`` document reports its breaker not closed or
+    the broker unreachable."""
     processors = health.get("processors")
     if not isinstance(processors, Mapping):
         return False
     for proc in processors.values():
         checks = proc.get("checks") if isinstance(proc, Mapping) else None
-        state = checks.get("circuit_breaker") if isinstance(checks, Mapping) else None
-        if isinstance(state, str) and state != "closed":
+        if not isinstance(checks, Mapping):
+            continue
+        state = checks.get("circuit_breaker")
+        if (isinstance(state, str) and state != "closed") or checks.get("broker_reachable") is False:
             return True
     return False
 

@@ -1,7 +1,8 @@
 """Autoscaling with running processor pods on the test bed's real node: a lag burst scales up no faster
 than the behavior policy allows, and rate mode does not overshoot after a rescale (the new pod starts,
-the group rebalances and restores while the scaler waits). The breaker hold stays in
-``test_operator_scaling.py`` (its module docstring says why).
+the group rebalances and restores while the scaler waits), and no scale-out while the pods report their
+circuit breaker open (the broker refuses an output topic's batches: lag grows because the broker is sick,
+not because replicas are missing).
 
 One StreamProcessor (``localhost/smc-runtime:dev``, the sample's topics) is shared by the tests, in
 order; each starts from a drained input. Each pod is limited to 100m CPU (a few thousand records/s) so
@@ -24,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 from tools import demo_k8s as k8s
 
+from tests.integration import runtime_support as rs
 from tests.integration.operator_harness import (
     OperatorProcess,
     events,
@@ -42,6 +45,7 @@ NAME = "scaled"
 PARTITIONS = {"trades": 2, "orderbook": 1, "klines": 1}  # 4 input partitions: at most 4 replicas
 PERIOD_S = 4  # scale-up policy: one pod per PERIOD_S
 THRESHOLD = 1000
+HEALTH_PORT = 8081  # the sample CR's ports.health
 RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "100m", "memory": "512Mi"}}
 BASE_SCALING: dict[str, Any] = {
     "enabled": True,
@@ -105,6 +109,25 @@ class Fleet:
             what="lag 0 at one Ready replica",
             interval=0.5,
         )
+
+    def breakers(self) -> dict[str, tuple[int, str | None]]:
+        """Each running pod's ``/health`` (code, checks.circuit_breaker of its processor), read over the
+        pod IP as the operator reads it."""
+        out: dict[str, tuple[int, str | None]] = {}
+        for pod in k8s.pods_of(self.kubectl, self.namespace, NAME):
+            ip = pod.get("status", {}).get("podIP")
+            if not ip or pod["metadata"].get("deletionTimestamp"):
+                continue
+            try:
+                code, doc = rs.http_json(f"http://{ip}:{HEALTH_PORT}/health", timeout=1.0)
+                states = [p["checks"]["circuit_breaker"] for p in doc["processors"].values()]
+                out[pod["metadata"]["name"]] = (code, states[0] if states else None)
+            except (OSError, KeyError, TypeError, ValueError):
+                out[pod["metadata"]["name"]] = (0, None)
+        return out
+
+    def restarts(self) -> dict[str, int]:
+        return k8s.restarts(k8s.pods_of(self.kubectl, self.namespace, NAME))
 
     def series(self) -> dict[str, float]:
         """The operator's metrics about this CR, keyed by name plus its other labels."""
@@ -261,3 +284,55 @@ def test_rate_mode_does_not_overshoot_after_a_rescale(fleet: Fleet) -> None:
         assert before["ready"] == before["replicas"], ("scaled up before the rescale settled", before)
     assert max(r["replicas"] for r in rows) <= 3, rows
     assert done(rows), rows[-3:]
+
+
+def _set_topic_config(admin: Any, topic: str, key: str, value: str | None) -> None:
+    """Set (or, with None, delete back to the broker default) one topic config, incrementally."""
+    op = AlterConfigOpType.DELETE if value is None else AlterConfigOpType.SET
+    entry = ConfigEntry(key, value or "", incremental_operation=op)
+    resource = ConfigResource("TOPIC", topic, incremental_configs=[entry])
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(30)
+
+
+def test_no_scale_out_while_the_pods_report_the_breaker_open(fleet: Fleet) -> None:
+    """The enriched-trades topic refuses every batch (its max.message.bytes lowered below one record
+    through the admin API) while a burst waits: the pod's runtime aborts, opens its breaker and pauses
+    (alive, not Ready, no restart); the operator reads the breaker from the pod's /health and holds the
+    scale-up although the lag is far above the threshold. Once the topic accepts records again the
+    breaker closes and the operator scales up."""
+    hold_s = 8.0
+    refused = fleet.topics.outputs["enrichedTrades"]
+    burst = fleet.records(30_000)  # lag / 1000 per replica: 4 replicas wanted throughout
+    fleet.wait_idle()
+    restarts_before = fleet.restarts()
+    fleet.scale_with(lagThreshold=10_000_000)  # no scale-up while the breaker is being opened
+    _set_topic_config(fleet.admin, refused, "max.message.bytes", "200")
+    try:
+        fleet.feed(burst).join(60)
+        opened = wait_for(
+            lambda: b if (b := fleet.breakers()) and all(s == "open" for _, s in b.values()) else None,
+            timeout=30,
+            what="the pod's /health reports the breaker open",
+        )
+        assert all(code == 200 for code, _ in opened.values()), opened  # alive: not restarted for it
+        wait_for(lambda: fleet.series().get("smc_operator_breaker_open_replicas") == 1, timeout=10,
+                 what="the operator counts the open breaker")
+        held = fleet.watch(lambda rows: rows[-1]["t"] >= hold_s, timeout=hold_s + 10,
+                           start=lambda: fleet.scale_with(lagThreshold=THRESHOLD))
+        _print(f"breaker open, threshold {THRESHOLD}: {hold_s:.0f}s of decisions", held)
+        assert all(r["replicas"] == 1 for r in held), "scaled out on an open breaker"
+        judged = [r for r in held if r["t"] >= 3]  # the threshold patch is in the operator's hands
+        assert judged and all(r["heldBy"] == "breaker" for r in judged), judged[-3:]
+        assert min(r["lag"] or 0 for r in judged) > 4 * THRESHOLD, judged[-3:]  # lag asks for 4
+        assert "circuit breaker open" in judged[-1]["decision"], judged[-1]
+        assert fleet.series().get('smc_operator_scaler_held{cause="breaker"}') == 1
+    finally:
+        _set_topic_config(fleet.admin, refused, "max.message.bytes", None)
+    restored = time.monotonic()
+    rows = fleet.watch(lambda rows: rows[-1]["replicas"] >= 2, timeout=60)
+    _print(f"topic accepts again: scaled up {time.monotonic() - restored:.1f}s later", rows)
+    assert rows[-1]["replicas"] >= 2 and rows[-1]["heldBy"] != "breaker", rows[-3:]
+    assert fleet.series().get("smc_operator_breaker_open_replicas") == 0
+    pod = f"{NAME}-0"
+    assert fleet.restarts()[pod] == restarts_before[pod], "the pod restarted instead of holding"

@@ -7,6 +7,7 @@ that call to ``OutputWriter.recover``; everything else produces through ``Output
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -155,14 +156,40 @@ class OutputWriter:
 
 class DeliveryReport:
     """The producer's ``on_delivery`` callback: counts failed deliveries (at-least-once checks them
-    at commit); records purged by an abort are expected and not counted."""
+    at commit) and remembers the topics that refused records (the breaker's failing topics); records
+    purged by an abort are expected and not counted.
 
-    def __init__(self, log: StructLogger) -> None:
+    A refusing topic fails every record of every batch (thousands a second): one WARNING per topic and
+    error per ``LOG_EVERY_S``, with the count of the failures in between, not one line per record."""
+
+    LOG_EVERY_S = 10.0
+
+    def __init__(self, log: StructLogger, clock: Callable[[], float] = time.monotonic) -> None:
         self.log = log
+        self.clock = clock
         self.errors = 0
+        self.failed_topics: dict[str, int] = {}  # topic -> the last error code it refused a record with
+        self._logged: dict[tuple[str | None, str], tuple[float, int]] = {}  # -> (last logged, since)
 
     def __call__(self, err: KafkaError | None, msg: object) -> None:
         if err is None or err.code() in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):
             return
         self.errors += 1
-        self.log.warning("delivery failed", topic=getattr(msg, "topic", lambda: None)(), error=err.str())
+        topic = getattr(msg, "topic", lambda: None)()
+        if topic is not None:
+            self.failed_topics[topic] = err.code()
+        key = (topic, err.str())
+        now = self.clock()
+        logged_at, since = self._logged.get(key, (None, 0))
+        if logged_at is not None and now - logged_at < self.LOG_EVERY_S:
+            self._logged[key] = (logged_at, since + 1)
+            return
+        self._logged[key] = (now, 0)
+        self.log.warning("delivery failed", topic=topic, error=err.str(), code=err.code(),
+                         failed_since_last_line=since or None)
+
+    def take_failed_topics(self) -> dict[str, int]:
+        """The topics that refused records since the last call, with the error code (for the breaker,
+        at an abort)."""
+        topics, self.failed_topics = self.failed_topics, {}
+        return topics

@@ -27,10 +27,11 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer
 from smc_runtime.config import KafkaSettings, ProcessingMode, ProcessorSettings
 from smc_runtime.kafka import clients, startup, topics
 from smc_runtime.kafka.backpressure import Backpressure
-from smc_runtime.kafka.breaker import CircuitBreaker
+from smc_runtime.kafka.breaker import BreakerState, CircuitBreaker
 from smc_runtime.kafka.errors import EXIT_CRASHED, AbortableKafkaError, exit_of, raise_if_fatal
 from smc_runtime.kafka.flow import FlowControl
 from smc_runtime.kafka.output import DeliveryReport, OutputLike, OutputWriter
+from smc_runtime.kafka.output_health import OutputHealth
 from smc_runtime.kafka.partitions import TP, Partitions
 from smc_runtime.kafka.pending_offsets import PendingOffsetsSweep
 from smc_runtime.kafka.rebalance import RebalanceHandler
@@ -93,6 +94,8 @@ class ProcessorRunner:
         self.txn: Transaction | None = None
         self.flow = FlowControl(lambda: self._consumer, self.backpressure, self.breaker, self.telemetry,
                                 self.log)
+        self.output_health = OutputHealth(self.breaker, self.telemetry, status, self.deliveries, self.waits,
+                                          self.flow, self.log, lambda: self.max_message_bytes)
         self.failed = False
         self._last_lag_refresh = 0.0
         self._producer: Producer | None = None
@@ -175,7 +178,7 @@ class ProcessorRunner:
         self._ctx = CommitContext(producer, consumer, self.eos, self.partitions, self.pipeline, writer,
                                   self.deliveries, self.telemetry, self.log, self.changelog_topic,
                                   self.changelog_partitions, self.settings.snapshot_interval_ms,
-                                  self.waits.log_retry, self.settings.commit_interval_ms)
+                                  self.output_health.on_retry, self.settings.commit_interval_ms)
         sweep = PendingOffsetsSweep.of(producer, self.waits, self.kafka, self.client_id,
                                        self.settings.consumer_group, self.changelog_topic, self.log)
         self._rebalance = RebalanceHandler(self, self.recovery, self.telemetry, self.log, restore_consumer,
@@ -229,6 +232,8 @@ class ProcessorRunner:
         if not self.breaker.allows_work(now):
             self.flow.hold_while_open(consumer, producer)
             return
+        if self.breaker.state is BreakerState.HALF_OPEN:  # the probe: /health says so, not "open"
+            self.telemetry.breaker(BreakerState.HALF_OPEN)
         self.flow.resume("breaker")
         # consume() waits for the whole timeout unless max_poll_records arrive: keep it short (a
         # latency floor at live rates) and never past the moment the open transaction is due.
@@ -336,6 +341,7 @@ class ProcessorRunner:
         finally:
             if txn is not None:
                 txn.pending += count
+                txn.written.update(outputs)
         if count:
             self.telemetry.batch(count, time.perf_counter() - started, processed, outputs, special)
 
@@ -366,14 +372,13 @@ class ProcessorRunner:
         except AbortableKafkaError as exc:
             self._abort_after_failure(str(exc))
             return
+        written = self.txn.written
         self.txn = None
-        self.breaker.record_success()
-        self.telemetry.breaker(self.breaker.state)
+        self.output_health.committed(written)
 
     def _abort_after_failure(self, reason: str) -> None:
         self.abort(reason)
-        self.breaker.record_failure(time.monotonic())
-        self.telemetry.breaker(self.breaker.state)
+        self.output_health.failed()
 
     def abort(self, reason: str) -> None:
         """Abort the open transaction, roll state back to the last snapshot, rewind and replay.

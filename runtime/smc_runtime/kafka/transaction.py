@@ -70,6 +70,7 @@ class Transaction:
         self.pending = 0                            # records processed in it
         self.dirty: dict[TP, PartitionState] = {}   # partitions processed in it
         self.timestamps: list[int] = []             # record timestamps (end-to-end latency)
+        self.written: set[str] = set()              # topics written to (the breaker's proof of health)
 
     @classmethod
     def begin(cls, ctx: CommitContext) -> Transaction:
@@ -95,6 +96,8 @@ class Transaction:
         #    touched since their last snapshot, plus one marker each (the offset the state reflects).
         due = self._due(now, snapshot)
         written, markers = self._write_snapshots(due) if due else ({}, {})
+        if written or markers:
+            self.written.add(self.ctx.changelog_topic)
         # 2. The consumed positions of the processed partitions, in the transaction.
         offsets = [TopicPartition(t, p, part.position) for (t, p), part in sorted(self.dirty.items())
                    if part.position is not None]

@@ -25,6 +25,16 @@ def test_any_processor_not_closed_means_open() -> None:
     assert not breaker_open_in({})
 
 
+def test_a_pod_that_cannot_reach_the_broker_counts_as_open() -> None:
+    """A loop blocked inside a transactional call by a broker that stopped answering cannot count
+    failures; the runtime's broker probe says so in ``broker_reachable``."""
+    doc = health("closed")
+    doc["processors"]["p0"]["checks"]["broker_reachable"] = False  # type: ignore[index]
+    assert breaker_open_in(doc)
+    doc["processors"]["p0"]["checks"]["broker_reachable"] = True  # type: ignore[index]
+    assert not breaker_open_in(doc)
+
+
 @pytest.fixture
 def server() -> Iterator[tuple[str, dict[str, object]]]:
     reply: dict[str, object] = {"status": 503, "body": health("open")}

@@ -4,6 +4,7 @@ parsing outputs."""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -218,3 +219,61 @@ def test_telemetry_counts_patterns_from_the_record_and_dead_letters_by_reason() 
     assert registry.get_sample_value("smc_runtime_dead_letters_total",
                                      {"processor": "p", "reason": "invalid_json"}) == 1
     assert telemetry.status.messages_processed == 3 and telemetry.status.messages_failed == 1
+
+
+class _Msg:
+    def __init__(self, topic: str) -> None:
+        self._topic = topic
+
+    def topic(self) -> str:
+        return self._topic
+
+
+def test_delivery_report_counts_failures_and_logs_one_line_per_topic_and_window(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A topic refusing every record fails thousands of deliveries a second: they are counted and
+    remembered by topic, but logged once per topic and error per window, with the count in between."""
+    now = [0.0]
+    report = DeliveryReport(LOG, clock=lambda: now[0])
+    too_large = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(1000):
+            report(too_large, _Msg("out-a"))
+        report(KafkaError(KafkaError._PURGE_QUEUE), _Msg("out-b"))  # an abort's purge: expected
+        report(None, _Msg("out-b"))
+        now[0] = DeliveryReport.LOG_EVERY_S
+        report(too_large, _Msg("out-a"))
+    lines = [r for r in caplog.records if "delivery failed" in r.getMessage()]
+    assert len(lines) == 2
+    assert report.errors == 1001
+    assert report.take_failed_topics() == {"out-a": KafkaError.MSG_SIZE_TOO_LARGE}
+    assert report.take_failed_topics() == {}
+
+
+def test_a_commit_retrying_past_the_stall_limit_opens_the_breaker_until_it_succeeds(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit call that keeps timing out (the broker does not answer, or refuses with a retriable
+    error) is retried within its deadline; past STALLED_OUTPUT_S the breaker opens meanwhile (so /health
+    and the operator see it), and the commit that succeeds in the end closes it."""
+    from smc_runtime.kafka import output_health
+    from smc_runtime.kafka.breaker import BreakerState
+    from tests.unit.runtime.test_resume import _msgs, _runner
+
+    monkeypatch.setattr(output_health, "STALLED_OUTPUT_S", 0.0)
+    runner, _, producer, _ = _runner(snapshot_interval_ms=0)
+    states: list[str | None] = []
+    commit = producer.commit_transaction
+
+    def slow_commit(*args: Any) -> None:
+        states.append(runner.status.breaker_state)
+        if len(states) <= 2:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "stalled", retriable=True))
+        commit(*args)
+
+    producer.commit_transaction = slow_commit  # type: ignore[method-assign]
+    runner.process_batch(_msgs(range(0, 3)))
+    runner.commit()
+    assert states[1:] == ["open", "open"], states  # opened by the first retry, open while retrying
+    assert runner.breaker.state is BreakerState.CLOSED and runner.breaker.times_opened == 1
+    assert runner.status.breaker_state == "closed" and runner.txn is None
+    assert runner.status.state.value == "running"  # ready again: the consumer was never paused for it
