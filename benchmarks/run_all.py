@@ -28,6 +28,7 @@ from benchmarks.harness import (
     Target,
     as_dict,
     create_topics,
+    delete_run_topics,
     preload,
     run_drain,
     run_steady,
@@ -223,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
                     steadies.append(steady)
                     save(args, drains, steadies, partial=True)
     finally:
+        if not started:  # a broker we started goes away with its topics
+            print(f"deleted {delete_run_topics(bootstrap)} topics of this run", file=sys.stderr)
         broker.release(started)
     rows = summary_rows(drains, steadies)
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
