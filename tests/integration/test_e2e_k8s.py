@@ -361,6 +361,24 @@ def _broker_argv() -> list[str]:
     return [a.decode() for a in Path(f"/proc/{service.pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")]
 
 
+def _print_outage_diagnosis(fleet: Fleet, kubectl: Kubectl) -> None:
+    """What a failed recovery leaves to read once the bed is gone: the CR's status and conditions, the
+    pods, and the last lines of each pod's log and of the operator's (client noise filtered out)."""
+    print("CR status:", json.dumps(fleet.status(), indent=1, default=str))
+    print(kubectl("-n", fleet.namespace, "get", "pods", "-o", "wide").stdout)
+    noise = ("librdkafka", "kafka client error")
+    for pod in fleet.pods():
+        name = pod["metadata"]["name"]
+        lines = kubectl("-n", fleet.namespace, "logs", name, "--tail=400").stdout.splitlines()
+        print(f"--- {name} (last lines without client noise)")
+        print("\n".join([line for line in lines if not any(n in line for n in noise)][-60:]))
+    operators = k8s.get_json(kubectl, "-n", k8s.OPERATOR_NAMESPACE, "get", "pods")["items"]
+    for pod in operators:
+        name = pod["metadata"]["name"]
+        print(f"--- operator {name}")
+        print("\n".join(kubectl("-n", k8s.OPERATOR_NAMESPACE, "logs", name, "--tail=60").stdout.splitlines()))
+
+
 def test_a_broker_outage_makes_pods_not_ready_without_restarting_them(fleet: Fleet, kubectl: Kubectl) -> None:
     restarts_before = fleet.restarts()
     replicas = len(restarts_before)
@@ -383,7 +401,11 @@ def test_a_broker_outage_makes_pods_not_ready_without_restarting_them(fleet: Fle
         common.spawn(testbed_kafka.NAME, argv, common.logs_dir() / "kafka.restart.log")
         common.wait_for("restarted kafka", lambda: testbed_kafka.probe(port, timeout=2.0), 90)
     t = time.monotonic()
-    fleet.wait_running(180, "Running with every pod Ready after the broker came back")
+    try:
+        fleet.wait_running(180, "Running with every pod Ready after the broker came back")
+    except AssertionError:
+        _print_outage_diagnosis(fleet, kubectl)
+        raise
     fleet.note(f"broker back after {down_for:.1f}s down: Running again in {time.monotonic() - t:.1f}s")
     assert len(fleet.restarts()) == replicas
     assert fleet.restarts() == restarts_before, "pods restarted because of the outage"
