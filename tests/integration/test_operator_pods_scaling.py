@@ -330,7 +330,8 @@ def test_no_scale_out_while_the_pods_report_the_breaker_open(fleet: Fleet) -> No
     finally:
         _set_topic_config(fleet.admin, refused, "max.message.bytes", None)
     restored = time.monotonic()
-    rows = fleet.watch(lambda rows: rows[-1]["replicas"] >= 2, timeout=60)
+    # The replica count and the scaler's decision reach the status in separate patches: wait for both.
+    rows = fleet.watch(lambda rows: rows[-1]["replicas"] >= 2 and rows[-1]["heldBy"] != "breaker", timeout=60)
     _print(f"topic accepts again: scaled up {time.monotonic() - restored:.1f}s later", rows)
     assert rows[-1]["replicas"] >= 2 and rows[-1]["heldBy"] != "breaker", rows[-3:]
     assert fleet.series().get("smc_operator_breaker_open_replicas") == 0
