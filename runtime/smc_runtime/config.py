@@ -191,6 +191,9 @@ class ProcessorSettings(StrictModel):
     processing_mode: ProcessingMode = ProcessingMode.EXACTLY_ONCE
     batch_size: int = Field(10_000, ge=1, le=1_000_000)
     commit_interval_ms: int = Field(100, ge=1, le=600_000)
+    # Exactly-once: run a commit's broker calls on a committer thread while the loop processes the next
+    # records (their outputs wait until the commit returns); false: the loop waits for each commit.
+    commit_overlap: bool = True
     # State snapshots go to the changelog in the first commit at least this long after the previous
     # snapshot (0: in every commit); recovery replays the input from the snapshot up to the committed
     # offset with outputs suppressed. Also on shutdown and for revoked partitions.
@@ -291,6 +294,7 @@ _ENV_ROOT: dict[str, tuple[str, ...]] = {
 _ENV_PROCESSOR: dict[str, str] = {
     "BATCH_SIZE": "batch_size",
     "COMMIT_INTERVAL_MS": "commit_interval_ms",
+    "COMMIT_OVERLAP": "commit_overlap",
     "SNAPSHOT_INTERVAL_MS": "snapshot_interval_ms",
     "MAX_POLL_RECORDS": "max_poll_records",
     "PROCESSING_MODE": "processing_mode",

@@ -2,7 +2,9 @@
 records the producer refuses as too large (output records and changelog snapshots).
 
 The per-record loop calls ``producer.produce`` itself (the hot path) and hands every exception of
-that call to ``OutputWriter.recover``; everything else produces through ``OutputWriter.produce``.
+that call to ``OutputWriter.recover``; while a commit is in flight it stages its outputs instead, and
+``OutputWriter.produce_staged`` produces them once the next transaction is open. Everything else
+produces through ``OutputWriter.produce``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ class OutputLike(Protocol):
     def value(self) -> bytes: ...
     @property
     def headers(self) -> tuple[tuple[str, bytes], ...]: ...
+
+
+# An output waiting for its transaction: (record, source topic, partition, offset, timestamp ms).
+StagedOutput = tuple[OutputLike, str, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,21 @@ class OutputWriter:
             raise exc
         self.produce(self.topic_for_role[record.role], record.key, record.value, record.headers or None)
         return record
+
+    def produce_staged(self, staged: list[StagedOutput]) -> None:
+        """Produce outputs staged while a commit was in flight, in their order; each error is handled
+        as the hot loop handles it (``recover``). The hot loop inlines the same call for speed."""
+        produce = self.producer.produce
+        topic_for_role = self.topic_for_role
+        for record, topic, partition, offset, timestamp_ms in staged:
+            try:
+                if record.headers:
+                    produce(topic_for_role[record.role], value=record.value, key=record.key,
+                            headers=list(record.headers))
+                else:
+                    produce(topic_for_role[record.role], value=record.value, key=record.key)
+            except (BufferError, KafkaException) as exc:
+                self.recover(exc, record, topic, partition, offset, timestamp_ms)
 
     def replace_oversized(self, record: OutputLike, topic: str, partition: int, offset: int,
                           timestamp_ms: int) -> Replacement:

@@ -2,7 +2,11 @@
 
 The story of a pass (``_step``): consume a batch -> run every record through the Pipeline and
 produce its outputs (``process_batch``, the hot loop) -> when the commit interval or batch size is
-reached, commit the open ``Transaction`` (``transaction.py``, numbered steps). Kafka errors follow
+reached, commit the open ``Transaction`` (``transaction.py``, numbered steps). Exactly-once with
+``commit_overlap`` hands the commit's broker calls to the committer thread (``committer.py``) and
+goes on: the records processed meanwhile stage their outputs in the next transaction, which opens
+when the commit returns (``_settle``); everything that needs the transaction settled first (the next
+commit, an abort, a rebalance, shutdown, an open breaker) settles it. Kafka errors follow
 librdkafka's classes (``errors.py``): retriable -> retried within a deadline, abortable -> ``abort``
 (abort, roll state back to the last snapshot, rewind, replay up to the committed offset:
 ``recovery.py``), fatal/fenced -> the loop ends with a non-zero exit code.
@@ -28,6 +32,8 @@ from smc_runtime.config import KafkaSettings, ProcessingMode, ProcessorSettings
 from smc_runtime.kafka import clients, startup, topics
 from smc_runtime.kafka.backpressure import Backpressure
 from smc_runtime.kafka.breaker import BreakerState, CircuitBreaker
+from smc_runtime.kafka.commit_cycle import CommitCycle
+from smc_runtime.kafka.committer import Committer
 from smc_runtime.kafka.errors import EXIT_CRASHED, AbortableKafkaError, exit_of, raise_if_fatal
 from smc_runtime.kafka.flow import FlowControl
 from smc_runtime.kafka.output import DeliveryReport, OutputLike, OutputWriter
@@ -91,7 +97,7 @@ class ProcessorRunner:
                                  settings.snapshot_interval_ms)
         self.waits = BrokerWaits(self.telemetry, self.log, self.breaker, threading.Event())
         self.deliveries = DeliveryReport(self.log)
-        self.txn: Transaction | None = None
+        self.committer = Committer(name)
         self.flow = FlowControl(lambda: self._consumer, self.backpressure, self.breaker, self.telemetry,
                                 self.log)
         self.output_health = OutputHealth(self.breaker, self.telemetry, status, self.deliveries, self.waits,
@@ -102,6 +108,7 @@ class ProcessorRunner:
         self._consumer: Consumer | None = None
         self._restore_consumer: Consumer | None = None
         self._ctx: CommitContext | None = None
+        self._cycle: CommitCycle | None = None
         self._rebalance: RebalanceHandler | None = None
 
     # ------------------------------------------------------------------------------------------------
@@ -128,6 +135,7 @@ class ProcessorRunner:
 
     def _fail(self, reason: str) -> None:
         self.failed = True
+        self.committer.close()
         self.status.set_state(ProcessorState.FAILED, reason)
         self.log.error("processor stopped on error", error=reason)
         if self._consumer is not None:
@@ -179,6 +187,9 @@ class ProcessorRunner:
                                   self.deliveries, self.telemetry, self.log, self.changelog_topic,
                                   self.changelog_partitions, self.settings.snapshot_interval_ms,
                                   self.output_health.on_retry, self.settings.commit_interval_ms)
+        self._cycle = CommitCycle(self._ctx, self.eos and self.settings.commit_overlap, self.partitions,
+                                  self.recovery, self.output_health, self.waits, self.telemetry, self.log,
+                                  self._require, self.committer)
         sweep = PendingOffsetsSweep.of(producer, self.waits, self.kafka, self.client_id,
                                        self.settings.consumer_group, self.changelog_topic, self.log)
         self._rebalance = RebalanceHandler(self, self.recovery, self.telemetry, self.log, restore_consumer,
@@ -198,7 +209,8 @@ class ProcessorRunner:
         self.status.set_state(ProcessorState.STOPPING)
         consumer, producer = self._require()
         if self.has_uncommitted(including_snapshots=True):
-            self.commit(snapshot=True)
+            self.commit(snapshot=True)  # settles a commit in flight first
+        self.committer.close()
         consumer.close()  # leaves the group now (revoke callback: nothing left to commit)
         producer.flush(KAFKA_CALL_TIMEOUT_S)
         if self._restore_consumer is not None:
@@ -215,6 +227,16 @@ class ProcessorRunner:
             raise RuntimeError("processor not started")
         return self._ctx
 
+    def _commits(self) -> CommitCycle:
+        if self._cycle is None:
+            raise RuntimeError("processor not started")
+        return self._cycle
+
+    @property
+    def txn(self) -> Transaction | None:
+        """The open (or staged) transaction: ``CommitCycle.txn``."""
+        return self._cycle.txn if self._cycle is not None else None
+
     def _raise_async_error(self) -> None:
         """An error a callback could not raise itself (fatal client error, rebalance failure)."""
         error = self.waits.async_error or (self._rebalance.error if self._rebalance else None)
@@ -229,7 +251,13 @@ class ProcessorRunner:
         now = time.monotonic()
         self.status.beat(now)
         self._raise_async_error()
+        cycle = self._commits()
+        if self.committer.done() and not cycle.settle():
+            return
         if not self.breaker.allows_work(now):
+            if self.committer.inflight is not None:  # settled first: holding polls the producer
+                self.committer.wait(CONSUME_TIMEOUT_S)
+                return
             self.flow.hold_while_open(consumer, producer)
             return
         if self.breaker.state is BreakerState.HALF_OPEN:  # the probe: /health says so, not "open"
@@ -248,15 +276,16 @@ class ProcessorRunner:
             try:
                 self.process_batch(messages)
             except AbortableKafkaError as exc:
-                self._abort_after_failure(str(exc))
+                cycle.abort_after_failure(str(exc))
                 return
-        producer.poll(0)
+        if self.committer.inflight is None:  # meanwhile delivery reports are the committer thread's
+            producer.poll(0)
         self.flow.producer_queue(len(producer))
         txn = self.txn
         if txn is not None and txn.pending:  # nothing processed -> nothing to commit
             now = time.monotonic()  # after consume + processing: commit as soon as the interval is up
             if txn.pending >= self.settings.batch_size or txn.due_in(now, interval_ms) <= 0:
-                self.commit()
+                cycle.commit_due()
         if now - self._last_lag_refresh >= LAG_REFRESH_S:
             self._last_lag_refresh = now
             key_count = getattr(self.pipeline, "state_key_count", None)  # optional in PipelineLike fakes
@@ -268,17 +297,21 @@ class ProcessorRunner:
         Kept as one flat function (100k msgs/s): Kafka and dict lookups are bound once per batch,
         partition bookkeeping happens when the partition changes (records come in runs per
         partition), headers are passed only when a record has any (dead letters), and metrics are
-        aggregated and published once per batch. Exceptions of ``produce`` go to the writer.
+        aggregated and published once per batch. Exceptions of ``produce`` go to the writer. While a
+        commit is in flight the outputs are staged in the (staged) transaction instead.
         """
         if self.partitions.replaying:
             messages = self.recovery.replay(messages)
         ctx = self._context()
+        cycle = self._commits()
         produce = ctx.producer.produce
         recover = ctx.writer.recover
         process = self.pipeline.process
         topic_for_role = self.topic_for_role
         by_tp = self.partitions.by_tp
         txn = self.txn
+        staging = self.committer.inflight is not None
+        buffer = txn.buffer if txn is not None else None
         processed: dict[str, int] = {}
         outputs: dict[str, int] = {}
         special: list[tuple[str, OutputLike]] = []  # dead letters and signals: counted after the loop
@@ -305,23 +338,26 @@ class ProcessorRunner:
                     part = found
                     part.first_record(offset)  # rewind point of an abort
                     if txn is None:
-                        txn = self.txn = Transaction.begin(ctx)
-                        timestamps = txn.timestamps
+                        txn = cycle.txn = Transaction.stage(ctx) if staging else Transaction.begin(ctx)
+                        timestamps, buffer = txn.timestamps, txn.buffer
                     txn.dirty[tp] = part
                     last_tp = tp
                 ts = msg.timestamp()[1]
                 for record in process(msg.value(), topic=topic, partition=partition, offset=offset,
                                       timestamp_ms=ts, key=msg.key()):
                     out_topic = topic_for_role[record.role]
-                    try:
-                        if record.headers:
-                            produce(out_topic, value=record.value, key=record.key,
-                                    headers=list(record.headers))
-                        else:
-                            produce(out_topic, value=record.value, key=record.key)
-                    except (BufferError, KafkaException) as exc:
-                        record = recover(exc, record, topic, partition, offset, ts)
-                        out_topic = topic_for_role[record.role]
+                    if buffer is not None:
+                        buffer.append((record, topic, partition, offset, ts))
+                    else:
+                        try:
+                            if record.headers:
+                                produce(out_topic, value=record.value, key=record.key,
+                                        headers=list(record.headers))
+                            else:
+                                produce(out_topic, value=record.value, key=record.key)
+                        except (BufferError, KafkaException) as exc:
+                            record = recover(exc, record, topic, partition, offset, ts)
+                            out_topic = topic_for_role[record.role]
                     outputs[out_topic] = outputs.get(out_topic, 0) + 1
                     role = record.role
                     if role == "dead_letters" or role == "smc_signals":
@@ -353,53 +389,10 @@ class ProcessorRunner:
         return self.flow.paused
 
     def has_uncommitted(self, *, including_snapshots: bool) -> bool:
-        """Records processed since the last commit; with ``including_snapshots`` also state changed
-        since the last snapshot (a commit then only writes snapshots)."""
-        if self.txn is not None and self.txn.dirty:
-            return True
-        return including_snapshots and any(p.unsnapshotted for p in self.partitions.by_tp.values())
+        return self._commits().has_uncommitted(including_snapshots=including_snapshots)
 
     def commit(self, *, snapshot: bool = False) -> None:
-        """Commit the open transaction (``Transaction.commit``); an abortable failure aborts it.
-        ``snapshot`` (shutdown, revocation) also snapshots every changed partition, opening a
-        transaction for that alone if none is open."""
-        if not self.has_uncommitted(including_snapshots=snapshot):
-            return
-        try:
-            if self.txn is None:
-                self.txn = Transaction.begin(self._context())
-            self.txn.commit(snapshot=snapshot)
-        except AbortableKafkaError as exc:
-            self._abort_after_failure(str(exc))
-            return
-        written = self.txn.written
-        self.txn = None
-        self.output_health.committed(written)
-
-    def _abort_after_failure(self, reason: str) -> None:
-        self.abort(reason)
-        self.output_health.failed()
+        self._commits().commit(snapshot=snapshot)
 
     def abort(self, reason: str) -> None:
-        """Abort the open transaction, roll state back to the last snapshot, rewind and replay.
-
-        1. ``abort_transaction`` (exactly-once only): none of its records become visible.
-        2. Every partition processed since the last commit (or still replaying) gets its state
-           replaced by its last snapshot and is sought back to that snapshot's offset S_p; the
-           records of [S_p, committed offset) are replayed with outputs suppressed
-           (``Recovery.rollback``). The other assigned partitions are sought back to their
-           committed offset.
-        """
-        consumer, producer = self._require()
-        txn = self.txn
-        dirty = txn.dirty if txn is not None else {}
-        self.log.warning("aborting transaction", reason=reason, partitions=len(dirty))
-        if self.eos and txn is not None:
-            # A fenced/fatal producer goes straight to abort (and exit 3), without the flush.
-            self.waits.abort_transaction(producer, flush_first=self.waits.async_error is None)
-        replays = self.recovery.rollback(consumer, dirty.__contains__)
-        self.txn = None
-        self._context().closed_at = time.monotonic()
-        if replays:
-            self.log.info("replaying state after abort", replay=replays)
-        self.telemetry.aborted(reason)
+        self._commits().abort(reason)

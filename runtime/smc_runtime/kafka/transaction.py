@@ -4,6 +4,13 @@
 A commit is proportional to what changed: the partitions processed in this transaction and, when
 their snapshot is due, the state keys touched since their last snapshot; nothing is rebuilt over
 all partitions or all keys.
+
+Its steps are split by thread: ``prepare`` (snapshots, offsets) and ``finish`` (advance the
+partitions) run on the loop's thread; ``send`` makes only the broker calls, so the loop can hand it
+to the committer thread (``committer.py``) and process the next records meanwhile. Those records
+belong to a *staged* transaction: librdkafka refuses produce() while a commit is in progress, so
+their outputs wait in ``buffer`` until the commit returns and ``open`` begins the transaction and
+produces them.
 """
 
 from __future__ import annotations
@@ -11,14 +18,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from smc_runtime.kafka import changelog as cl
 from smc_runtime.kafka.errors import AbortableKafkaError, FatalKafkaError, call_with_retry
-from smc_runtime.kafka.output import DeliveryReport, OutputWriter
+from smc_runtime.kafka.output import DeliveryReport, OutputWriter, StagedOutput
 from smc_runtime.kafka.partitions import TP, Partitions, PartitionState, StateId
 from smc_runtime.kafka.resume import next_snapshot_due, snapshot_budget, snapshot_due
 from smc_runtime.kafka.telemetry import Telemetry
@@ -56,11 +63,27 @@ class CommitContext:
     closed_at: float | None = None  # monotonic end of the last commit or abort (see Transaction)
 
 
-class Transaction:
-    """The records processed since the last commit: opened at the first one (``begin``), closed by
-    ``commit`` or by an abort (``recovery.py``)."""
+@dataclass
+class PreparedCommit:
+    """Steps 1 and 2 of a commit, done on the loop's thread: what ``send`` sends and ``finish``
+    applies. ``positions`` are the offsets committed, captured now: the loop may go on processing."""
 
-    def __init__(self, ctx: CommitContext, started: float) -> None:
+    offsets: list[TopicPartition]
+    group_metadata: Any
+    due: list[PartitionState]
+    written: dict[TP, dict[str, bytes | None]]
+    markers: dict[TP, int]
+    positions: dict[TP, int]
+    now: float  # monotonic, when prepared
+    started: float = field(default_factory=time.perf_counter)
+
+
+class Transaction:
+    """The records processed since the last commit: opened at the first one (``begin``), or staged
+    while the previous commit is in flight (``stage``, opened by ``open``), closed by ``commit``
+    (or ``prepare`` -> ``send`` -> ``finish``) or by an abort (``recovery.py``)."""
+
+    def __init__(self, ctx: CommitContext, started: float, *, opened: bool = True) -> None:
         self.ctx = ctx
         self.started = started                      # monotonic: its first record
         # The commit interval runs from the end of the previous commit (or abort), as the bare loop's
@@ -71,15 +94,33 @@ class Transaction:
         self.dirty: dict[TP, PartitionState] = {}   # partitions processed in it
         self.timestamps: list[int] = []             # record timestamps (end-to-end latency)
         self.written: set[str] = set()              # topics written to (the breaker's proof of health)
+        # Outputs waiting for ``open`` (staged: begun while the previous commit was in flight).
+        self.buffer: list[StagedOutput] | None = None if opened else []
+
+    @property
+    def opened(self) -> bool:
+        return self.buffer is None
 
     @classmethod
     def begin(cls, ctx: CommitContext) -> Transaction:
-        if ctx.eos:
-            try:
-                ctx.producer.begin_transaction()
-            except KafkaException as exc:
-                raise FatalKafkaError(f"begin_transaction: {exc}") from exc
+        _begin_transaction(ctx)
         return cls(ctx, time.monotonic())
+
+    @classmethod
+    def stage(cls, ctx: CommitContext) -> Transaction:
+        """A transaction whose records are processed while the previous commit is in flight: nothing
+        is produced (or begun on the producer) until ``open``."""
+        return cls(ctx, time.monotonic(), opened=False)
+
+    def open(self) -> None:
+        """The previous commit returned: begin this transaction and produce what waited for it
+        (``OutputWriter.produce_staged``; raises its error classes)."""
+        buffer = self.buffer
+        if buffer is None:
+            return
+        _begin_transaction(self.ctx)
+        self.buffer = None
+        self.ctx.writer.produce_staged(buffer)
 
     def due_in(self, now: float, interval_ms: int) -> float:
         """Seconds until the commit interval is up (<= 0: due)."""
@@ -90,38 +131,56 @@ class Transaction:
         ``AbortableKafkaError`` (the caller aborts) or ``FatalKafkaError``.
 
         ``snapshot``: snapshot every changed partition now (shutdown, revocation)."""
-        started = time.perf_counter()
+        prepared = self.prepare(snapshot=snapshot)
+        self.send(prepared)
+        self.finish(prepared)
+        self.ctx.closed_at = time.monotonic()
+
+    def prepare(self, *, snapshot: bool = False) -> PreparedCommit:
+        """Steps 1 and 2, on the loop's thread (they read and write partition state)."""
+        self.open()  # staged (a commit in flight settled in between): produce what waited first
+        ctx = self.ctx
         now = time.monotonic()
         # 1. Snapshots due: the changed partitions whose interval passed (or forced), with the keys
         #    touched since their last snapshot, plus one marker each (the offset the state reflects).
         due = self._due(now, snapshot)
         written, markers = self._write_snapshots(due) if due else ({}, {})
         if written or markers:
-            self.written.add(self.ctx.changelog_topic)
+            self.written.add(ctx.changelog_topic)
         # 2. The consumed positions of the processed partitions, in the transaction.
-        offsets = [TopicPartition(t, p, part.position) for (t, p), part in sorted(self.dirty.items())
-                   if part.position is not None]
-        # 3. Commit: exactly-once commits the transaction (flushing and checking every record);
-        #    at-least-once flushes, checks deliveries, then commits the offsets.
+        positions = {tp: part.position for tp, part in sorted(self.dirty.items())
+                     if part.position is not None}
+        offsets = [TopicPartition(t, p, offset) for (t, p), offset in positions.items()]
+        metadata = ctx.consumer.consumer_group_metadata() if ctx.eos and offsets else None
+        # The next commit interval runs from here: the loop stops waiting for this one now (an
+        # overlapped commit) or when ``commit`` returns (which sets it again).
+        ctx.closed_at = now
+        return PreparedCommit(offsets, metadata, due, written, markers, positions, now)
+
+    def send(self, prepared: PreparedCommit) -> None:
+        """Step 3, the broker calls alone (safe on the committer thread): exactly-once commits the
+        transaction (flushing and checking every record); at-least-once flushes, checks
+        deliveries, then commits the offsets."""
         if self.ctx.eos:
-            self._commit_transaction(offsets)
+            self._commit_transaction(prepared.offsets, prepared.group_metadata)
         else:
-            self._flush_and_commit_offsets(offsets)
-        # 4. Committed: the positions become the rewind points; the snapshots the rollback points.
+            self._flush_and_commit_offsets(prepared.offsets)
+
+    def finish(self, prepared: PreparedCommit) -> None:
+        """Step 4, on the loop's thread once ``send`` returned: the committed positions become the
+        rewind points, the snapshots the rollback points."""
         interval = self.ctx.snapshot_interval_ms
-        for part in due:
+        written, markers = prepared.written, prepared.markers
+        for part in prepared.due:
             part.snapshotted(written.get(part.tp, {}), markers.get(part.tp),
-                             next_snapshot_due(part.snapshot_due_at, now, interval))
-        committed: dict[TP, int] = {}
-        for tp, part in self.dirty.items():
-            if part.position is not None:
-                part.committed = committed[tp] = part.position
+                             next_snapshot_due(part.snapshot_due_at, prepared.now, interval))
+        for tp, offset in prepared.positions.items():
+            self.dirty[tp].committed = offset
         records = sum(len(keys) for keys in written.values()) + len(markers)
-        self.ctx.telemetry.committed(started, self.timestamps, records, committed)
-        self.ctx.closed_at = time.monotonic()
+        self.ctx.telemetry.committed(prepared.started, self.timestamps, records, prepared.positions)
         log = self.ctx.log
         if log.is_enabled(logging.DEBUG):
-            log.debug("committed", offsets={f"{t}[{p}]": o for (t, p), o in committed.items()},
+            log.debug("committed", offsets={f"{t}[{p}]": o for (t, p), o in prepared.positions.items()},
                       snapshots=records - len(markers), markers=len(markers))
 
     def _due(self, now: float, snapshot: bool) -> list[PartitionState]:
@@ -181,13 +240,13 @@ class Transaction:
                 markers[part.tp] = offset
         return written, markers
 
-    def _commit_transaction(self, offsets: list[TopicPartition]) -> None:
-        producer, consumer = self.ctx.producer, self.ctx.consumer
+    def _commit_transaction(self, offsets: list[TopicPartition], metadata: Any) -> None:
+        producer = self.ctx.producer
         if offsets:
             # Not retried: after a broker restart a resumed send_offsets call can block for good;
             # aborting and rewinding is always safe and takes a fresh path.
             call_with_retry(lambda: producer.send_offsets_to_transaction(
-                offsets, consumer.consumer_group_metadata(), KAFKA_CALL_TIMEOUT_S),
+                offsets, metadata, KAFKA_CALL_TIMEOUT_S),
                 "send_offsets_to_transaction", 0.0)
         call_with_retry(lambda: producer.commit_transaction(KAFKA_CALL_TIMEOUT_S), "commit_transaction",
                         RETRY_DEADLINE_S, self.ctx.on_retry("commit_transaction"))
@@ -201,3 +260,11 @@ class Transaction:
             consumer = ctx.consumer
             call_with_retry(lambda: consumer.commit(offsets=offsets, asynchronous=False),
                             "commit offsets", RETRY_DEADLINE_S, ctx.on_retry("commit"))
+
+
+def _begin_transaction(ctx: CommitContext) -> None:
+    if ctx.eos:
+        try:
+            ctx.producer.begin_transaction()
+        except KafkaException as exc:
+            raise FatalKafkaError(f"begin_transaction: {exc}") from exc
