@@ -257,21 +257,12 @@ def test_a_commit_retrying_past_the_stall_limit_opens_the_breaker_until_it_succe
     and the operator see it), and the commit that succeeds in the end closes it."""
     from smc_runtime.kafka import output_health
     from smc_runtime.kafka.breaker import BreakerState, CircuitBreaker
-    from tests.unit.runtime.test_readiness import _running
+    from tests.unit.runtime.test_readiness import _running, stall_commit
     from tests.unit.runtime.test_resume import _msgs
 
     monkeypatch.setattr(output_health, "STALLED_OUTPUT_S", 0.0)
     runner, consumer, producer, _ = _running(CircuitBreaker())
-    states: list[str | None] = []
-    commit = producer.commit_transaction
-
-    def slow_commit(*args: Any) -> None:
-        states.append(runner.status.breaker_state)
-        if len(states) <= 2:
-            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "stalled", retriable=True))
-        commit(*args)
-
-    producer.commit_transaction = slow_commit  # type: ignore[method-assign]
+    states = stall_commit(producer, 2, lambda: runner.status.breaker_state)
     runner.process_batch(_msgs(range(0, 3)))
     runner.commit()
     assert states[1:] == ["open", "open"], states  # opened by the first retry, open while retrying

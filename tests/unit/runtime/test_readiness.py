@@ -5,7 +5,8 @@ state and the pause reasons (``status.running_state``), and it moves on the brea
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -21,6 +22,7 @@ from tests.kafka_fakes import FakeMessage
 from tests.unit.runtime.test_resume import FakePipeline, FakeProducer
 
 TP0 = ("in", 0)
+T = TypeVar("T")
 S = ProcessorState
 
 # --- the derivation (pure) ----------------------------------------------------------------------------
@@ -124,6 +126,22 @@ def _running(breaker: CircuitBreaker) -> tuple[ProcessorRunner, PausingConsumer,
     return runner, consumer, producer, HealthReport({"p": status}, {}, 0.0)
 
 
+def stall_commit(producer: FakeProducer, times: int, observe: Callable[[], T]) -> list[T]:
+    """``commit_transaction`` times out ``times`` times, then commits; the list gets what ``observe``
+    returned at each call (the last: the call that commits)."""
+    seen: list[T] = []
+    commit = producer.commit_transaction
+
+    def stalled_commit(*args: Any) -> None:
+        seen.append(observe())
+        if len(seen) <= times:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "stalled", retriable=True))
+        commit(*args)
+
+    producer.commit_transaction = stalled_commit  # type: ignore[method-assign]
+    return seen
+
+
 def test_a_half_open_breaker_is_ready_at_once_after_a_stalled_commit(monkeypatch: pytest.MonkeyPatch) -> None:
     """The lag this fixes: a commit retrying past STALLED_OUTPUT_S opens the breaker; the commit then
     succeeds but wrote only to healthy topics, so the breaker stays open (it remembers the topic that
@@ -133,16 +151,8 @@ def test_a_half_open_breaker_is_ready_at_once_after_a_stalled_commit(monkeypatch
     runner, consumer, producer, report = _running(CircuitBreaker(failure_threshold=3, cooldown_s=0.5))
     runner.breaker.record_failure(time.monotonic(), {"alerts-out"})  # a refusal, earlier: remembered
     assert report.ready()[0] == 200
-    during: list[tuple[int, bool, str]] = []
-    commit = producer.commit_transaction
-
-    def stalled_commit(*args: Any) -> None:
-        during.append((report.ready()[0], consumer.paused, runner.status.state.value))
-        if len(during) <= 2:
-            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "stalled", retriable=True))
-        commit(*args)
-
-    producer.commit_transaction = stalled_commit  # type: ignore[method-assign]
+    during = stall_commit(producer, 2,
+                          lambda: (report.ready()[0], consumer.paused, runner.status.state.value))
     runner.process_batch([FakeMessage("in", 0, o, b"{}", b"BTC") for o in range(3)])
     runner.commit()
     # Opened by the first retry: paused and not ready from then on, also after the commit succeeded.
