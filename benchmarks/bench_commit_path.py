@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from confluent_kafka import TopicPartition
+from tests.kafka_fakes import FakeMessage
 
 from benchmarks.workload import TRADES_ONLY, market_messages
 from smc_runtime.config import KafkaSettings, ProcessorSettings
@@ -25,34 +26,6 @@ from smc_runtime.kafka.processor import ProcessorRunner
 from smc_runtime.pipeline import Pipeline
 from smc_runtime.service.metrics import RuntimeMetrics
 from smc_runtime.service.status import ProcessorStatus
-
-
-class _Msg:
-    __slots__ = ("_k", "_o", "_p", "_t", "_ts", "_v")
-
-    def __init__(self, topic: str, partition: int, offset: int, key: bytes, value: bytes, ts: int) -> None:
-        self._t, self._p, self._o, self._k, self._v, self._ts = topic, partition, offset, key, value, ts
-
-    def error(self) -> None:
-        return None
-
-    def topic(self) -> str:
-        return self._t
-
-    def partition(self) -> int:
-        return self._p
-
-    def offset(self) -> int:
-        return self._o
-
-    def key(self) -> bytes:
-        return self._k
-
-    def value(self) -> bytes:
-        return self._v
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, self._ts)
 
 
 class _Producer:
@@ -78,7 +51,7 @@ class _Consumer:
     def seek(self, tp: TopicPartition) -> None: ...
 
 
-def run(messages: list[_Msg], batch: int, per_commit: int) -> tuple[float, int]:
+def run(messages: list[FakeMessage], batch: int, per_commit: int) -> tuple[float, int]:
     """CPU seconds to process ``messages`` and the number of commits."""
     settings = ProcessorSettings(consumer_group="bench", input_topics=["in"], snapshot_interval_ms=1000)
     status = ProcessorStatus("bench", "bench", "exactly_once", ["in"], {}, 100, 10_000)
@@ -110,11 +83,12 @@ def main() -> int:
     args = parser.parse_args()
     now_ms = int(time.time() * 1000)
     raw = market_messages(1000, args.count, TRADES_ONLY, 7)
-    messages = [_Msg("in", hash(m.key) % 6, i, m.key, m.value, now_ms) for i, m in enumerate(raw)]
+    messages = [FakeMessage("in", hash(m.key) % 6, i, m.value, m.key, _timestamp_ms=now_ms)
+                for i, m in enumerate(raw)]
     # One partition's records in runs, as a consumer returns them.
     messages.sort(key=lambda m: (m.partition(), m.offset()))
     for i, m in enumerate(messages):
-        m._o = i
+        m._offset = i
     results = {}
     for _ in range(args.repeat):
         for per in (int(x) for x in args.per_commit.split(",")):

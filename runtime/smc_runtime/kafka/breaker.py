@@ -11,11 +11,16 @@ other input partitions) proves nothing about the sick one, so it neither resets 
 a half-open breaker; otherwise the breaker would flap closed/open with every such transaction, and
 an operator reading it would see "closed" while the output is still refused. Failing topics are
 forgotten ``memory_s`` after the last failure (their records may never come back: revoked partitions).
+
+Every change of ``state`` goes through ``_move``, which tells ``on_transition`` (set by
+``output_health.OutputHealth``): consumption is paused exactly while open and /health and /ready
+follow the breaker at once, whoever moved it (a failed commit, a commit retrying too long, an abort
+waiting for the broker, the cooldown running out), instead of being polled on every pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -42,11 +47,22 @@ class CircuitBreaker:
     times_opened: int = 0
     last_failure_at: float = 0.0
     failing_topics: set[str] = field(default_factory=set)
+    on_transition: Callable[[BreakerState], None] | None = field(default=None, repr=False, compare=False)
+
+    def _move(self, state: BreakerState) -> None:
+        """The one place ``state`` changes; a change (not a repeated open) is told to the listener."""
+        if state is self.state:
+            return
+        if state is BreakerState.OPEN:
+            self.times_opened += 1
+        self.state = state
+        if self.on_transition is not None:
+            self.on_transition(state)
 
     def allows_work(self, now: float) -> bool:
         """True if the loop may consume and produce; moves open -> half_open once the cooldown passed."""
         if self.state is BreakerState.OPEN and now - self.opened_at >= self.cooldown_s:
-            self.state = BreakerState.HALF_OPEN
+            self._move(BreakerState.HALF_OPEN)
         return self.state is not BreakerState.OPEN
 
     def record_success(self, now: float | None = None, written: Collection[str] | None = None) -> None:
@@ -62,17 +78,15 @@ class CircuitBreaker:
                     return
         self.failing_topics.clear()
         self.consecutive_failures = 0
-        self.state = BreakerState.CLOSED
+        self._move(BreakerState.CLOSED)
 
     def trip(self, now: float) -> None:
         """Open at once (the broker is unreachable or output stalls: no need to count failures); the
         cooldown restarts."""
-        if self.state is not BreakerState.OPEN:
-            self.times_opened += 1
-        self.state = BreakerState.OPEN
         self.opened_at = now
         self.last_failure_at = now
         self.consecutive_failures = max(self.consecutive_failures, self.failure_threshold)
+        self._move(BreakerState.OPEN)
 
     def record_failure(self, now: float, topics: Collection[str] = ()) -> None:
         """A transaction failed (aborted); ``topics``: those that refused its records, if known."""
@@ -80,7 +94,5 @@ class CircuitBreaker:
         self.last_failure_at = now
         self.failing_topics.update(topics)
         if self.state is BreakerState.HALF_OPEN or self.consecutive_failures >= self.failure_threshold:
-            if self.state is not BreakerState.OPEN:
-                self.times_opened += 1
-            self.state = BreakerState.OPEN
             self.opened_at = now
+            self._move(BreakerState.OPEN)

@@ -13,7 +13,6 @@ from smc_runtime.kafka.backpressure import Backpressure, FlowAction
 from smc_runtime.kafka.breaker import CircuitBreaker
 from smc_runtime.kafka.telemetry import Telemetry
 from smc_runtime.logs import StructLogger
-from smc_runtime.service.status import ProcessorState
 
 
 class FlowControl:
@@ -51,7 +50,6 @@ class FlowControl:
             if stray.error() is None and topic and partition is not None and offset is not None:
                 consumer.seek(TopicPartition(topic, partition, offset))
         producer.poll(0)
-        self.telemetry.breaker(self.breaker.state)
 
     def pause(self, reason: str) -> None:
         if reason in self.paused_by:
@@ -61,17 +59,15 @@ class FlowControl:
         if consumer is None:
             raise RuntimeError("processor not started")
         consumer.pause(consumer.assignment())
-        state = ProcessorState.BREAKER_OPEN if reason == "breaker" else ProcessorState.PAUSED
-        self.telemetry.paused(True, state)
+        self.telemetry.paused(frozenset(self.paused_by))
 
     def resume(self, reason: str) -> None:
         if reason not in self.paused_by:
             return
         self.paused_by.discard(reason)
-        if self.paused_by:
-            return
-        consumer = self.consumer()
-        if consumer is None:
-            raise RuntimeError("processor not started")
-        consumer.resume(consumer.assignment())
-        self.telemetry.paused(False, ProcessorState.RUNNING)
+        if not self.paused_by:
+            consumer = self.consumer()
+            if consumer is None:
+                raise RuntimeError("processor not started")
+            consumer.resume(consumer.assignment())
+        self.telemetry.paused(frozenset(self.paused_by))

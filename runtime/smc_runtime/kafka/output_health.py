@@ -2,7 +2,9 @@
 topics it wrote), a failure with the topics the broker refused, and a commit call retrying too long.
 
 Kept apart from the loop so the breaker's accounting reads in one place: the loop only reports
-``committed``, ``failed`` and hands ``on_retry`` to the commit's retry loop.
+``committed``, ``failed`` and hands ``on_retry`` to the commit's retry loop. It also listens to every
+transition of the breaker (``breaker_moved``): consumption is paused exactly while it is open, and
+the gauge and /status (whose state is derived from breaker and pauses) follow at once.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from smc_runtime.kafka.output import DeliveryReport
 from smc_runtime.kafka.startup import BrokerWaits
 from smc_runtime.kafka.telemetry import Telemetry
 from smc_runtime.logs import StructLogger
-from smc_runtime.service.status import ProcessorState, ProcessorStatus
+from smc_runtime.service.status import ProcessorStatus
 
 STALLED_OUTPUT_S = 8.0  # a commit retrying this long opens the breaker (``on_retry``)
 
@@ -36,17 +38,30 @@ class OutputHealth:
     log: StructLogger
     max_message_bytes: Callable[[], int]  # the producer's, known once it is configured
 
+    def __post_init__(self) -> None:
+        self.breaker.on_transition = self.breaker_moved
+
+    def breaker_moved(self, state: BreakerState) -> None:
+        """Every transition of the breaker, whatever caused it: a commit retrying too long
+        (``on_retry``) or an abort waiting for the broker opens it mid-call, the cooldown half-opens
+        it in ``allows_work``, a commit closes it. Open pauses consumption (also partitions assigned
+        meanwhile, see ``rebalance.py``), half-open and closed resume it, and the reported state is
+        derived from both in the same step: /ready is 503 exactly while open (was: ``breaker_open``
+        until a commit closed it, up to ``memory_s`` = 30 s into the half-open probing)."""
+        self.telemetry.breaker(state)
+        if self.flow.consumer() is None:  # not started: nothing to pause
+            return
+        if state is BreakerState.OPEN:
+            self.flow.pause("breaker")
+        else:
+            self.flow.resume("breaker")
+
     def committed(self, written: set[str]) -> None:
         """A transaction that wrote to ``written`` committed: it closes the breaker only if it wrote to
         the topics that refused records (``CircuitBreaker.record_success``)."""
         if self.deliveries.failed_topics:  # late reports of a transaction aborted already: not this one
             self.deliveries.take_failed_topics()
-        breaker = self.breaker
-        breaker.record_success(time.monotonic(), written)
-        self.telemetry.breaker(breaker.state)
-        if (breaker.state is BreakerState.CLOSED and self.status.state is ProcessorState.BREAKER_OPEN
-                and not self.flow.paused):  # opened while this commit retried (``on_retry``): ready again
-            self.status.set_state(ProcessorState.RUNNING)
+        self.breaker.record_success(time.monotonic(), written)
 
     def failed(self) -> None:
         """An abortable failure, after its abort: counted against the topics that refused records
@@ -54,7 +69,6 @@ class OutputHealth:
         refused = self.deliveries.take_failed_topics()
         opened = self.breaker.times_opened
         self.breaker.record_failure(time.monotonic(), refused)
-        self.telemetry.breaker(self.breaker.state)
         if self.breaker.times_opened != opened and refused:
             self._explain_refusal(refused)
 
@@ -90,5 +104,4 @@ class OutputHealth:
                 self.log.error("output stalled: breaker open while the call goes on retrying", call=what,
                                stalled_seconds=round(now - started, 1), error=error.str())
                 self.breaker.trip(now)
-                self.telemetry.breaker(self.breaker.state)
         return on_retry

@@ -31,7 +31,7 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer
 from smc_runtime.config import KafkaSettings, ProcessingMode, ProcessorSettings
 from smc_runtime.kafka import clients, startup, topics
 from smc_runtime.kafka.backpressure import Backpressure
-from smc_runtime.kafka.breaker import BreakerState, CircuitBreaker
+from smc_runtime.kafka.breaker import CircuitBreaker
 from smc_runtime.kafka.commit_cycle import CommitCycle
 from smc_runtime.kafka.committer import Committer
 from smc_runtime.kafka.errors import EXIT_CRASHED, AbortableKafkaError, exit_of, raise_if_fatal
@@ -254,15 +254,12 @@ class ProcessorRunner:
         cycle = self._commits()
         if self.committer.done() and not cycle.settle():
             return
-        if not self.breaker.allows_work(now):
+        if not self.breaker.allows_work(now):  # its transitions pause, resume and report (OutputHealth)
             if self.committer.inflight is not None:  # settled first: holding polls the producer
                 self.committer.wait(CONSUME_TIMEOUT_S)
                 return
             self.flow.hold_while_open(consumer, producer)
             return
-        if self.breaker.state is BreakerState.HALF_OPEN:  # the probe: /health says so, not "open"
-            self.telemetry.breaker(BreakerState.HALF_OPEN)
-        self.flow.resume("breaker")
         # consume() waits for the whole timeout unless max_poll_records arrive: keep it short (a
         # latency floor at live rates) and never past the moment the open transaction is due.
         timeout = CONSUME_TIMEOUT_S

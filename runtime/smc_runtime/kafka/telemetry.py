@@ -79,6 +79,7 @@ class Telemetry:
         self._replayed = m.state_replayed_records.labels(name)
         self._changelog = m.changelog_records.labels(name)
         self._breaker = m.breaker_state.labels(name)
+        self._paused = m.paused.labels(name)
         self._assigned = m.partitions_assigned.labels(name)
         self._ready = m.ready.labels(name)
         self._queue = m.producer_queue.labels(name)
@@ -159,19 +160,18 @@ class Telemetry:
         self.metrics.snapshots_too_large.labels(self.name).inc()
 
     def breaker(self, state: BreakerState) -> None:
-        """The breaker's state after an event; only a change touches the status lock."""
-        if state is self._last_breaker and state is not BreakerState.OPEN:
+        """The breaker moved (``CircuitBreaker.on_transition``): the gauge, and /status, whose state
+        is derived from it (``status.running_state``); a repeated state changes nothing."""
+        if state is self._last_breaker:
             return
         self._last_breaker = state
         self._breaker.set(state.gauge)
-        with self.status.lock:
-            self.status.breaker_state = state.value
-            if state is BreakerState.OPEN:
-                self.status.state = ProcessorState.BREAKER_OPEN
+        self.status.flow_changed(breaker_state=state.value)
 
-    def paused(self, paused: bool, state: ProcessorState) -> None:
-        self.metrics.paused.labels(self.name).set(1 if paused else 0)
-        self.status.set_state(state)
+    def paused(self, reasons: frozenset[str]) -> None:
+        """Consumption paused for ``reasons`` (none: consuming); the state is derived from them."""
+        self._paused.set(1 if reasons else 0)
+        self.status.flow_changed(paused_by=reasons)
 
     def gauges(self, queued: int, lags: dict[TP, int], positions: dict[TP, int],
                key_counts: dict[TP, int]) -> None:
@@ -200,10 +200,11 @@ class Telemetry:
     def assigned(self, tps: list[TP], restored_keys: int, total: int, paused: bool) -> None:
         self.metrics.state_restored_keys.labels(self.name).inc(restored_keys)
         self._assigned.set(total)
+        del paused  # the status knows why consumption is paused (``enter_running`` derives the state)
         with self.status.lock:
             self.status.assigned.update(tps)
             self.status.restoring.difference_update(tps)
-            self.status.state = ProcessorState.PAUSED if paused else ProcessorState.RUNNING
+        self.status.enter_running()
         self._ready.set(1)
 
     def forgotten(self, tps: list[TP], total: int) -> None:

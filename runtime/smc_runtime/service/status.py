@@ -2,6 +2,10 @@
 
 The loop thread writes, HTTP threads read; one lock per processor keeps reads consistent. Throughput
 is measured over a sliding window of (time, processed) samples so it reflects the recent rate.
+
+Once running, the state is not set but derived (``running_state``) from the breaker state and the
+pause reasons, each written when it changes: /ready then follows the breaker without lag and no
+writer can leave a stale ``breaker_open`` (or a ``running`` while open) behind.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -24,6 +29,21 @@ class ProcessorState(Enum):
     STOPPING = "stopping"
     STOPPED = "stopped"
     FAILED = "failed"
+
+
+# The states of a started loop that ``running_state`` decides; the others are lifecycle steps.
+RUNNING_STATES = frozenset({ProcessorState.RUNNING, ProcessorState.PAUSED, ProcessorState.BREAKER_OPEN})
+
+
+def running_state(breaker_state: str, paused_by: Collection[str]) -> ProcessorState:
+    """The state of a running loop: an open breaker wins (not ready: output is failing), then any
+    pause (backpressure: ready, it is working off its queue), else running. Half-open is running:
+    consumption has resumed and the next transaction is the probe (/health says ``half_open``)."""
+    if breaker_state == "open":
+        return ProcessorState.BREAKER_OPEN
+    if paused_by:
+        return ProcessorState.PAUSED
+    return ProcessorState.RUNNING
 
 
 STALL_AFTER_S = 30.0
@@ -57,6 +77,7 @@ class ProcessorStatus:
     transactions_committed: int = 0
     transactions_aborted: int = 0
     breaker_state: str = "closed"
+    paused_by: frozenset[str] = frozenset()  # why consumption is paused ("breaker", "backpressure")
     producer_queue: int = 0
     last_error: str | None = None
     # Output, dead-letter or changelog topics the broker does not have (item 10 of issue 12): the
@@ -92,10 +113,27 @@ class ProcessorStatus:
                 self.latency_ewma_ms = (1 - alpha) * self.latency_ewma_ms + alpha * per_message_ms
 
     def set_state(self, state: ProcessorState, error: str | None = None) -> None:
+        """A lifecycle step (starting, restoring, stopping, ...), taken as given."""
         with self.lock:
             self.state = state
             if error is not None:
                 self.last_error = error
+
+    def flow_changed(self, *, breaker_state: str | None = None,
+                     paused_by: frozenset[str] | None = None) -> None:
+        """The breaker moved or the pause reasons changed: a running loop's state follows at once."""
+        with self.lock:
+            if breaker_state is not None:
+                self.breaker_state = breaker_state
+            if paused_by is not None:
+                self.paused_by = paused_by
+            if self.state in RUNNING_STATES:
+                self.state = running_state(self.breaker_state, self.paused_by)
+
+    def enter_running(self) -> None:
+        """Assigned partitions restored: running, paused or breaker-open as breaker and pauses say."""
+        with self.lock:
+            self.state = running_state(self.breaker_state, self.paused_by)
 
     # --- read by the HTTP server ---------------------------------------------------------------------
 
@@ -187,6 +225,7 @@ class ProcessorStatus:
                 "transactions": {"committed": self.transactions_committed,
                                  "aborted": self.transactions_aborted},
                 "circuit_breaker": self.breaker_state,
+                "paused_by": sorted(self.paused_by),
                 "broker_reachable": not self.broker_unreachable,
                 "missing_topics": list(self.missing_topics),
                 "created_topics": list(self.created_topics),

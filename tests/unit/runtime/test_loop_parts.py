@@ -256,24 +256,16 @@ def test_a_commit_retrying_past_the_stall_limit_opens_the_breaker_until_it_succe
     error) is retried within its deadline; past STALLED_OUTPUT_S the breaker opens meanwhile (so /health
     and the operator see it), and the commit that succeeds in the end closes it."""
     from smc_runtime.kafka import output_health
-    from smc_runtime.kafka.breaker import BreakerState
-    from tests.unit.runtime.test_resume import _msgs, _runner
+    from smc_runtime.kafka.breaker import BreakerState, CircuitBreaker
+    from tests.unit.runtime.test_readiness import _running, stall_commit
+    from tests.unit.runtime.test_resume import _msgs
 
     monkeypatch.setattr(output_health, "STALLED_OUTPUT_S", 0.0)
-    runner, _, producer, _ = _runner(snapshot_interval_ms=0)
-    states: list[str | None] = []
-    commit = producer.commit_transaction
-
-    def slow_commit(*args: Any) -> None:
-        states.append(runner.status.breaker_state)
-        if len(states) <= 2:
-            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "stalled", retriable=True))
-        commit(*args)
-
-    producer.commit_transaction = slow_commit  # type: ignore[method-assign]
+    runner, consumer, producer, _ = _running(CircuitBreaker())
+    states = stall_commit(producer, 2, lambda: runner.status.breaker_state)
     runner.process_batch(_msgs(range(0, 3)))
     runner.commit()
     assert states[1:] == ["open", "open"], states  # opened by the first retry, open while retrying
     assert runner.breaker.state is BreakerState.CLOSED and runner.breaker.times_opened == 1
     assert runner.status.breaker_state == "closed" and runner.txn is None
-    assert runner.status.state.value == "running"  # ready again: the consumer was never paused for it
+    assert runner.status.state.value == "running" and not consumer.paused  # ready again: resumed

@@ -141,7 +141,7 @@ def test_a_failed_commit_in_flight_aborts_and_rolls_back_both_transactions() -> 
 
 
 def test_an_abort_while_a_commit_is_in_flight_settles_it_first() -> None:
-    runner, pipeline, producer, consumer = _runner()
+    runner, _, producer, consumer = _runner()
     runner.process_batch(_msgs(range(0, 3)))
     _start_overlapped_commit(runner, producer)
     runner.process_batch(_msgs(range(3, 4)))

@@ -27,6 +27,7 @@ from smc_runtime.kafka.resume import (
 )
 from smc_runtime.service.metrics import RuntimeMetrics
 from smc_runtime.service.status import ProcessorStatus
+from tests.kafka_fakes import FakeMessage
 
 # --- pure decisions ---------------------------------------------------------------------------------
 
@@ -64,41 +65,6 @@ def test_snapshot_phases_spread_partitions_over_the_interval() -> None:
 
 
 # --- changelog marker -------------------------------------------------------------------------------
-
-
-@dataclass
-class FakeMessage:
-    _topic: str
-    _partition: int
-    _offset: int
-    _value: bytes | None
-    _key: bytes | None = None
-    _headers: list[tuple[str, bytes]] | None = None
-    _error: KafkaError | None = None
-
-    def error(self) -> KafkaError | None:
-        return self._error
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def headers(self) -> list[tuple[str, bytes]] | None:
-        return self._headers
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, 1_000 + self._offset)
 
 
 class FakeChangelogConsumer:
