@@ -192,8 +192,9 @@ class ProcessorSettings(StrictModel):
     batch_size: int = Field(10_000, ge=1, le=1_000_000)
     commit_interval_ms: int = Field(100, ge=1, le=600_000)
     # Exactly-once: run a commit's broker calls on a committer thread while the loop processes the next
-    # records (their outputs wait until the commit returns); false: the loop waits for each commit.
-    commit_overlap: bool = True
+    # records (their outputs wait until the commit returns). Off by default: on a broker next to the
+    # loop it measured no gain (docs/runtime.md); meant for brokers a network round trip away.
+    commit_overlap: bool = False
     # State snapshots go to the changelog in the first commit at least this long after the previous
     # snapshot (0: in every commit); recovery replays the input from the snapshot up to the committed
     # offset with outputs suppressed. Also on shutdown and for revoked partitions.

@@ -32,13 +32,15 @@ FEED_RATE = 2_500.0  # records/s: the feed lasts ~80 s, longer than the 10 crash
 SNAPSHOT_INTERVAL_MS = 1_500  # >> commit_interval_ms (100): restarts replay from an older snapshot
 
 
+@pytest.mark.parametrize("overlap", [False, True], ids=["commit-waits", "commit-overlapped"])
 def test_outputs_are_exact_after_repeated_kill_9(kafka_bootstrap: str, make_topic: MakeTopic,
-                                                 tmp_path: Path) -> None:
+                                                 tmp_path: Path, overlap: bool) -> None:
+    """Also with ``commit_overlap``: kills then land while a commit is in flight and the next
+    transaction's outputs are staged."""
     topology = rs.make_topology(make_topic, input_partitions=3, output_partitions=3)
     config = tmp_path / "streams-config.yaml"
-    doc = rs.write_config(config, kafka_bootstrap,
-                          {"main": topology.processor(snapshot_interval_ms=SNAPSHOT_INTERVAL_MS)},
-                          processor_id="crash-0")
+    processor = topology.processor(snapshot_interval_ms=SNAPSHOT_INTERVAL_MS, commit_overlap=overlap)
+    doc = rs.write_config(config, kafka_bootstrap, {"main": processor}, processor_id="crash-0")
     inputs = rs.market_data(MESSAGES, symbols=12, seed=2024)
     # The input arrives while the runtime runs (and crashes): every kill lands mid-stream.
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
