@@ -10,7 +10,6 @@ from collections.abc import Callable
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from smc_runtime.kafka.backpressure import Backpressure, FlowAction
-from smc_runtime.kafka.breaker import CircuitBreaker
 from smc_runtime.kafka.telemetry import Telemetry
 from smc_runtime.logs import StructLogger
 
@@ -19,10 +18,9 @@ class FlowControl:
     """The pause state of one processor's consumer (``consumer()`` is None before start)."""
 
     def __init__(self, consumer: Callable[[], Consumer | None], backpressure: Backpressure,
-                 breaker: CircuitBreaker, telemetry: Telemetry, log: StructLogger) -> None:
+                 telemetry: Telemetry, log: StructLogger) -> None:
         self.consumer = consumer
         self.backpressure = backpressure
-        self.breaker = breaker
         self.telemetry = telemetry
         self.log = log
         self.paused_by: set[str] = set()

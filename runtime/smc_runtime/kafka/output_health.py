@@ -22,7 +22,6 @@ from smc_runtime.kafka.output import DeliveryReport
 from smc_runtime.kafka.startup import BrokerWaits
 from smc_runtime.kafka.telemetry import Telemetry
 from smc_runtime.logs import StructLogger
-from smc_runtime.service.status import ProcessorStatus
 
 STALLED_OUTPUT_S = 8.0  # a commit retrying this long opens the breaker (``on_retry``)
 
@@ -31,7 +30,6 @@ STALLED_OUTPUT_S = 8.0  # a commit retrying this long opens the breaker (``on_re
 class OutputHealth:
     breaker: CircuitBreaker
     telemetry: Telemetry
-    status: ProcessorStatus
     deliveries: DeliveryReport
     waits: BrokerWaits
     flow: FlowControl

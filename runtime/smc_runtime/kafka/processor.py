@@ -98,9 +98,8 @@ class ProcessorRunner:
         self.waits = BrokerWaits(self.telemetry, self.log, self.breaker, threading.Event())
         self.deliveries = DeliveryReport(self.log)
         self.committer = Committer(name)
-        self.flow = FlowControl(lambda: self._consumer, self.backpressure, self.breaker, self.telemetry,
-                                self.log)
-        self.output_health = OutputHealth(self.breaker, self.telemetry, status, self.deliveries, self.waits,
+        self.flow = FlowControl(lambda: self._consumer, self.backpressure, self.telemetry, self.log)
+        self.output_health = OutputHealth(self.breaker, self.telemetry, self.deliveries, self.waits,
                                           self.flow, self.log, lambda: self.max_message_bytes)
         self.failed = False
         self._last_lag_refresh = 0.0

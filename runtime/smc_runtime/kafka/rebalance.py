@@ -132,7 +132,7 @@ class RebalanceHandler:
             # the breaker was open, lost during an outage and assigned again after the breaker
             # resumed (an empty assignment then), it would stay paused for good.
             consumer.resume(partitions)
-        self.telemetry.assigned(tps, len(restored.snapshots), len(self.recovery.partitions), self.loop.paused)
+        self.telemetry.assigned(tps, len(restored.snapshots), len(self.recovery.partitions))
         self.log.info("partitions assigned", partitions=sorted(f"{t}[{p}]" for t, p in tps),
                       restored_keys=len(restored.snapshots), changelog_records=restored.records_read,
                       restore_seconds=round(time.monotonic() - started, 3), replay=replays or None)

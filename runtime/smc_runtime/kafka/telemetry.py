@@ -197,10 +197,9 @@ class Telemetry:
             self.status.restoring.update(tps)
             self.status.state = ProcessorState.RESTORING
 
-    def assigned(self, tps: list[TP], restored_keys: int, total: int, paused: bool) -> None:
+    def assigned(self, tps: list[TP], restored_keys: int, total: int) -> None:
         self.metrics.state_restored_keys.labels(self.name).inc(restored_keys)
         self._assigned.set(total)
-        del paused  # the status knows why consumption is paused (``enter_running`` derives the state)
         with self.status.lock:
             self.status.assigned.update(tps)
             self.status.restoring.difference_update(tps)

@@ -122,7 +122,7 @@ def _running(breaker: CircuitBreaker) -> tuple[ProcessorRunner, PausingConsumer,
     part = runner.partitions.add(TP0)
     part.persisted = True
     part.snapshot_offset = 0
-    runner.telemetry.assigned([TP0], 0, 1, False)
+    runner.telemetry.assigned([TP0], 0, 1)
     return runner, consumer, producer, HealthReport({"p": status}, {}, 0.0)
 
 
@@ -190,5 +190,5 @@ def test_partitions_assigned_while_the_breaker_is_open_are_not_ready() -> None:
     runner, consumer, _, report = _running(CircuitBreaker(failure_threshold=1, cooldown_s=60.0))
     runner.breaker.record_failure(time.monotonic())
     runner.telemetry.restoring([("in", 1)])
-    runner.telemetry.assigned([("in", 1)], 0, 2, runner.paused)
+    runner.telemetry.assigned([("in", 1)], 0, 2)
     assert (runner.status.state, report.ready()[0], consumer.paused) == (S.BREAKER_OPEN, 503, True)
