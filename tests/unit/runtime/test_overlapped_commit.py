@@ -9,13 +9,11 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
-from smc_runtime.config import KafkaSettings, ProcessorSettings
 from smc_runtime.kafka import changelog as cl
 from smc_runtime.kafka.partitions import PartitionState
 from smc_runtime.kafka.processor import ProcessorRunner
-from smc_runtime.service.metrics import RuntimeMetrics
-from smc_runtime.service.status import ProcessorStatus
 from tests.unit.runtime.test_resume import FakeConsumer, FakeMessage, FakePipeline, FakeProducer
+from tests.unit.runtime.test_resume import _runner as resume_runner
 
 TP0 = ("in", 0)
 
@@ -54,19 +52,11 @@ class HeldProducer(FakeProducer):
             self.committing = False
 
 
-def _runner(snapshot_interval_ms: int = 60_000, overlap: bool = True
-            ) -> tuple[ProcessorRunner, FakePipeline, HeldProducer, FakeConsumer]:
-    settings = ProcessorSettings(consumer_group="g", input_topics=["in"], commit_interval_ms=20,
-                                 snapshot_interval_ms=snapshot_interval_ms, commit_overlap=overlap)
-    status = ProcessorStatus("p", "g", "exactly_once", ["in"], {}, 100, 10_000)
-    pipeline = FakePipeline()
-    runner = ProcessorRunner("p", settings, KafkaSettings(), "t-0", pipeline, status, RuntimeMetrics())
-    producer, consumer = HeldProducer(), FakeConsumer()
-    runner.attach(producer, consumer, consumer)  # type: ignore[arg-type]
-    part = runner.partitions.add(TP0)
-    part.persisted = True
-    part.snapshot_offset = 0
-    part.snapshot_due_at = 1e12  # no interval snapshot unless a test asks
+def _runner(overlap: bool = True) -> tuple[ProcessorRunner, FakePipeline, HeldProducer, FakeConsumer]:
+    producer = HeldProducer()
+    runner, pipeline, _, consumer = resume_runner(60_000, producer, commit_interval_ms=20,
+                                                  commit_overlap=overlap)
+    _part(runner).snapshot_due_at = 1e12  # no interval snapshot unless a test asks
     return runner, pipeline, producer, consumer
 
 
@@ -86,11 +76,17 @@ def _start_overlapped_commit(runner: ProcessorRunner, producer: HeldProducer) ->
     assert producer.entered.wait(5)
 
 
+def _in_flight_then_staged(runner: ProcessorRunner, producer: HeldProducer, committed: range,
+                           staged: range, staged_key: bytes = b"BTC") -> None:
+    """Process ``committed``, hand its commit to the committer (held), process ``staged`` meanwhile."""
+    runner.process_batch(_msgs(committed))
+    _start_overlapped_commit(runner, producer)
+    runner.process_batch(_msgs(staged, key=staged_key))
+
+
 def test_records_processed_during_a_commit_are_staged_then_produced_in_the_next_transaction() -> None:
     runner, _, producer, _ = _runner()
-    runner.process_batch(_msgs(range(0, 3)))
-    _start_overlapped_commit(runner, producer)
-    runner.process_batch(_msgs(range(3, 5)))                      # the loop goes on meanwhile
+    _in_flight_then_staged(runner, producer, range(0, 3), range(3, 5))  # the loop goes on meanwhile
     staged = runner.txn
     assert staged is not None and not staged.opened and staged.buffer is not None and len(staged.buffer) == 2
     assert len(producer.outputs()) == 3                           # nothing produced for 3..4 yet
@@ -107,9 +103,7 @@ def test_records_processed_during_a_commit_are_staged_then_produced_in_the_next_
 
 def test_a_settled_commit_advances_to_the_offsets_it_prepared_not_the_current_position() -> None:
     runner, _, producer, _ = _runner()
-    runner.process_batch(_msgs(range(0, 2)))
-    _start_overlapped_commit(runner, producer)
-    runner.process_batch(_msgs(range(2, 6)))
+    _in_flight_then_staged(runner, producer, range(0, 2), range(2, 6))
     producer.release.set()
     assert runner._commits().settle()
     assert _part(runner).committed == 2 and _part(runner).position == 6
@@ -125,10 +119,8 @@ def test_a_failed_commit_in_flight_aborts_and_rolls_back_both_transactions() -> 
     runner.commit(snapshot=True)                                  # committed + snapshot at 2
     producer.release.clear()
     producer.entered.clear()
-    runner.process_batch(_msgs(range(2, 4)))
     producer.fail = KafkaException(KafkaError(KafkaError._TIMED_OUT, "injected", txn_requires_abort=True))
-    _start_overlapped_commit(runner, producer)
-    runner.process_batch(_msgs(range(4, 6)))                      # staged behind the failing commit
+    _in_flight_then_staged(runner, producer, range(2, 4), range(4, 6))  # staged behind the failing commit
     outputs_before = len(producer.outputs())
     producer.release.set()
     assert not runner._commits().settle()
@@ -142,9 +134,7 @@ def test_a_failed_commit_in_flight_aborts_and_rolls_back_both_transactions() -> 
 
 def test_an_abort_while_a_commit_is_in_flight_settles_it_first() -> None:
     runner, _, producer, consumer = _runner()
-    runner.process_batch(_msgs(range(0, 3)))
-    _start_overlapped_commit(runner, producer)
-    runner.process_batch(_msgs(range(3, 4)))
+    _in_flight_then_staged(runner, producer, range(0, 3), range(3, 4))
     producer.release.set()
     runner.abort("partitions lost")                               # e.g. on_lost
     assert producer.calls == ["begin", "commit", "begin", "abort"]
@@ -155,10 +145,8 @@ def test_an_abort_while_a_commit_is_in_flight_settles_it_first() -> None:
 
 def test_revocation_and_shutdown_snapshots_wait_for_the_commit_in_flight() -> None:
     runner, _, producer, _ = _runner()
-    runner.process_batch(_msgs(range(0, 3)))
-    _start_overlapped_commit(runner, producer)
+    _in_flight_then_staged(runner, producer, range(0, 3), range(3, 4), b"ETH")
     assert runner.has_uncommitted(including_snapshots=False)       # in flight counts as uncommitted
-    runner.process_batch(_msgs(range(3, 4), key=b"ETH"))
     producer.release.set()
     runner.commit(snapshot=True)
     assert producer.calls == ["begin", "commit", "begin", "commit"] and producer.violations == []

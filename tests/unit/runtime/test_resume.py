@@ -201,13 +201,17 @@ class FakeConsumer:
 TP0 = ("in", 0)
 
 
-def _runner(snapshot_interval_ms: int) -> tuple[ProcessorRunner, FakePipeline, FakeProducer, FakeConsumer]:
-    settings = ProcessorSettings(consumer_group="g", input_topics=["in"], commit_interval_ms=100,
-                                 snapshot_interval_ms=snapshot_interval_ms)
+def _runner(snapshot_interval_ms: int, producer: FakeProducer | None = None, **settings: Any
+            ) -> tuple[ProcessorRunner, FakePipeline, FakeProducer, FakeConsumer]:
+    """A runner over fake clients with one assigned, persisted partition; ``settings`` override the
+    processor's (commit interval 100 ms)."""
+    processor = ProcessorSettings(consumer_group="g", input_topics=["in"],
+                                  snapshot_interval_ms=snapshot_interval_ms,
+                                  **{"commit_interval_ms": 100, **settings})
     status = ProcessorStatus("p", "g", "exactly_once", ["in"], {}, 100, 10_000)
     pipeline = FakePipeline()
-    runner = ProcessorRunner("p", settings, KafkaSettings(), "t-0", pipeline, status, RuntimeMetrics())
-    producer, consumer = FakeProducer(), FakeConsumer()
+    runner = ProcessorRunner("p", processor, KafkaSettings(), "t-0", pipeline, status, RuntimeMetrics())
+    producer, consumer = (producer if producer is not None else FakeProducer()), FakeConsumer()
     runner.attach(producer, consumer, consumer)  # type: ignore[arg-type]
     part = runner.partitions.add(TP0)
     part.persisted = True
