@@ -180,7 +180,8 @@ class ProcessorRunner:
                                   self.changelog_partitions, self.settings.snapshot_interval_ms,
                                   self.output_health.on_retry, self.settings.commit_interval_ms)
         sweep = PendingOffsetsSweep.of(producer, self.waits, self.kafka, self.client_id,
-                                       self.settings.consumer_group, self.changelog_topic, self.log)
+                                       self.settings.consumer_group, self.changelog_topic, self.log,
+                                       outputs=sorted(set(self.topic_for_role.values())))
         self._rebalance = RebalanceHandler(self, self.recovery, self.telemetry, self.log, restore_consumer,
                                            self.changelog_topic, self.changelog_partitions,
                                            self.waits.log_retry, sweep if self.eos else None)
