@@ -3,9 +3,10 @@ assignment gets past them without losing or duplicating a record.
 
 Seen on the test bed's single broker, restarted while a commit completed: the transaction log says
 CompleteCommit, yet the commit markers of that transaction never reached its partitions, neither the
-outputs nor the group's offsets partition of ``__consumer_offsets``. (The transaction coordinator
-drops the markers of partitions whose leader it cannot resolve and still completes the transaction:
-``TransactionMarkerChannelManager.addTxnMarkersToBrokerQueue``.) Its offsets then stay pending for
+outputs nor the group's offsets partition of ``__consumer_offsets``. (One broker path that does this:
+the transaction coordinator drops the markers of partitions it finds no leader for in its metadata
+and still completes the transaction, ``TransactionMarkerChannelManager.addTxnMarkersToBrokerQueue``;
+which path it was here is not established.) Its offsets then stay pending for
 good: a read_committed offset fetch answers UNSTABLE_OFFSET_COMMIT (librdkafka: ``_TIMED_OUT``)
 restart after restart, because ``init_transactions`` aborts only transactions the coordinator counts
 as open.
