@@ -42,12 +42,17 @@ When it is safe (``sweep_due``): no transaction of ours is open (the assignment 
 and this process holds no partition whose state or position could rest on the discarded
 transaction: it owns no partition besides those being assigned, whose state was just read from the
 changelog under read_committed (the unmarked snapshots were invisible) and whose positions come
-from the offsets being read. Under these conditions a spurious sweep (the timeout was only a
-coordinator loading, or another producer's open transaction) discards nothing but its own records,
-so it runs on the first timeout; the coordinator serializes it behind any transaction of ours it is
-still completing (CONCURRENT_TRANSACTIONS), so it cannot abort one the coordinator will commit.
-A process that holds other partitions never sweeps: its read retries until its deadline and the
-loop exits, and the restarted process (no partitions) sweeps.
+from the offsets being read. And only once the read has timed out for longer than any transaction
+can stay open (``transaction.timeout.ms`` plus the broker's 10 s abort check, rebalance.py's
+SWEEP_AFTER_S): a timeout before that is usually a coordinator loading or another producer's open
+transaction, which end by themselves; offsets still held after it belong to a transaction nobody
+will mark. When every partition of that transaction is unmarked, sweeping early would do no harm,
+but when only its offsets were marked and some outputs were not, an early sweep would abort outputs
+whose input is already committed; waiting keeps the sweep to offsets that are really stuck. The
+coordinator serializes the sweep behind any transaction of ours it is still completing
+(CONCURRENT_TRANSACTIONS), so it cannot abort one the coordinator will commit. A process that holds
+other partitions never sweeps: its read retries until its deadline and the loop exits, and the
+restarted process (no partitions) sweeps.
 
 What it cannot fix: a transaction whose markers were lost on only some of its partitions. If the
 offsets were marked, nothing times out and the unmarked outputs wait for our next marker there (an
@@ -76,11 +81,13 @@ SWEEP_KEY = b"smc-stream.offsets-sweep"  # the key of the sweep's (always aborte
 SWEEP_HEADER: list[tuple[str, str | bytes | None]] = [("smc-offsets-sweep", b"aborted")]
 
 
-def sweep_due(*, timed_out: bool, swept: bool, holds_other_partitions: bool) -> bool:
+def sweep_due(*, timed_out: bool, swept: bool, holds_other_partitions: bool, waited_s: float,
+              after_s: float) -> bool:
     """Whether a failed committed-offsets read should run the sweep before asking again (see the
-    module docstring): on a timeout, until one sweep has succeeded, and never while this process
-    holds partitions whose state the sweep's abort could contradict."""
-    return timed_out and not swept and not holds_other_partitions
+    module docstring): on a timeout once the read has waited ``after_s`` (no transaction can still
+    be open then), until one sweep has succeeded, and never while this process holds partitions
+    whose state the sweep's abort could contradict."""
+    return timed_out and not swept and not holds_other_partitions and waited_s >= after_s
 
 
 def java_string_hash(text: str) -> int:

@@ -13,9 +13,10 @@ the offsets of any partition a still-open transaction has offsets for. No transa
 open while we wait for them: ``settle_before_offsets`` says what to do first, and an assignment that
 follows a failed callback (a transaction that could not be finished) does not wait at all: the
 loop raises that failure, and the restart's ``init_transactions`` aborts the transaction. A read that
-still times out may wait on offsets a finished transaction of ours left unmarked: while this process
-holds no other partition, a timeout runs ``resolve_pending`` (``pending_offsets.py``: an abort over
-every partition our transactions write to) until one has succeeded, then the read is retried.
+still times out may wait on offsets a finished transaction of ours left unmarked: once the read has
+waited longer than any transaction can stay open (SWEEP_AFTER_S), and while this process holds no
+other partition, a timeout runs ``resolve_pending`` (``pending_offsets.py``: an abort over every
+partition our transactions write to) until one has succeeded, then the read is retried.
 """
 
 from __future__ import annotations
@@ -40,8 +41,11 @@ from smc_runtime.logs import StructLogger
 KAFKA_CALL_TIMEOUT_S = 10.0
 # Reading the group's offsets may wait on a dead instance's open transaction (another transactional.id,
 # e.g. after a scale-down) until the broker aborts it: transaction.timeout.ms plus the broker's check
-# interval (transaction.abort.timed.out.transaction.cleanup.interval.ms, 10 s by default).
-RETRY_DEADLINE_S = TRANSACTION_TIMEOUT_MS / 1000 + 15.0
+# interval (transaction.abort.timed.out.transaction.cleanup.interval.ms, 10 s by default). Offsets
+# still held after that belong to a transaction nobody will mark: the sweep's turn (``sweep_due``).
+SWEEP_AFTER_S = TRANSACTION_TIMEOUT_MS / 1000 + 15.0
+# ... and the read goes on for sweeps (a flush and an abort, KAFKA_CALL_TIMEOUT_S each) and reads.
+RETRY_DEADLINE_S = SWEEP_AFTER_S + 45.0
 
 
 class Settle(Enum):
@@ -143,11 +147,12 @@ class RebalanceHandler:
     def _group_offsets(self, consumer: Consumer, tps: list[TP]) -> dict[TP, int]:
         """The group's committed offsets of ``tps`` (partitions without one are left out). A read:
         timeouts (a coordinator loading, offsets of a transaction still being resolved) are asked
-        again until RETRY_DEADLINE_S; offsets a transaction of ours left unmarked are swept first
-        when that is safe (``sweep_due``), else the deadline ends the loop and the restart sweeps."""
+        again until RETRY_DEADLINE_S; offsets still held after SWEEP_AFTER_S are swept when that is
+        safe (``sweep_due``), else the deadline ends the loop and the restarted process sweeps."""
         request = [TopicPartition(t, p) for t, p in tps]
         log_retry = self.log_retry("committed")
         resolve = self.resolve_pending
+        started = time.monotonic()
         assigning = set(tps)
         held = [part.tp for part in self.recovery.partitions if part.tp not in assigning]  # kept ones
         swept = resolve is None
@@ -157,8 +162,9 @@ class RebalanceHandler:
             nonlocal swept, held_logged
             log_retry(error)
             timed_out = error.code() == KafkaError._TIMED_OUT
-            if resolve is not None and sweep_due(timed_out=timed_out, swept=swept,
-                                                 holds_other_partitions=bool(held)):
+            due = sweep_due(timed_out=timed_out, swept=swept, holds_other_partitions=bool(held),
+                            waited_s=time.monotonic() - started, after_s=SWEEP_AFTER_S)
+            if resolve is not None and due:
                 swept = resolve()  # offsets a transaction of ours left unmarked: pending_offsets.py
             elif timed_out and not swept and held and not held_logged:
                 held_logged = True

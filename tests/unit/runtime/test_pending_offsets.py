@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
+from smc_runtime.client_settings import TRANSACTION_TIMEOUT_MS
 from smc_runtime.kafka import rebalance
 from smc_runtime.kafka.errors import RetriesExhaustedError
 from smc_runtime.kafka.pending_offsets import (
@@ -30,14 +31,23 @@ from tests.unit.runtime.test_rebalance_order import (  # noqa: F401 (empty_chang
 )
 
 
-@pytest.mark.parametrize(("timed_out", "swept", "held", "expected"), [
-    (True, False, False, True),    # a timeout, nothing held, not swept yet: sweep
-    (True, True, False, False),    # swept already: the rest is another producer's, ask again
-    (True, False, True, False),    # partitions held: their state may rest on what an abort discards
-    (False, False, False, False),  # not a timeout (coordinator moving, transport): ask again
+@pytest.mark.parametrize(("timed_out", "swept", "held", "waited", "expected"), [
+    (True, False, False, 75.0, True),    # held back longer than any transaction stays open: sweep
+    (True, False, False, 74.9, False),   # earlier: a coordinator loading, an open transaction ending
+    (True, True, False, 90.0, False),    # swept already: the rest is another producer's, ask again
+    (True, False, True, 90.0, False),    # partitions held: their state may rest on what an abort discards
+    (False, False, False, 90.0, False),  # not a timeout (coordinator moving, transport): ask again
 ])
-def test_sweep_due(timed_out: bool, swept: bool, held: bool, expected: bool) -> None:
-    assert sweep_due(timed_out=timed_out, swept=swept, holds_other_partitions=held) is expected
+def test_sweep_due(timed_out: bool, swept: bool, held: bool, waited: float, expected: bool) -> None:
+    assert sweep_due(timed_out=timed_out, swept=swept, holds_other_partitions=held, waited_s=waited,
+                     after_s=75.0) is expected
+
+
+def test_the_sweep_waits_out_any_open_transaction() -> None:
+    # SWEEP_AFTER_S: transaction.timeout.ms plus the broker's 10 s abort check, with margin; the read
+    # itself goes on long enough after it for sweeps and reads
+    assert rebalance.SWEEP_AFTER_S >= TRANSACTION_TIMEOUT_MS / 1000 + 10.0
+    assert rebalance.RETRY_DEADLINE_S >= rebalance.SWEEP_AFTER_S + 3 * rebalance.KAFKA_CALL_TIMEOUT_S
 
 
 class SweepProducer:
@@ -134,7 +144,21 @@ def test_no_sweep_without_every_topic_described(admin: Any) -> None:
     assert producer.calls == []
 
 
-def test_a_failed_sweep_is_tried_again_on_the_next_timeout_and_a_done_one_is_not() -> None:
+def test_no_sweep_while_the_offsets_may_still_be_marked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rebalance, "SWEEP_AFTER_S", 3600.0)
+    events = Events()
+    consumer = GroupConsumer(events, {("in", 0): 5}, timeouts=3)
+    runner = _runner(consumer, OrderedProducer(events))
+    assert runner._rebalance is not None
+    runner._rebalance.resolve_pending = lambda: events.seen.append("sweep") is None
+    runner._rebalance.on_assign(consumer, [TopicPartition("in", 0)])  # type: ignore[arg-type]
+    assert runner._rebalance.error is None
+    assert events.seen == ["committed"] * 4 + ["incremental_assign"]
+
+
+def test_a_failed_sweep_is_tried_again_on_the_next_timeout_and_a_done_one_is_not(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rebalance, "SWEEP_AFTER_S", 0.0)
     events = Events()
     consumer = GroupConsumer(events, {("in", 0): 5}, timeouts=3)
     runner = _runner(consumer, OrderedProducer(events))
@@ -162,6 +186,7 @@ def test_a_process_holding_partitions_does_not_sweep_and_fails_at_the_deadline(
     runner._rebalance.on_assign(consumer, [TopicPartition("in", 0)])  # type: ignore[arg-type]
     assert runner.partitions.get(("in", 0)) is not None  # held from here on
     monkeypatch.setattr(rebalance, "RETRY_DEADLINE_S", 0.3)
+    monkeypatch.setattr(rebalance, "SWEEP_AFTER_S", 0.0)
     consumer.timeouts = 1_000
     events.seen.clear()
     runner._rebalance.on_assign(consumer, [TopicPartition("in", 1)])  # type: ignore[arg-type]

@@ -161,7 +161,9 @@ def test_an_assignment_after_a_failed_callback_does_not_wait_for_offsets() -> No
     assert runner.partitions.get(("in", 0)) is None
 
 
-def test_the_first_committed_timeout_runs_the_pending_offsets_sweep_before_asking_again() -> None:
+def test_the_first_committed_timeout_runs_the_pending_offsets_sweep_before_asking_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rebalance, "SWEEP_AFTER_S", 0.0)  # the wait before a sweep: test_pending_offsets.py
     events = Events()
     consumer = GroupConsumer(events, {("in", 0): 5}, timeouts=2)
     runner = _runner(consumer, OrderedProducer(events))
