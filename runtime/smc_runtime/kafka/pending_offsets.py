@@ -6,10 +6,9 @@ CompleteCommit, yet the commit markers of that transaction never reached its par
 outputs nor the group's offsets partition of ``__consumer_offsets``. (One broker path that does this:
 the transaction coordinator drops the markers of partitions it finds no leader for in its metadata
 and still completes the transaction, ``TransactionMarkerChannelManager.addTxnMarkersToBrokerQueue``;
-which path it was here is not established.) Its offsets then stay pending for
-good: a read_committed offset fetch answers UNSTABLE_OFFSET_COMMIT (librdkafka: ``_TIMED_OUT``)
-restart after restart, because ``init_transactions`` aborts only transactions the coordinator counts
-as open.
+which path it was here is not established.) Its offsets then stay pending for good: a
+read_committed offset fetch answers UNSTABLE_OFFSET_COMMIT (librdkafka: ``_TIMED_OUT``) restart
+after restart, because ``init_transactions`` aborts only transactions the coordinator counts as open.
 
 What resolves the leftovers, in the broker's own terms:
 * a partition holds one open transaction per producer id, from that producer's first unmarked
@@ -46,9 +45,9 @@ from the offsets being read. And only once the read has timed out for longer tha
 can stay open (``transaction.timeout.ms`` plus the broker's 10 s abort check, rebalance.py's
 SWEEP_AFTER_S): a timeout before that is usually a coordinator loading or another producer's open
 transaction, which end by themselves; offsets still held after it belong to a transaction nobody
-will mark. When every partition of that transaction is unmarked, sweeping early would do no harm,
-but when only its offsets were marked and some outputs were not, an early sweep would abort outputs
-whose input is already committed; waiting keeps the sweep to offsets that are really stuck. The
+will mark. When every partition of that transaction is unmarked, sweeping early would do no harm;
+but when its offsets were marked and some outputs were not, a sweep on a timeout with another cause
+would abort outputs whose input is already committed: waiting keeps the sweep to stuck offsets. The
 coordinator serializes the sweep behind any transaction of ours it is still completing
 (CONCURRENT_TRANSACTIONS), so it cannot abort one the coordinator will commit. A process that holds
 other partitions never sweeps: its read retries until its deadline and the loop exits, and the
