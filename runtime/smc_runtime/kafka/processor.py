@@ -190,7 +190,8 @@ class ProcessorRunner:
                                   self.recovery, self.output_health, self.waits, self.telemetry, self.log,
                                   self._require, self.committer)
         sweep = PendingOffsetsSweep.of(producer, self.waits, self.kafka, self.client_id,
-                                       self.settings.consumer_group, self.changelog_topic, self.log)
+                                       self.settings.consumer_group, self.changelog_topic, self.log,
+                                       outputs=sorted(set(self.topic_for_role.values())))
         self._rebalance = RebalanceHandler(self, self.recovery, self.telemetry, self.log, restore_consumer,
                                            self.changelog_topic, self.changelog_partitions,
                                            self.waits.log_retry, sweep if self.eos else None)

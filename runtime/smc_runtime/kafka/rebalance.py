@@ -13,8 +13,10 @@ the offsets of any partition a still-open transaction has offsets for. No transa
 open while we wait for them: ``settle_before_offsets`` says what to do first, and an assignment that
 follows a failed callback (a transaction that could not be finished) does not wait at all: the
 loop raises that failure, and the restart's ``init_transactions`` aborts the transaction. A read that
-still times out may wait on offsets a finished transaction of ours left unmarked: the first timeout
-runs ``resolve_pending`` (``pending_offsets.py``) once, then the read is retried.
+still times out may wait on offsets a finished transaction of ours left unmarked: once the read has
+waited longer than any transaction can stay open (SWEEP_AFTER_S), and while this process holds no
+other partition, a timeout runs ``resolve_pending`` (``pending_offsets.py``: an abort over every
+partition our transactions write to) until one has succeeded, then the read is retried.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from smc_runtime.client_settings import TRANSACTION_TIMEOUT_MS
 from smc_runtime.kafka import changelog as cl
 from smc_runtime.kafka.errors import call_with_retry
 from smc_runtime.kafka.partitions import TP
+from smc_runtime.kafka.pending_offsets import sweep_due
 from smc_runtime.kafka.recovery import Recovery
 from smc_runtime.kafka.telemetry import Telemetry
 from smc_runtime.logs import StructLogger
@@ -38,8 +41,11 @@ from smc_runtime.logs import StructLogger
 KAFKA_CALL_TIMEOUT_S = 10.0
 # Reading the group's offsets may wait on a dead instance's open transaction (another transactional.id,
 # e.g. after a scale-down) until the broker aborts it: transaction.timeout.ms plus the broker's check
-# interval (transaction.abort.timed.out.transaction.cleanup.interval.ms, 10 s by default).
-RETRY_DEADLINE_S = TRANSACTION_TIMEOUT_MS / 1000 + 15.0
+# interval (transaction.abort.timed.out.transaction.cleanup.interval.ms, 10 s by default). Offsets
+# still held after that belong to a transaction nobody will mark: the sweep's turn (``sweep_due``).
+SWEEP_AFTER_S = TRANSACTION_TIMEOUT_MS / 1000 + 15.0
+# ... and the read goes on for sweeps (a flush and an abort, KAFKA_CALL_TIMEOUT_S each) and reads.
+RETRY_DEADLINE_S = SWEEP_AFTER_S + 45.0
 
 
 class Settle(Enum):
@@ -82,8 +88,9 @@ class RebalanceHandler:
     changelog_topic: str
     changelog_partitions: int
     log_retry: Callable[[str], Callable[[KafkaError], None]]
-    # Called when the committed-offsets read first times out (exactly-once: ``PendingOffsetsSweep``).
-    resolve_pending: Callable[[], None] | None = None
+    # Called when the committed-offsets read times out and ``sweep_due`` (exactly-once:
+    # ``PendingOffsetsSweep``); True once it succeeded.
+    resolve_pending: Callable[[], bool] | None = None
     error: BaseException | None = field(default=None, init=False)
 
     def _guarded(self, handler: Callable[[Consumer, list[TopicPartition]], None], consumer: Consumer,
@@ -140,17 +147,30 @@ class RebalanceHandler:
     def _group_offsets(self, consumer: Consumer, tps: list[TP]) -> dict[TP, int]:
         """The group's committed offsets of ``tps`` (partitions without one are left out). A read:
         timeouts (a coordinator loading, offsets of a transaction still being resolved) are asked
-        again until RETRY_DEADLINE_S."""
+        again until RETRY_DEADLINE_S; offsets still held after SWEEP_AFTER_S are swept when that is
+        safe (``sweep_due``), else the deadline ends the loop and the restarted process sweeps."""
         request = [TopicPartition(t, p) for t, p in tps]
         log_retry = self.log_retry("committed")
-        swept = False
+        resolve = self.resolve_pending
+        started = time.monotonic()
+        assigning = set(tps)
+        held = [part.tp for part in self.recovery.partitions if part.tp not in assigning]  # kept ones
+        swept = resolve is None
+        held_logged = False
 
         def on_retry(error: KafkaError) -> None:
-            nonlocal swept
+            nonlocal swept, held_logged
             log_retry(error)
-            if self.resolve_pending is not None and error.code() == KafkaError._TIMED_OUT and not swept:
-                swept = True  # once per read
-                self.resolve_pending()  # offsets a transaction of ours left unmarked: pending_offsets.py
+            timed_out = error.code() == KafkaError._TIMED_OUT
+            due = sweep_due(timed_out=timed_out, swept=swept, holds_other_partitions=bool(held),
+                            waited_s=time.monotonic() - started, after_s=SWEEP_AFTER_S)
+            if resolve is not None and due:
+                swept = resolve()  # offsets a transaction of ours left unmarked: pending_offsets.py
+            elif timed_out and not swept and held and not held_logged:
+                held_logged = True
+                self.log.warning("group offsets held back and partitions held: not sweeping (its abort could "
+                                 "contradict their state); the read retries until its deadline",
+                                 held=len(held), deadline_s=RETRY_DEADLINE_S)
 
         result: list[TopicPartition] = call_with_retry(
             lambda: consumer.committed(request, timeout=KAFKA_CALL_TIMEOUT_S), "committed",

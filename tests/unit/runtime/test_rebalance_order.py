@@ -5,7 +5,6 @@ read is retried on timeouts instead of ending the process."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,15 +15,12 @@ from smc_runtime.kafka import changelog as cl
 from smc_runtime.kafka import rebalance
 from smc_runtime.kafka.errors import AbortableKafkaError, FatalKafkaError
 from smc_runtime.kafka.pending_offsets import (
-    OFFSETS_TOPIC,
-    PendingOffsetsSweep,
     java_string_hash,
     offsets_partition,
     sweep_group,
 )
 from smc_runtime.kafka.processor import ProcessorRunner
 from smc_runtime.kafka.rebalance import Settle, settle_before_offsets
-from smc_runtime.logs import get_logger
 from smc_runtime.service.metrics import RuntimeMetrics
 from smc_runtime.service.status import ProcessorStatus
 from tests.unit.runtime.test_resume import FakeMessage, FakePipeline, FakeProducer
@@ -165,12 +161,14 @@ def test_an_assignment_after_a_failed_callback_does_not_wait_for_offsets() -> No
     assert runner.partitions.get(("in", 0)) is None
 
 
-def test_the_first_committed_timeout_runs_the_pending_offsets_sweep_before_asking_again() -> None:
+def test_the_first_committed_timeout_runs_the_pending_offsets_sweep_before_asking_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rebalance, "SWEEP_AFTER_S", 0.0)  # the wait before a sweep: test_pending_offsets.py
     events = Events()
     consumer = GroupConsumer(events, {("in", 0): 5}, timeouts=2)
     runner = _runner(consumer, OrderedProducer(events))
     assert runner._rebalance is not None
-    runner._rebalance.resolve_pending = lambda: events.seen.append("sweep")
+    runner._rebalance.resolve_pending = lambda: events.seen.append("sweep") is None  # succeeds
     runner._rebalance.on_assign(consumer, [TopicPartition("in", 0)])  # type: ignore[arg-type]
     assert events.seen == ["committed", "sweep", "committed", "committed", "incremental_assign"]
 
@@ -193,43 +191,3 @@ def test_the_sweep_group_shares_the_offsets_partition_and_nothing_else(group: st
     sweep = sweep_group(group, partitions)
     assert sweep != group and sweep.startswith(group)
     assert offsets_partition(sweep, partitions) == offsets_partition(group, partitions)
-
-
-class SweepProducer(FakeProducer):
-    def __init__(self, fail: bool = False) -> None:
-        super().__init__()
-        self.fail = fail
-        self.groups: list[str] = []
-
-    def send_offsets_to_transaction(self, offsets: list[TopicPartition], metadata: Any, *_: Any) -> None:
-        self.calls.append("send_offsets")
-        self.offsets.append(offsets)
-        if self.fail:
-            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "no coordinator"))
-
-
-def _admin(partitions: int) -> Any:
-    topic = SimpleNamespace(error=None, partitions=dict.fromkeys(range(partitions)))
-    return SimpleNamespace(list_topics=lambda *_, **__: SimpleNamespace(topics={OFFSETS_TOPIC: topic}))
-
-
-def _sweep(producer: SweepProducer, admin: Any, aborted: list[str]) -> PendingOffsetsSweep:
-    return PendingOffsetsSweep(producer, lambda: admin, {"bootstrap.servers": "127.0.0.1:9"}, "g",  # type: ignore[arg-type]
-                               "g.changelog", lambda p: aborted.append("abort"), get_logger("test"))
-
-
-def test_the_sweep_commits_a_transaction_over_a_private_group() -> None:
-    producer, aborted = SweepProducer(), []
-    _sweep(producer, _admin(3), aborted)()
-    assert producer.calls == ["begin", "send_offsets", "commit"] and aborted == []
-    # the sweep group's own offset, on a topic the group does not consume: no offset of ours changes
-    assert [(tp.topic, tp.partition, tp.offset) for tp in producer.offsets[0]] == [("g.changelog", 0, 0)]
-
-
-def test_a_failed_sweep_is_aborted_and_an_invisible_offsets_topic_skips_it() -> None:
-    producer, aborted = SweepProducer(fail=True), []
-    _sweep(producer, _admin(3), aborted)()
-    assert producer.calls == ["begin", "send_offsets"] and aborted == ["abort"]
-    quiet = SweepProducer()
-    _sweep(quiet, None, aborted)()
-    assert quiet.calls == []
