@@ -98,11 +98,11 @@ class CommitCycle:
         """Wait for the commit in flight and apply its outcome (module docstring); False if it ended
         in an abort. A fatal error (or retries exhausted) is raised, as a commit on the loop's thread
         raises it."""
-        settled = self.committer.take()
-        if settled.error is not None:
-            if not isinstance(settled.error, AbortableKafkaError):
-                raise settled.error
-            self.abort_after_failure(str(settled.error), failed=settled.txn)
+        settled, error = self.committer.take()
+        if error is not None:
+            if not isinstance(error, AbortableKafkaError):
+                raise error
+            self.abort_after_failure(str(error), failed=settled.txn)
             return False
         settled.txn.finish(settled.prepared)
         self.output_health.committed(settled.txn.written)

@@ -27,16 +27,6 @@ class CommitInFlight:
     future: Future[None]
 
 
-@dataclass
-class Settled:
-    """What ``Committer.take`` hands back: the transaction, its prepared commit, and the exception
-    its ``send`` raised (None: committed)."""
-
-    txn: Transaction
-    prepared: PreparedCommit
-    error: BaseException | None
-
-
 class Committer:
     """Runs at most one ``Transaction.send`` at a time on its own thread (created on first use)."""
 
@@ -60,14 +50,15 @@ class Committer:
         if self.inflight is not None:
             wait_for([self.inflight.future], timeout=timeout_s)
 
-    def take(self) -> Settled:
-        """Wait for the commit in flight to return and hand it back; there must be one."""
+    def take(self) -> tuple[CommitInFlight, BaseException | None]:
+        """Wait for the commit in flight to return and hand it back with the exception its ``send``
+        raised (None: committed); there must be one."""
         inflight = self.inflight
         if inflight is None:
             raise RuntimeError("no commit in flight")
         error = inflight.future.exception()  # waits; the send's own deadlines bound it
         self.inflight = None
-        return Settled(inflight.txn, inflight.prepared, error)
+        return inflight, error
 
     def close(self) -> None:
         """No new commits; a thread still inside a broker call is left to finish (the process exits)."""

@@ -5,8 +5,8 @@ produce its outputs (``process_batch``, the hot loop) -> when the commit interva
 reached, commit the open ``Transaction`` (``transaction.py``, numbered steps). Exactly-once with
 ``commit_overlap`` hands the commit's broker calls to the committer thread (``committer.py``) and
 goes on: the records processed meanwhile stage their outputs in the next transaction, which opens
-when the commit returns (``_settle``); everything that needs the transaction settled first (the next
-commit, an abort, a rebalance, shutdown, an open breaker) settles it. Kafka errors follow
+when the commit returns (``CommitCycle.settle``); everything that needs the transaction settled
+first (the next commit, an abort, a rebalance, shutdown, an open breaker) settles it. Kafka errors follow
 librdkafka's classes (``errors.py``): retriable -> retried within a deadline, abortable -> ``abort``
 (abort, roll state back to the last snapshot, rewind, replay up to the committed offset:
 ``recovery.py``), fatal/fenced -> the loop ends with a non-zero exit code.
