@@ -36,7 +36,7 @@ from benchmarks.harness import (
     unique,
 )
 from benchmarks.report import table
-from benchmarks.workload import TRADES_ONLY, market_messages
+from benchmarks.workload import TRADES_ONLY, Message, market_messages
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 FRAMEWORKS = ("smc-stream", "bare", "quix", "faust")
@@ -70,6 +70,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--label", default="latest",
                         help="results file name: results/<label>.{json,md} (default: latest)")
     parser.add_argument("--json", action="store_true", help="print all results as one JSON object last")
+    parser.add_argument("--settle-s", type=float, default=3.0,
+                        help="before each measured run: write dirty pages out (sync) and wait this long, "
+                             "so no run pays for the previous run's writeback and broker clean-up")
+    parser.add_argument("--broker-warmup", type=int, default=100_000, metavar="N",
+                        help="before measuring, the bare loop drains N trades through transactions, so "
+                             "the broker's JVM is warm for whichever framework runs first (0: off)")
     parser.add_argument("--smc-producer", action="append", default=[], metavar="KEY=VALUE",
                         help="librdkafka producer setting for smc-stream (kafka_clients.producer); "
                              "repeatable")
@@ -164,6 +170,32 @@ def save(args: argparse.Namespace, drains: list[DrainResult], steadies: list[Ste
     return doc
 
 
+def warm_broker(bootstrap: str, messages: list[Message], count: int, args: argparse.Namespace) -> None:
+    """An unmeasured transactional drain: the first run on a fresh broker otherwise pays for its JIT
+    warm-up (the 20 ms drain measured 0.57x of the 100 ms one when it ran first, 0.78-0.90 after)."""
+    if count <= 0:
+        return
+    topic = unique("bench.warmup")
+    create_topics(bootstrap, {topic: args.partitions})
+    preload(bootstrap, {"trades": topic}, messages[:count], show_progress=False)
+    target = targets.peer("bare", bootstrap, topic, args.partitions, "exactly_once", args.commit_interval_ms,
+                          Path(args.workdir))
+    started = time.monotonic()
+    result = run_drain(target, bootstrap, topic_partitions(bootstrap, [topic]), timeout_s=60.0,
+                       show_progress=False)
+    print(f"broker warm-up: {min(count, len(messages)):,} trades through the bare loop in "
+          f"{time.monotonic() - started:.1f}s ({result.error or 'ok'})", file=sys.stderr, flush=True)
+
+
+def settle(seconds: float) -> None:
+    """The same starting point for every run: the previous run's output written to disk, then a pause.
+    Without it the first steady run (smc-stream's) followed the bare loop's drain of 600,000 records."""
+    if seconds <= 0:
+        return
+    os.sync()
+    time.sleep(seconds)
+
+
 def main(argv: list[str] | None = None) -> int:
     faulthandler.enable()  # a crash in a native client library prints the Python stacks of every thread
     args = parse_args(argv)
@@ -181,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         create_topics(bootstrap, {source: args.partitions})
         preload(bootstrap, {"trades": source}, messages)
         inputs = topic_partitions(bootstrap, [source])
+        warm_broker(bootstrap, messages, args.broker_warmup, args)
         for framework in frameworks if not args.no_drain else ():
             for mode in modes:
                 for commit_ms in commit_settings(framework, args.commit_interval_ms, not args.no_defaults):
@@ -188,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                                          workdir, args)
                     print(f"\n== drain: {framework} {mode} commit {target.commit}", file=sys.stderr,
                           flush=True)
+                    settle(args.settle_s)
                     try:
                         result = run_drain(target, bootstrap, inputs, timeout_s=args.drain_timeout,
                                            profile_to=profile_path(args, "drain", framework, commit_ms),
@@ -210,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                                          args.commit_interval_ms, workdir, args)
                     print(f"\n== steady {args.rate:,.0f}/s: {framework} {mode} commit {target.commit}",
                           file=sys.stderr, flush=True)
+                    settle(args.settle_s)
                     try:
                         steady = run_steady(target, bootstrap, {"trades": topic}, steady_messages, args.rate,
                                             profile_to=profile_path(args, "steady", framework,

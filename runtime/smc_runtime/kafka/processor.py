@@ -260,14 +260,19 @@ class ProcessorRunner:
                 return
             self.flow.hold_while_open(consumer, producer)
             return
-        # consume() waits for the whole timeout unless max_poll_records arrive: keep it short (a
-        # latency floor at live rates) and never past the moment the open transaction is due.
-        timeout = CONSUME_TIMEOUT_S
+        # consume() waits for the whole timeout unless max_poll_records arrive. What arrived while
+        # the last batch was processed or committed is taken at once; only an empty queue is waited
+        # on, briefly (a latency floor at live rates) and never past the moment the open transaction is due.
         interval_ms = self.settings.commit_interval_ms
-        txn = self.txn
-        if txn is not None and txn.pending:
-            timeout = min(timeout, max(0.0, txn.due_in(now, interval_ms)))
-        messages = consumer.consume(num_messages=self.settings.max_poll_records, timeout=timeout)
+        max_records = self.settings.max_poll_records
+        messages = consumer.consume(num_messages=max_records, timeout=0)
+        if not messages:
+            timeout = CONSUME_TIMEOUT_S
+            txn = self.txn
+            if txn is not None and txn.pending:
+                timeout = min(timeout, max(0.0, txn.due_in(now, interval_ms)))
+            if timeout > 0:
+                messages = consumer.consume(num_messages=max_records, timeout=timeout)
         self._raise_async_error()
         if messages:
             try:
