@@ -73,9 +73,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--settle-s", type=float, default=3.0,
                         help="before each measured run: write dirty pages out (sync) and wait this long, "
                              "so no run pays for the previous run's writeback and broker clean-up")
-    parser.add_argument("--broker-warmup", type=int, default=100_000, metavar="N",
-                        help="before measuring, the bare loop drains N trades through transactions, so "
-                             "the broker's JVM is warm for whichever framework runs first (0: off)")
+    parser.add_argument("--broker-warmup", type=int, default=400_000, metavar="N",
+                        help="before measuring, every framework drains N trades (exactly-once, unmeasured), "
+                             "so the broker is warm for whichever run is first (0: off)")
     parser.add_argument("--smc-producer", action="append", default=[], metavar="KEY=VALUE",
                         help="librdkafka producer setting for smc-stream (kafka_clients.producer); "
                              "repeatable")
@@ -170,21 +170,24 @@ def save(args: argparse.Namespace, drains: list[DrainResult], steadies: list[Ste
     return doc
 
 
-def warm_broker(bootstrap: str, messages: list[Message], count: int, args: argparse.Namespace) -> None:
-    """An unmeasured transactional drain: the first run on a fresh broker otherwise pays for its JIT
-    warm-up (the 20 ms drain measured 0.57x of the 100 ms one when it ran first, 0.78-0.90 after)."""
+def warm_broker(bootstrap: str, messages: list[Message], count: int, frameworks: list[str],
+                args: argparse.Namespace) -> None:
+    """Unmeasured drains of ``count`` trades by every framework of the run, each with its own group:
+    the first runs on a fresh broker otherwise pay for its JIT warm-up and its first use of what only
+    some frameworks exercise (compressed batches, compacted changelogs, more partitions per transaction)."""
     if count <= 0:
         return
     topic = unique("bench.warmup")
     create_topics(bootstrap, {topic: args.partitions})
     preload(bootstrap, {"trades": topic}, messages[:count], show_progress=False)
-    target = targets.peer("bare", bootstrap, topic, args.partitions, "exactly_once", args.commit_interval_ms,
-                          Path(args.workdir))
-    started = time.monotonic()
-    result = run_drain(target, bootstrap, topic_partitions(bootstrap, [topic]), timeout_s=60.0,
-                       show_progress=False)
-    print(f"broker warm-up: {min(count, len(messages)):,} trades through the bare loop in "
-          f"{time.monotonic() - started:.1f}s ({result.error or 'ok'})", file=sys.stderr, flush=True)
+    inputs = topic_partitions(bootstrap, [topic])
+    for framework in frameworks:
+        target = make_target(framework, bootstrap, topic, args.partitions, "exactly_once",
+                             args.commit_interval_ms, Path(args.workdir), args)
+        started = time.monotonic()
+        result = run_drain(target, bootstrap, inputs, timeout_s=60.0, show_progress=False)
+        print(f"broker warm-up: {min(count, len(messages)):,} trades through {framework} in "
+              f"{time.monotonic() - started:.1f}s ({result.error or 'ok'})", file=sys.stderr, flush=True)
 
 
 def settle(seconds: float) -> None:
@@ -213,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         create_topics(bootstrap, {source: args.partitions})
         preload(bootstrap, {"trades": source}, messages)
         inputs = topic_partitions(bootstrap, [source])
-        warm_broker(bootstrap, messages, args.broker_warmup, args)
+        warm_broker(bootstrap, messages, args.broker_warmup, frameworks, args)
         for framework in frameworks if not args.no_drain else ():
             for mode in modes:
                 for commit_ms in commit_settings(framework, args.commit_interval_ms, not args.no_defaults):
