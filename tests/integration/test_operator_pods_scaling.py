@@ -246,7 +246,9 @@ def test_rate_mode_does_not_overshoot_after_a_rescale(fleet: Fleet) -> None:
     """Set up so that the rate rule wants 2 replicas. While the second pod starts, restores and the
     group rebalances, the first consumes alone (or nothing, mid-rebalance): a per-replica rate judged
     then is half or less of the real one and asks for 3 or 4, then more as the lag stays."""
-    backlog = fleet.records(220_000)
+    # Sized for a pod draining up to ~9,500 msgs/s (7,080 measured since the loop stopped waiting on
+    # queued records; 220,000 left too little backlog to judge at that rate).
+    backlog = fleet.records(320_000)
     fleet.wait_idle()
     fleet.scale_with(lagThreshold=10_000_000)  # threshold rule: keep 1 while the backlog arrives
     fleet.feed(backlog).join(60)
