@@ -84,6 +84,7 @@ class ProcessorRunner:
         self.breaker = breaker or CircuitBreaker()
         self.backpressure = backpressure or Backpressure()
         self.topic_for_role = settings.output_topics.by_role()
+        self.output_topic_names = sorted(set(self.topic_for_role.values()))  # checked at start, swept (EOS)
         self.changelog_topic = settings.changelog_topic_name()
         self.changelog_partitions = 1
         self.topic_policy = topic_policy or topics.TopicPolicy.of(settings)
@@ -148,9 +149,8 @@ class ProcessorRunner:
         was done (``startup.py`` waits, alive and not ready, while the broker or topics are missing)."""
         self.status.set_state(ProcessorState.STARTING)
         admin = self.waits.admin = startup.admin_client(self.kafka, self.settings, self.client_id)
-        outputs = sorted(set(self.topic_for_role.values()))
-        check = self.waits.prepare_topics(admin, outputs, self.changelog_topic, self.settings.input_topics,
-                                          self.topic_policy, self.record_bytes)
+        check = self.waits.prepare_topics(admin, self.output_topic_names, self.changelog_topic,
+                                          self.settings.input_topics, self.topic_policy, self.record_bytes)
         if check is None:
             return False
         self.changelog_partitions = check.changelog_partitions
@@ -191,7 +191,7 @@ class ProcessorRunner:
                                   self._require, self.committer)
         sweep = PendingOffsetsSweep.of(producer, self.waits, self.kafka, self.client_id,
                                        self.settings.consumer_group, self.changelog_topic, self.log,
-                                       outputs=sorted(set(self.topic_for_role.values())))
+                                       outputs=self.output_topic_names)
         self._rebalance = RebalanceHandler(self, self.recovery, self.telemetry, self.log, restore_consumer,
                                            self.changelog_topic, self.changelog_partitions,
                                            self.waits.log_retry, sweep if self.eos else None)
