@@ -104,8 +104,15 @@ class BrokerWaits:
                 if self.stop.is_set():
                     return False
                 continue
+            except (AbortableKafkaError, FatalKafkaError) as exc:  # after RetriesExhaustedError, its subclass
+                # An error is an answer too: the outage is over whatever the call's fate (an abort
+                # refused after a coordinator moved exits for a restart right after this line).
+                if outage_started is not None:
+                    self.log.info("broker answers again", call=what, outcome=f"error: {exc}",
+                                  outage_seconds=round(time.monotonic() - outage_started, 1))
+                raise
             if outage_started is not None:
-                self.log.info("broker answers again", call=what,
+                self.log.info("broker answers again", call=what, outcome="ok",
                               outage_seconds=round(time.monotonic() - outage_started, 1))
             return True
 

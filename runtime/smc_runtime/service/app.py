@@ -67,7 +67,18 @@ class BrokerProbe:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop probing. An outage this probe logged is closed in the log before the process exits
+        (a loop that gets an error from the returning broker can exit before the next probe)."""
         self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(PROBE_TIMEOUT_S + self.interval_s)
+        if self._reachable or self._thread.is_alive():
+            return
+        if self.probe():
+            self._reachable = True
+            log.info("broker answers again", at="shutdown")
+        else:
+            log.warning("stopping while the broker does not answer")
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
