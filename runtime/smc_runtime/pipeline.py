@@ -218,6 +218,18 @@ class Pipeline:
             return self._reset_key(exc, slots, state_key, symbol, value, key, topic, partition, offset,
                                    timestamp_ms)
 
+    def state_key_of(self, value: bytes | None, *, topic: str, key: bytes | None = None) -> str | None:
+        """The state key ``process`` would update for this record (None: it is rejected). Replay uses
+        it to skip records a key's snapshot already reflects (``kafka/recovery.py``); not the hot path."""
+        message = self._decode(value, topic, key)
+        if type(message) is Rejection:
+            return None
+        route = self._routes[type(message)]
+        symbol = message.symbol  # type: ignore[union-attr]
+        if route.kind == "kline":
+            return f"{symbol}|{message.kline.interval}"  # type: ignore[union-attr]
+        return symbol + route.suffix if route.suffix else symbol
+
     def _emit(self, route: _Route, slot: KeySlot, document: Any, timestamp_ms: int,
               outputs: list[OutputRecord], failures: list[PluginFailed]) -> None:
         """One enriched document: its output record and the alerts of the route's rules on it."""

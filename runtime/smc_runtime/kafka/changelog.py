@@ -11,6 +11,14 @@ Recovery restores the latest committed record of every key (= the partition's st
 not in the last snapshot are unchanged since their own record), then replays the input from S_p up
 to the committed offset with outputs suppressed.
 
+A snapshot is written over consecutive commits, a few keys per commit (a *round*,
+``partitions.SnapshotRound``): one transaction carrying every key of a partition was a latency spike
+(a 170-key snapshot added ~3 ms to its commit's prepare and ~2 ms to its send at 20 ms commits). A
+round covers the keys touched before its start S; each key is written with its state when written
+(header ``source_offset`` h >= S) and the marker S follows the last key. A key whose record reflects
+h > S_p already holds its records of [S_p, h): replay skips them (``RestoredState.key_floors``), so
+the restored state is exact whether the process stopped before, during or after a round.
+
 Why a marker rather than max(source_offset) of the partition's records: a snapshot in which no key
 changed (only dead letters since the previous one) still moves S_p forward; the latest marker is
 never compacted away, while a last snapshot made only of tombstones may be; and S_p is one explicit
@@ -73,6 +81,9 @@ class RestoredState:
     records_read: int
     source_offsets: dict[SourcePartition, int]  # max source_offset header per source partition
     markers: dict[SourcePartition, int] = field(default_factory=dict)  # latest marker per source partition
+    # The source_offset header of every key's latest record, tombstones included: a key written in a
+    # snapshot round after the marker reflects more than the marker (``key_floors``).
+    key_offsets: dict[StateId, int] = field(default_factory=dict)
 
     def snapshot_offset(self, tp: SourcePartition) -> int | None:
         """S_p: the source offset the restored state of ``tp`` reflects; None if nothing was ever
@@ -81,9 +92,20 @@ class RestoredState:
         marker = self.markers.get(tp)
         return marker if marker is not None else self.source_offsets.get(tp)
 
+    def key_floors(self) -> dict[SourcePartition, dict[str, int]]:
+        """By source partition, the keys whose latest record reflects offsets beyond S_p, with that
+        offset: replay from S_p skips their records below it (their state already holds them)."""
+        floors: dict[SourcePartition, dict[str, int]] = {}
+        for (t, p, key), offset in self.key_offsets.items():
+            start = self.snapshot_offset((t, p))
+            if start is not None and offset > start:
+                floors.setdefault((t, p), {})[key] = offset
+        return floors
+
 
 def _apply_record(msg: Message, wanted: set[SourcePartition], snapshots: dict[StateId, bytes],
-                  offsets: dict[SourcePartition, int], markers: dict[SourcePartition, int]) -> None:
+                  offsets: dict[SourcePartition, int], markers: dict[SourcePartition, int],
+                  key_offsets: dict[StateId, int]) -> None:
     """One changelog record into the restored state: a marker, a snapshot or a tombstone of a key of
     the ``wanted`` source partitions (the rest is skipped)."""
     key = msg.key()
@@ -102,10 +124,12 @@ def _apply_record(msg: Message, wanted: set[SourcePartition], snapshots: dict[St
         snapshots.pop(state_id, None)
     else:
         snapshots[state_id] = value
+    key_offsets.pop(state_id, None)
     for header in msg.headers() or ():
         name, raw = header[0], header[1]
         if name == SOURCE_OFFSET_HEADER and raw is not None:
             offsets[source] = max(offsets.get(source, 0), int(raw))
+            key_offsets[state_id] = int(raw)
 
 
 def read_changelog(consumer: Consumer, topic: str, changelog_partitions: int,
@@ -122,9 +146,10 @@ def read_changelog(consumer: Consumer, topic: str, changelog_partitions: int,
     snapshots: dict[StateId, bytes] = {}
     offsets: dict[SourcePartition, int] = {}
     markers: dict[SourcePartition, int] = {}
+    key_offsets: dict[StateId, int] = {}
     records = 0
     if not needed:
-        return RestoredState(snapshots, 0, offsets, markers)
+        return RestoredState(snapshots, 0, offsets, markers, key_offsets)
     assignment = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in needed]
     consumer.assign(assignment)
     remaining = set(needed)
@@ -146,7 +171,7 @@ def read_changelog(consumer: Consumer, topic: str, changelog_partitions: int,
                         raise KafkaException(err)
                     continue
                 records += 1
-                _apply_record(msg, wanted, snapshots, offsets, markers)
+                _apply_record(msg, wanted, snapshots, offsets, markers, key_offsets)
     finally:
         consumer.unassign()
-    return RestoredState(snapshots, records, offsets, markers)
+    return RestoredState(snapshots, records, offsets, markers, key_offsets)

@@ -9,11 +9,52 @@ is set while the records of [S, C) are run through the Pipeline again after a re
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 TP = tuple[str, int]
 StateId = tuple[str, int, str]
+
+
+MIN_ROUND_KEYS_PER_COMMIT = 16  # a snapshot round writes at least this many keys per commit
+
+
+@dataclass(eq=False, slots=True)
+class SnapshotRound:
+    """One snapshot of a partition spread over consecutive commits: the keys touched before
+    ``start`` (sorted), ``per_commit`` of them per commit, each with its state when written; the
+    marker ``start`` follows the last one. A key written after ``start`` reflects more than the
+    marker (its floor, ``PartitionState.floors``); replay skips what it already holds."""
+
+    start: int            # the offset the round's marker reflects: the position when it began
+    keys: list[str]       # touched before ``start``, in writing order
+    per_commit: int
+    next: int = 0         # index of the next key to write
+
+    @classmethod
+    def begin(cls, start: int, touched: set[str], commit_interval_ms: int | None,
+              snapshot_interval_ms: int) -> SnapshotRound:
+        """All keys in one commit without a commit interval; else enough per commit to finish within
+        half a snapshot interval (at least ``MIN_ROUND_KEYS_PER_COMMIT``)."""
+        keys = sorted(touched)
+        if commit_interval_ms is None or snapshot_interval_ms <= 0:
+            per_commit = max(1, len(keys))
+        else:
+            share = math.ceil(len(keys) * commit_interval_ms / (snapshot_interval_ms / 2))
+            per_commit = max(MIN_ROUND_KEYS_PER_COMMIT, share)
+        return cls(start, keys, per_commit)
+
+    def take(self, everything: bool) -> list[str]:
+        """The keys the next commit writes (``everything``: all that are left)."""
+        end = len(self.keys) if everything else min(len(self.keys), self.next + self.per_commit)
+        chunk = self.keys[self.next:end]
+        self.next = end
+        return chunk
+
+    @property
+    def done(self) -> bool:
+        return self.next >= len(self.keys)
 
 
 @dataclass(eq=False, slots=True)
@@ -27,6 +68,10 @@ class PartitionState:
     committed: int | None = None         # rewind point: the offset after the last commit
     snapshot: dict[str, bytes] = field(default_factory=dict)  # state at the last snapshot, by key
     snapshot_offset: int | None = None   # the offset ``snapshot`` reflects (rollback point)
+    # Keys of ``snapshot`` written after ``snapshot_offset`` by a round (``SnapshotRound``), with the
+    # offset each reflects: replay from ``snapshot_offset`` skips their records below it.
+    floors: dict[str, int] = field(default_factory=dict)
+    round: SnapshotRound | None = None   # a snapshot in progress over several commits
     persisted: bool = False              # a snapshot of it is in the changelog
     unsnapshotted: bool = False          # its state changed since the last snapshot
     touched: set[str] = field(default_factory=set)  # state keys changed since the last snapshot
@@ -56,19 +101,41 @@ class PartitionState:
             return self.position
         return self.snapshot_offset if self.snapshot_offset is not None else -1
 
-    def snapshotted(self, written: dict[str, bytes | None], offset: int | None, next_due: float) -> None:
-        """A snapshot of the ``written`` keys (None: deleted) was committed, reflecting ``offset``."""
+    def snapshotted(self, written: dict[str, bytes | None], reflects: int, marker: int | None,
+                    next_due: float) -> None:
+        """Keys of the ``round`` were committed: ``written`` (None: deleted), each reflecting
+        ``reflects``; if that ended the round, its ``marker`` too (the offset the whole state
+        reflects; None: nothing consumed yet, no marker).
+
+        A round's marker is its start, below the position: the records processed since are owed to
+        the next snapshot (``unsnapshotted`` stays set)."""
+        floors = self.floors
         for key, data in written.items():
             if data is None:
                 self.snapshot.pop(key, None)
             else:
                 self.snapshot[key] = data
-        if offset is not None:
-            self.snapshot_offset = offset
-            self.persisted = True
-        self.touched.clear()
-        self.unsnapshotted = False
+            floors[key] = reflects
+        if self.round is None or not self.round.done:
+            return
+        self.round = None
         self.snapshot_due_at = next_due
+        if marker is None:
+            self.unsnapshotted = False
+            return
+        self.snapshot_offset = marker
+        self.persisted = True
+        for key in [k for k, floor in floors.items() if floor <= marker]:
+            del floors[key]
+        self.unsnapshotted = reflects > marker
+
+    def abandon_round(self) -> None:
+        """An abort dropped the round's uncommitted part: its keys are owed to the next snapshot
+        again (a superset is harmless: a key is written with its current state)."""
+        if self.round is not None:
+            self.touched.update(self.round.keys)
+            self.round = None
+            self.unsnapshotted = True
 
 
 class Partitions:
@@ -96,6 +163,7 @@ class Partitions:
         old = self.by_tp.get(tp)
         part = PartitionState(tp[0], tp[1])
         if old is not None:
+            old.abandon_round()
             part.touched = old.touched
             part.persisted = old.persisted
             part.unsnapshotted = old.unsnapshotted

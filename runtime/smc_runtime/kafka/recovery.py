@@ -23,6 +23,7 @@ class StatePipeline(Protocol):
 
     def process(self, value: bytes | None, *, topic: str, partition: int, offset: int,
                 timestamp_ms: int, key: bytes | None = None) -> object: ...
+    def state_key_of(self, value: bytes | None, *, topic: str, key: bytes | None = None) -> str | None: ...
     def take_touched(self) -> set[StateId]: ...
     def restore(self, topic: str, partition: int, state_key: str, data: bytes) -> None: ...
     def drop_partition(self, topic: str, partition: int) -> None: ...
@@ -70,12 +71,14 @@ class Recovery:
                 parts[(t, p)].snapshot[key] = data
         replays: dict[str, str] = {}
         assignment: list[TopicPartition] = []
+        floors = restored.key_floors()
         for tp in tps:
             part = parts[tp]
             self._load_snapshot(part)
             snapshot_offset = restored.snapshot_offset(tp)
             if snapshot_offset is not None:
                 part.persisted = True
+            part.floors = floors.get(tp, {})
             plan = plan_resume(snapshot_offset, committed.get(tp))
             part.snapshot_offset = plan.state_offset
             if plan.replay_until is not None:
@@ -104,6 +107,7 @@ class Recovery:
         self.partitions.note_touched(self.pipeline.take_touched())
         replays: dict[str, str] = {}
         for part in self.partitions:
+            part.abandon_round()  # its keys written in the aborted transaction are owed again
             if dirty(part.tp) or part.replay_until is not None:
                 self._load_snapshot(part)
                 part.position = None
@@ -129,11 +133,13 @@ class Recovery:
 
         A replayed record runs through the Pipeline (rebuilding the state between the last snapshot
         and the committed offset) but its outputs and dead letters are discarded: they were committed
-        before the restore or abort. Its position advances; it neither opens a transaction nor makes
+        before the restore or abort. A record below its key's floor is skipped: the key's snapshot,
+        written by a round after the marker, holds it already (``partitions.SnapshotRound``).
+        Its position advances; it neither opens a transaction nor makes
         the partition dirty (its offset is committed already), and it is not counted as processed.
         Only called while some partition replays, so the normal per-record path stays as it is."""
         replaying = self.partitions.replaying
-        process = self.pipeline.process
+        process, state_key_of = self.pipeline.process, self.pipeline.state_key_of
         live: list[Message] = []
         count = 0
         for msg in messages:
@@ -152,8 +158,11 @@ class Recovery:
                 self._replay_done(part)
                 live.append(msg)
                 continue
-            process(msg.value(), topic=topic, partition=partition, offset=offset,
-                    timestamp_ms=msg.timestamp()[1], key=msg.key())
+            floors = part.floors
+            if not floors or offset >= floors.get(state_key_of(msg.value(), topic=topic, key=msg.key())
+                                                  or "", -1):
+                process(msg.value(), topic=topic, partition=partition, offset=offset,
+                        timestamp_ms=msg.timestamp()[1], key=msg.key())
             part.position = offset + 1
             part.unsnapshotted = True
             count += 1

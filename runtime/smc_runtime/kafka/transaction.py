@@ -26,7 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from smc_runtime.kafka import changelog as cl
 from smc_runtime.kafka.errors import AbortableKafkaError, FatalKafkaError, call_with_retry
 from smc_runtime.kafka.output import DeliveryReport, OutputWriter, StagedOutput
-from smc_runtime.kafka.partitions import TP, Partitions, PartitionState, StateId
+from smc_runtime.kafka.partitions import TP, Partitions, PartitionState, SnapshotRound, StateId
 from smc_runtime.kafka.resume import next_snapshot_due, snapshot_budget, snapshot_due
 from smc_runtime.kafka.telemetry import Telemetry
 from smc_runtime.logs import StructLogger
@@ -72,6 +72,7 @@ class PreparedCommit:
     group_metadata: Any
     due: list[PartitionState]
     written: dict[TP, dict[str, bytes | None]]
+    reflects: dict[TP, int]  # the offset the written keys of each partition reflect
     markers: dict[TP, int]
     positions: dict[TP, int]
     now: float  # monotonic, when prepared
@@ -141,12 +142,11 @@ class Transaction:
         self.open()  # staged (a commit in flight settled in between): produce what waited first
         ctx = self.ctx
         now = time.monotonic()
-        # 1. Snapshots due: the changed partitions whose interval passed (or forced), with the keys
-        #    touched since their last snapshot, plus one marker each (the offset the state reflects).
+        # 1. Snapshots: the next keys of each round in progress, rounds begun for the changed
+        #    partitions whose interval passed (or forced: all their keys at once), and the marker of
+        #    each round that ends here (the offset the partition's state reflects).
         due = self._due(now, snapshot)
-        written, markers = self._write_snapshots(due) if due else ({}, {})
-        if written or markers:
-            self.written.add(ctx.changelog_topic)
+        written, reflects, markers = self._write_snapshots(due)
         # 2. The consumed positions of the processed partitions, in the transaction.
         positions = {tp: part.position for tp, part in sorted(self.dirty.items())
                      if part.position is not None}
@@ -155,7 +155,7 @@ class Transaction:
         # The next commit interval runs from here: the loop stops waiting for this one now (an
         # overlapped commit) or when ``commit`` returns (which sets it again).
         ctx.closed_at = now
-        return PreparedCommit(offsets, metadata, due, written, markers, positions, now)
+        return PreparedCommit(offsets, metadata, due, written, reflects, markers, positions, now)
 
     def send(self, prepared: PreparedCommit) -> None:
         """Step 3, the broker calls alone (safe on the committer thread): exactly-once commits the
@@ -172,7 +172,8 @@ class Transaction:
         interval = self.ctx.snapshot_interval_ms
         written, markers = prepared.written, prepared.markers
         for part in prepared.due:
-            part.snapshotted(written.get(part.tp, {}), markers.get(part.tp),
+            tp = part.tp
+            part.snapshotted(written[tp], prepared.reflects[tp], markers.get(tp),
                              next_snapshot_due(part.snapshot_due_at, prepared.now, interval))
         for tp, offset in prepared.positions.items():
             self.dirty[tp].committed = offset
@@ -184,41 +185,68 @@ class Transaction:
                       snapshots=records - len(markers), markers=len(markers))
 
     def _due(self, now: float, snapshot: bool) -> list[PartitionState]:
+        """The partitions this commit writes snapshot keys of, each with its ``round`` set: rounds in
+        progress, and new ones for changed partitions whose interval is up (a budget per commit,
+        oldest first) or forced (shutdown, revocation, interval 0, never snapshotted: everything
+        touched, in this commit, with the current position as marker)."""
         ctx = self.ctx
         ctx.partitions.note_touched(ctx.pipeline.take_touched())
         for part in self.dirty.values():
             part.unsnapshotted = True
         interval = ctx.snapshot_interval_ms
         dirty = self.dirty
-        forced: list[PartitionState] = []  # shutdown, revocation, or no snapshot yet: all of them now
-        on_time: list[PartitionState] = []  # their interval is up: a budget per commit, oldest first
+        due: list[PartitionState] = []
+        on_time: list[PartitionState] = []
         for part in ctx.partitions:
-            if not part.unsnapshotted:
-                continue
             if snapshot or interval == 0 or (part.tp in dirty and not part.persisted):
-                forced.append(part)
-            elif snapshot_due(part, now, interval, False):
+                if part.unsnapshotted or part.round is not None:
+                    self._begin_round(part, everything=True)
+                    due.append(part)
+            elif part.round is not None:
+                due.append(part)
+            elif part.unsnapshotted and snapshot_due(part, now, interval, False):
                 on_time.append(part)
         if ctx.commit_interval_ms is not None and on_time:
             on_time.sort(key=lambda part: part.snapshot_due_at)
             del on_time[snapshot_budget(len(ctx.partitions), ctx.commit_interval_ms, interval):]
-        return forced + on_time
+        for part in on_time:
+            self._begin_round(part, everything=False)
+        return due + on_time
+
+    def _begin_round(self, part: PartitionState, *, everything: bool) -> None:
+        """A round over the keys touched since the last one began (plus, when ``everything``, those a
+        round in progress has not written yet: it is replaced by one that ends in this commit)."""
+        keys = part.touched
+        if everything and part.round is not None:
+            keys = keys | set(part.round.keys[part.round.next:])
+        ctx = self.ctx
+        part.round = SnapshotRound.begin(max(part.reflects(), 0), keys,
+                                         None if everything else ctx.commit_interval_ms,
+                                         ctx.snapshot_interval_ms)
+        part.touched = set()
 
     def _write_snapshots(self, due: list[PartitionState]
-                         ) -> tuple[dict[TP, dict[str, bytes | None]], dict[TP, int]]:
-        """Produce the snapshot of every touched key of the ``due`` partitions and a marker per
-        partition (``changelog.py``); returns what was written by partition (None: a tombstone)
-        and the markers' offsets."""
+                         ) -> tuple[dict[TP, dict[str, bytes | None]], dict[TP, int], dict[TP, int]]:
+        """Produce the next keys of each ``due`` partition's round, with their current state, and
+        the marker of each round that ends (``changelog.py``); returns what was written by partition
+        (None: a tombstone), the offset those keys reflect, and the markers' offsets."""
         ctx = self.ctx
         snapshot, writer = ctx.pipeline.snapshot, ctx.writer
         topic, width = ctx.changelog_topic, ctx.changelog_partitions
         written: dict[TP, dict[str, bytes | None]] = {}
+        reflects: dict[TP, int] = {}
+        markers: dict[TP, int] = {}
+        if due:
+            self.written.add(topic)
         for part in due:
             t, p = part.tp
-            reflects = part.reflects()
-            headers = cl.source_offset_header(max(reflects, 0))
+            current = part.reflects()
+            headers = cl.source_offset_header(max(current, 0))
             keys: dict[str, bytes | None] = {}
-            for key in sorted(part.touched):
+            snapshot_round = part.round
+            assert snapshot_round is not None
+            everything = snapshot_round.per_commit >= len(snapshot_round.keys)
+            for key in snapshot_round.take(everything):
                 data = snapshot(t, p, key)
                 if writer.produce_snapshot(topic, cl.changelog_key(t, p, key), data, headers,
                                            cl.changelog_partition(p, width)):
@@ -229,16 +257,14 @@ class Transaction:
                     ctx.log.error("state snapshot too large for the changelog: key written as a tombstone "
                                   "(a restore starts it afresh)", state_key=key, size=len(data or b""),
                                   partition=part.label, message_max_bytes=writer.max_message_bytes)
-            written[part.tp] = keys
-        markers: dict[TP, int] = {}
-        for part in due:
-            offset = part.reflects()
-            if offset >= 0:  # < 0: nothing consumed yet after a rollback to the partition's beginning
-                writer.produce_snapshot(topic, cl.marker_key(*part.tp), cl.marker_value(offset),
-                                        cl.source_offset_header(offset),
-                                        cl.changelog_partition(part.partition, width), may_tombstone=False)
-                markers[part.tp] = offset
-        return written, markers
+            written[part.tp], reflects[part.tp] = keys, max(current, 0)
+            # < 0: nothing consumed yet after a rollback to the partition's beginning: no marker
+            if snapshot_round.done and current >= 0:
+                writer.produce_snapshot(topic, cl.marker_key(t, p), cl.marker_value(snapshot_round.start),
+                                        cl.source_offset_header(snapshot_round.start),
+                                        cl.changelog_partition(p, width), may_tombstone=False)
+                markers[part.tp] = snapshot_round.start
+        return written, reflects, markers
 
     def _commit_transaction(self, offsets: list[TopicPartition], metadata: Any) -> None:
         producer = self.ctx.producer

@@ -131,6 +131,9 @@ class FakePipeline:
         self._touched.add((topic, partition, symbol))
         return [Out("enriched_trades", symbol.encode(), slots[symbol].encode())]
 
+    def state_key_of(self, value: bytes | None, *, topic: str, key: bytes | None = None) -> str | None:
+        return None if value == b"bad" else (key or b"").decode()
+
     def take_touched(self) -> set[tuple[str, int, str]]:
         touched, self._touched = self._touched, set()
         return touched
