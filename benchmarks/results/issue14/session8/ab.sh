@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # A/B of two checkouts: steady-only 20 ms runs (smc-stream + bare); label tag; rounds n; code dirs as args
 set -uo pipefail
+S=${SESSION:-s8}  # results go to benchmarks/results/$S and /tmp/$S
 tag=$1; n=$2; shift 2
-mkdir -p /tmp/s8/ab /work/main/benchmarks/results/s8
+mkdir -p /tmp/$S/ab /work/main/benchmarks/results/$S
 source /work/main/.testbed/env
 for i in $(seq 1 $n); do
   for code in "$@"; do
     name=$tag-$(basename $code)-$i
-    ( cd $code && PYTHONPATH=$code/runtime:$code timeout 600 /work/main/.venv/bin/python -m benchmarks.run_all --frameworks smc-stream,bare --modes exactly_once --no-defaults --count 600000 --rate 10000 --commit-interval-ms 20 --no-drain ${EXTRA:-} --label s8/$name > /tmp/s8/ab/$name.log 2>&1 )
-    f=$code/benchmarks/results/s8/$name.json
+    ( cd $code && PYTHONPATH=$code/runtime:$code timeout 600 /work/main/.venv/bin/python -m benchmarks.run_all --frameworks smc-stream,bare --modes exactly_once --no-defaults --count 600000 --rate 10000 --commit-interval-ms 20 --no-drain ${EXTRA:-} --label $S/$name > /tmp/$S/ab/$name.log 2>&1 )
+    f=$code/benchmarks/results/$S/$name.json
     python3 - "$f" "$name" <<'PY'
 import json, sys, time
 d = json.load(open(sys.argv[1])); name = sys.argv[2]
