@@ -436,10 +436,11 @@ _INPUT_TRADE_ID = re.compile(rb'"t":(\d+)')
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
     """No garbage collection in this process while it sends and times records. The harness holds
-    the whole input (600,000 messages: millions of tracked objects), so each full collection
-    stopped the load generator and the latency reader together for 80-120 ms (13 of them in one
-    steady run, measured with gc.callbacks): latency the processor under test never caused. Frozen
-    objects are skipped by collections; nothing made during the measured phase is cyclic garbage."""
+    the whole input (600,000 messages: millions of tracked objects), so a full collection takes
+    80-220 ms (13-15 per ``run_all`` process, most while loading the input; gc.callbacks), and one
+    that falls into a measured run stops the load generator and the latency reader together:
+    latency the processor under test never caused. Frozen objects are skipped by collections;
+    nothing made during the measured phase is cyclic garbage."""
     gc.collect()
     gc.freeze()
     gc.disable()

@@ -83,6 +83,16 @@ _KIND_BY_TYPE: dict[type, str] = {Trade: "trade", AggTrade: "trade", DepthUpdate
                                   DepthSnapshot: "orderbook", Kline: "kline"}
 
 
+def _state_key(route: _Route, message: Any) -> tuple[str, str]:
+    """(state key, kline interval or ""): a symbol's trades, ``SYMBOL|book`` for its order book,
+    ``SYMBOL|<interval>`` for each kline interval."""
+    symbol: str = message.symbol
+    if route.kind == "kline":
+        interval: str = message.kline.interval
+        return f"{symbol}|{interval}", interval
+    return (symbol + route.suffix if route.suffix else symbol), ""
+
+
 class _Route:
     """What one message type goes through: its kind, output role, enrichers and alert rules."""
 
@@ -172,12 +182,7 @@ class Pipeline:
         route = self._routes[type(message)]
         kind = route.kind
         symbol = message.symbol  # type: ignore[union-attr]
-        if kind == "kline":
-            interval = message.kline.interval  # type: ignore[union-attr]
-            state_key = f"{symbol}|{interval}"
-        else:
-            interval = ""
-            state_key = symbol + route.suffix if route.suffix else symbol
+        state_key, interval = _state_key(route, message)
         slots = self._partitions.get((topic, partition))
         if slots is None:
             slots = self._partitions[(topic, partition)] = {}
@@ -224,11 +229,7 @@ class Pipeline:
         message = self._decode(value, topic, key)
         if type(message) is Rejection:
             return None
-        route = self._routes[type(message)]
-        symbol = message.symbol  # type: ignore[union-attr]
-        if route.kind == "kline":
-            return f"{symbol}|{message.kline.interval}"  # type: ignore[union-attr]
-        return symbol + route.suffix if route.suffix else symbol
+        return _state_key(self._routes[type(message)], message)[0]
 
     def _emit(self, route: _Route, slot: KeySlot, document: Any, timestamp_ms: int,
               outputs: list[OutputRecord], failures: list[PluginFailed]) -> None:

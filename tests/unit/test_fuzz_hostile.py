@@ -386,8 +386,12 @@ def run(records: list[Rec], raw: dict[str, Any]) -> None:
     pipeline = _pipeline(raw)
     widest = "bounds" in raw.get("enrichment", {})
     for offset, rec in enumerate(records):
+        # what replay asks before it processes (kafka/recovery.py): never raises, names the key updated
+        state_key = pipeline.state_key_of(rec.value, topic=rec.topic, key=rec.key)
         outputs = pipeline.process(rec.value, topic=rec.topic, partition=rec.partition, offset=offset,
                                    timestamp_ms=T0, key=rec.key)
+        touched = pipeline.take_touched()
+        assert touched <= {(rec.topic, rec.partition, state_key)}, (touched, state_key, rec.value[:120])
         _check_outputs(rec, outputs, widest)
     assert all(pipeline.state_key_count(t, p) <= KEY_CAP for t in TOPICS for p in (0, 1))
     _check_snapshots(pipeline, raw)

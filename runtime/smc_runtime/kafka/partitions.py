@@ -45,9 +45,9 @@ class SnapshotRound:
             per_commit = max(MIN_ROUND_KEYS_PER_COMMIT, share)
         return cls(start, keys, per_commit)
 
-    def take(self, everything: bool) -> list[str]:
-        """The keys the next commit writes (``everything``: all that are left)."""
-        end = len(self.keys) if everything else min(len(self.keys), self.next + self.per_commit)
+    def take(self) -> list[str]:
+        """The keys the next commit writes."""
+        end = min(len(self.keys), self.next + self.per_commit)
         chunk = self.keys[self.next:end]
         self.next = end
         return chunk

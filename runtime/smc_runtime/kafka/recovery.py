@@ -158,11 +158,14 @@ class Recovery:
                 self._replay_done(part)
                 live.append(msg)
                 continue
-            floors = part.floors
-            if not floors or offset >= floors.get(state_key_of(msg.value(), topic=topic, key=msg.key())
-                                                  or "", -1):
-                process(msg.value(), topic=topic, partition=partition, offset=offset,
-                        timestamp_ms=msg.timestamp()[1], key=msg.key())
+            value, key = msg.value(), msg.key()
+            floor = -1
+            if part.floors:  # keys written after the marker by a snapshot round
+                state_key = state_key_of(value, topic=topic, key=key)
+                floor = part.floors.get(state_key, -1) if state_key is not None else -1
+            if offset >= floor:
+                process(value, topic=topic, partition=partition, offset=offset,
+                        timestamp_ms=msg.timestamp()[1], key=key)
             part.position = offset + 1
             part.unsnapshotted = True
             count += 1

@@ -241,12 +241,12 @@ class Transaction:
         for part in due:
             t, p = part.tp
             current = part.reflects()
-            headers = cl.source_offset_header(max(current, 0))
+            state_offset = max(current, 0)
+            headers = cl.source_offset_header(state_offset)
             keys: dict[str, bytes | None] = {}
             snapshot_round = part.round
             assert snapshot_round is not None
-            everything = snapshot_round.per_commit >= len(snapshot_round.keys)
-            for key in snapshot_round.take(everything):
+            for key in snapshot_round.take():
                 data = snapshot(t, p, key)
                 if writer.produce_snapshot(topic, cl.changelog_key(t, p, key), data, headers,
                                            cl.changelog_partition(p, width)):
@@ -257,7 +257,7 @@ class Transaction:
                     ctx.log.error("state snapshot too large for the changelog: key written as a tombstone "
                                   "(a restore starts it afresh)", state_key=key, size=len(data or b""),
                                   partition=part.label, message_max_bytes=writer.max_message_bytes)
-            written[part.tp], reflects[part.tp] = keys, max(current, 0)
+            written[part.tp], reflects[part.tp] = keys, state_offset
             # < 0: nothing consumed yet after a rollback to the partition's beginning: no marker
             if snapshot_round.done and current >= 0:
                 writer.produce_snapshot(topic, cl.marker_key(t, p), cl.marker_value(snapshot_round.start),

@@ -125,7 +125,7 @@ def test_round_sizes() -> None:
     assert SnapshotRound.begin(10, {f"k{i}" for i in range(2000)}, 20, 1000).per_commit == 80
     assert SnapshotRound.begin(10, {f"k{i}" for i in range(170)}, None, 1000).per_commit == 170
     everything = SnapshotRound.begin(10, {"b", "a"}, 20, 0)
-    assert everything.take(False) == ["a", "b"] and everything.done
+    assert everything.take() == ["a", "b"] and everything.done
 
 
 steps = st.lists(st.one_of(st.tuples(st.just("batch"), st.integers(1, 12)),
