@@ -1,4 +1,5 @@
-"""A bare transactional producer: ``commit_transaction`` with records in flight and acknowledged.
+"""A bare transactional producer: ``commit_transaction`` with records in flight and acknowledged, and
+with the delivery-report modes (only errors, none, a callback per record, a logger).
 
 ``source .testbed/env; .venv/bin/python commit_floor.py``: 150 transactions of 300 records (400 B,
 6 partitions) per variant, twice.
@@ -6,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -50,6 +52,10 @@ def main() -> None:
         run(topic, "records in flight", {}, 0)
         run(topic, "records acked (flush, 5 ms)", {}, 0.005)
         run(topic, "linger.ms=0, records in flight", {"linger.ms": 0}, 0)
+        run(topic, "delivery reports: all, no callback", {"delivery.report.only.error": False}, 0)
+        run(topic, "delivery reports: a callback per record", {"delivery.report.only.error": False,
+                                                               "on_delivery": lambda err, msg: None}, 0)
+        run(topic, "delivery reports: errors, a logger", {"logger": logging.getLogger("micro")}, 0)
 
 
 if __name__ == "__main__":
