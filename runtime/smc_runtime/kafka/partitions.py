@@ -104,8 +104,9 @@ class PartitionState:
     def snapshotted(self, written: dict[str, bytes | None], reflects: int, marker: int | None,
                     next_due: float) -> None:
         """Keys of the ``round`` were committed: ``written`` (None: deleted), each reflecting
-        ``reflects``; if that ended the round, its ``marker`` too (the offset the whole state
-        reflects; None: nothing consumed yet, no marker).
+        ``reflects`` or its floor if that is higher (a key ahead of a replaying partition); if that
+        ended the round, its ``marker`` too (the offset the whole state reflects; None: nothing
+        consumed yet, no marker).
 
         A round's marker is its start, below the position: the records processed since are owed to
         the next snapshot (``unsnapshotted`` stays set)."""
@@ -115,7 +116,8 @@ class PartitionState:
                 self.snapshot.pop(key, None)
             else:
                 self.snapshot[key] = data
-            floors[key] = reflects
+            if floors.get(key, -1) < reflects:
+                floors[key] = reflects
         if self.round is None or not self.round.done:
             return
         self.round = None

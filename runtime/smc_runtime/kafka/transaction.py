@@ -95,6 +95,14 @@ class Transaction:
         self.dirty: dict[TP, PartitionState] = {}   # partitions processed in it
         self.timestamps: list[int] = []             # record timestamps (end-to-end latency)
         self.written: set[str] = set()              # topics written to (the breaker's proof of health)
+        # Changelog records written in it, by partition (``_write_snapshots``): the keys (None: a
+        # tombstone), the offset they reflect, the marker of a round that ended, and whether the
+        # snapshot rounds already took their keys when it began (``begin``).
+        self.snapshot_parts: dict[TP, PartitionState] = {}
+        self.snapshot_keys: dict[TP, dict[str, bytes | None]] = {}
+        self.snapshot_reflects: dict[TP, int] = {}
+        self.snapshot_markers: dict[TP, int] = {}
+        self.rounds_taken = False
         # Outputs waiting for ``open`` (staged: begun while the previous commit was in flight).
         self.buffer: list[StagedOutput] | None = None if opened else []
 
@@ -104,8 +112,19 @@ class Transaction:
 
     @classmethod
     def begin(cls, ctx: CommitContext) -> Transaction:
+        """Open a transaction before its first record, and write the snapshot rounds' keys first.
+
+        A round's keys hold the state as of the last commit (nothing is processed in between), so
+        they are the same bytes as at that commit's end; written here, their changelog partitions are
+        registered with the transaction together with the outputs' and their records are sent while
+        the records are processed, instead of on the commit's path (``commit_transaction`` waited
+        ~0.75 ms more per commit for them: benchmarks/results/issue14/session10)."""
         _begin_transaction(ctx)
-        return cls(ctx, time.monotonic())
+        txn = cls(ctx, time.monotonic())
+        if ctx.snapshot_interval_ms > 0:
+            txn._write_snapshots(txn._due(txn.started, snapshot=False))
+            txn.rounds_taken = True
+        return txn
 
     @classmethod
     def stage(cls, ctx: CommitContext) -> Transaction:
@@ -145,8 +164,7 @@ class Transaction:
         # 1. Snapshots: the next keys of each round in progress, rounds begun for the changed
         #    partitions whose interval passed (or forced: all their keys at once), and the marker of
         #    each round that ends here (the offset the partition's state reflects).
-        due = self._due(now, snapshot)
-        written, reflects, markers = self._write_snapshots(due)
+        self._write_snapshots(self._due(now, snapshot))
         # 2. The consumed positions of the processed partitions, in the transaction.
         positions = {tp: part.position for tp, part in sorted(self.dirty.items())
                      if part.position is not None}
@@ -155,7 +173,8 @@ class Transaction:
         # The next commit interval runs from here: the loop stops waiting for this one now (an
         # overlapped commit) or when ``commit`` returns (which sets it again).
         ctx.closed_at = now
-        return PreparedCommit(offsets, metadata, due, written, reflects, markers, positions, now)
+        return PreparedCommit(offsets, metadata, list(self.snapshot_parts.values()), self.snapshot_keys,
+                              self.snapshot_reflects, self.snapshot_markers, positions, now)
 
     def send(self, prepared: PreparedCommit) -> None:
         """Step 3, the broker calls alone (safe on the committer thread): exactly-once commits the
@@ -185,10 +204,11 @@ class Transaction:
                       snapshots=records - len(markers), markers=len(markers))
 
     def _due(self, now: float, snapshot: bool) -> list[PartitionState]:
-        """The partitions this commit writes snapshot keys of, each with its ``round`` set: rounds in
-        progress, and new ones for changed partitions whose interval is up (a budget per commit,
-        oldest first) or forced (shutdown, revocation, interval 0, never snapshotted: everything
-        touched, in this commit, with the current position as marker)."""
+        """The partitions this transaction writes snapshot keys of now, each with its ``round`` set:
+        rounds in progress, and new ones for changed partitions whose interval is up (a budget per
+        transaction, oldest first), unless they took their keys when it began (``rounds_taken``);
+        and forced ones (shutdown, revocation, interval 0, never snapshotted: everything touched,
+        in this commit, with the current position as marker)."""
         ctx = self.ctx
         ctx.partitions.note_touched(ctx.pipeline.take_touched())
         for part in self.dirty.values():
@@ -202,6 +222,8 @@ class Transaction:
                 if part.unsnapshotted or part.round is not None:
                     self._begin_round(part, everything=True)
                     due.append(part)
+            elif self.rounds_taken:
+                continue
             elif part.round is not None:
                 due.append(part)
             elif part.unsnapshotted and snapshot_due(part, now, interval, False):
@@ -225,17 +247,19 @@ class Transaction:
                                          ctx.snapshot_interval_ms)
         part.touched = set()
 
-    def _write_snapshots(self, due: list[PartitionState]
-                         ) -> tuple[dict[TP, dict[str, bytes | None]], dict[TP, int], dict[TP, int]]:
+    def _write_snapshots(self, due: list[PartitionState]) -> None:
         """Produce the next keys of each ``due`` partition's round, with their current state, and
-        the marker of each round that ends (``changelog.py``); returns what was written by partition
-        (None: a tombstone), the offset those keys reflect, and the markers' offsets."""
+        the marker of each round that ends (``changelog.py``); note by partition what was written
+        (None: a tombstone), the offset those keys reflect and the marker's offset.
+
+        A partition written twice in one transaction (its round's keys when it began, then a forced
+        snapshot at the commit) gets one entry: the keys of both, the later offset, the later
+        marker. The earlier keys hold the state at that later offset too: a key changed in between
+        is among the touched keys the forced snapshot writes again."""
         ctx = self.ctx
         snapshot, writer = ctx.pipeline.snapshot, ctx.writer
         topic, width = ctx.changelog_topic, ctx.changelog_partitions
-        written: dict[TP, dict[str, bytes | None]] = {}
-        reflects: dict[TP, int] = {}
-        markers: dict[TP, int] = {}
+        written, reflects, markers = self.snapshot_keys, self.snapshot_reflects, self.snapshot_markers
         if due:
             self.written.add(topic)
         for part in due:
@@ -243,12 +267,17 @@ class Transaction:
             current = part.reflects()
             state_offset = max(current, 0)
             headers = cl.source_offset_header(state_offset)
+            floors = part.floors
             keys: dict[str, bytes | None] = {}
             snapshot_round = part.round
             assert snapshot_round is not None
             for key in snapshot_round.take():
                 data = snapshot(t, p, key)
-                if writer.produce_snapshot(topic, cl.changelog_key(t, p, key), data, headers,
+                floor = floors.get(key, -1)
+                # A key whose state is ahead of the partition's position (written after the last
+                # marker, and not replayed up to yet since a rollback) keeps the offset it reflects.
+                key_headers = headers if floor <= state_offset else cl.source_offset_header(floor)
+                if writer.produce_snapshot(topic, cl.changelog_key(t, p, key), data, key_headers,
                                            cl.changelog_partition(p, width)):
                     keys[key] = data
                 else:
@@ -257,14 +286,16 @@ class Transaction:
                     ctx.log.error("state snapshot too large for the changelog: key written as a tombstone "
                                   "(a restore starts it afresh)", state_key=key, size=len(data or b""),
                                   partition=part.label, message_max_bytes=writer.max_message_bytes)
-            written[part.tp], reflects[part.tp] = keys, state_offset
+            self.snapshot_parts[part.tp] = part
+            written.setdefault(part.tp, {}).update(keys)
+            reflects[part.tp] = state_offset
+            markers.pop(part.tp, None)
             # < 0: nothing consumed yet after a rollback to the partition's beginning: no marker
             if snapshot_round.done and current >= 0:
                 writer.produce_snapshot(topic, cl.marker_key(t, p), cl.marker_value(snapshot_round.start),
                                         cl.source_offset_header(snapshot_round.start),
                                         cl.changelog_partition(p, width), may_tombstone=False)
                 markers[part.tp] = snapshot_round.start
-        return written, reflects, markers
 
     def _commit_transaction(self, offsets: list[TopicPartition], metadata: Any) -> None:
         producer = self.ctx.producer

@@ -40,7 +40,9 @@ def _context(producer: Any, pipeline: FakePipeline, partitions: Partitions, inte
                          lambda what: lambda error: None)
 
 
-def test_a_commit_snapshots_only_due_partitions_and_advances_their_offsets() -> None:
+def test_a_transaction_snapshots_only_due_partitions_and_a_commit_advances_their_offsets() -> None:
+    """A partition whose interval is up snapshots when the next transaction begins (its state as of
+    the last commit), visible with that transaction's commit."""
     producer, pipeline, partitions = FakeProducer(), FakePipeline(), Partitions()
     due, later = partitions.add(("in", 0)), partitions.add(("in", 1))
     due.persisted = later.persisted = True
@@ -56,10 +58,18 @@ def test_a_commit_snapshots_only_due_partitions_and_advances_their_offsets() -> 
     txn.commit()
     assert producer.calls == ["begin", "commit"]
     assert [(o.partition, o.offset) for o in producer.offsets[-1]] == [(0, 1), (1, 1)]
+    assert producer.changelog() == [] and due.unsnapshotted and due.touched == {"BTC"}
+    assert due.committed == 1 and later.committed == 1
+    second = Transaction.begin(ctx)                  # the due partition's keys first, then records
     assert producer.changelog() == [(cl.changelog_key("in", 0, "BTC"), b"0,"), (cl.marker_key("in", 0), b"1")]
+    pipeline.process(b"{}", topic="in", partition=1, offset=1, timestamp_ms=1, key=b"ETH")
+    later.position = 2
+    second.dirty[later.tp] = later
+    second.commit()
+    assert producer.calls == ["begin", "commit", "begin", "commit"]
     assert due.committed == 1 and due.snapshot == {"BTC": b"0,"} and due.snapshot_offset == 1
     assert not due.touched and not due.unsnapshotted
-    assert later.committed == 1 and later.snapshot == {} and later.touched == {"ETH"} and later.unsnapshotted
+    assert later.committed == 2 and later.snapshot == {} and later.touched == {"ETH"} and later.unsnapshotted
 
 
 def _touch_all(pipeline: FakePipeline, txn: Transaction, parts: list[Any], position: int) -> None:
@@ -90,7 +100,8 @@ def test_first_snapshots_keep_each_partitions_place_in_the_interval() -> None:
 
 
 def test_partitions_due_together_spread_over_commits() -> None:
-    """All six due at once: each commit snapshots the budget (6 x 20 ms / 1 s -> one), oldest first."""
+    """All six due at once: each transaction snapshots the budget (6 x 20 ms / 1 s -> one), oldest
+    first."""
     producer, pipeline, partitions = FakeProducer(), FakePipeline(), Partitions()
     parts = [partitions.add(("in", p)) for p in range(6)]
     for part in parts:
@@ -98,8 +109,11 @@ def test_partitions_due_together_spread_over_commits() -> None:
         part.snapshot_due_at = 1.0 + (5 - part.partition) * 0.001  # partition 5 is the most overdue
     ctx = _context(producer, pipeline, partitions)
     ctx.commit_interval_ms = 20
+    txn = Transaction.begin(ctx)                     # every partition changes: all owe a snapshot
+    _touch_all(pipeline, txn, parts, 1)
+    txn.commit()
     order: list[int] = []
-    for position in range(1, 7):
+    for position in range(2, 8):
         txn = Transaction.begin(ctx)
         _touch_all(pipeline, txn, parts, position)
         before = {part.partition for part in parts if part.persisted and part.snapshot_due_at < 2.0}
@@ -112,7 +126,7 @@ def test_partitions_due_together_spread_over_commits() -> None:
     for part in parts:
         part.snapshot_due_at = 1.0
     txn = Transaction.begin(ctx)
-    _touch_all(pipeline, txn, parts, 7)
+    _touch_all(pipeline, txn, parts, 8)
     txn.commit(snapshot=True)
     assert all(part.snapshot_due_at > 2.0 for part in parts)
 

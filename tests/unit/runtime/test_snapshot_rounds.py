@@ -100,12 +100,16 @@ def test_a_round_spreads_a_partitions_keys_over_commits_and_ends_with_its_marker
     runner.process_batch([_record(o, keys) for o in range(1, 41)])
     part = _part(runner)
     part.snapshot_due_at = 0.0                        # the interval is up
+    runner.commit()                                   # the round waits for the next transaction
+    assert len(producer.changelog()) == 2
+    runner.process_batch([_record(41, keys)])         # it begins with it: 16 of the 40 keys first
+    assert part.round is not None and part.round.next == MIN_ROUND_KEYS_PER_COMMIT
+    assert len(producer.changelog()) == 2             # visible with the commit only
     runner.commit()
-    first = producer.changelog()[2:]
-    assert len(first) == MIN_ROUND_KEYS_PER_COMMIT and part.round is not None  # 16 of 40, no marker
-    runner.process_batch([_record(o, keys) for o in range(41, 45)])
+    assert len(producer.changelog()[2:]) == MIN_ROUND_KEYS_PER_COMMIT and part.round is not None  # no marker
+    runner.process_batch([_record(o, keys) for o in range(42, 45)])
     runner.commit()
-    runner.commit()                                   # no records: no commit (the round waits)
+    runner.commit()                                   # no records: no transaction (the round waits)
     assert len(producer.changelog()[2:]) == 2 * MIN_ROUND_KEYS_PER_COMMIT
     runner.process_batch([_record(45, keys)])
     runner.commit()
@@ -115,9 +119,34 @@ def test_a_round_spreads_a_partitions_keys_over_commits_and_ends_with_its_marker
     assert part.round is None and part.snapshot_offset == 41 and part.unsnapshotted
     later = {m.key().decode().split("|")[2]: int(m.headers()[0][1])  # type: ignore[union-attr, index]
              for m in written[MIN_ROUND_KEYS_PER_COMMIT:-1]}
-    assert set(later.values()) == {45, 46}            # written after the marker: their floors
+    assert set(later.values()) == {42, 45}            # written after the marker: their floors
     assert part.floors == later
     assert pipeline.state[TP0] == _oracle(keys, 46) | {"K0": "0,40,"}
+
+
+def test_a_forced_snapshot_after_the_round_began_keeps_the_rounds_keys_as_rollback_state() -> None:
+    """The round's keys written when the transaction began, then a forced snapshot (shutdown,
+    revocation) in the same transaction: an abort after it restores those keys too."""
+    with patch.object(partitions, "MIN_ROUND_KEYS_PER_COMMIT", 2):
+        runner, pipeline, producer, consumer = _new_runner()
+        keys = list(range(6))
+        runner.process_batch([_record(o, keys) for o in range(6)])
+        runner.commit()                                   # the first snapshot: marker 6
+        runner.process_batch([_record(o, keys) for o in range(6, 12)])
+        runner.commit()                                   # every key changed since
+        part = _part(runner)
+        part.snapshot_due_at = 0.0
+        runner.process_batch([_record(12, keys)])         # begins: K0 and K1 of the round, then K0 changes
+        assert part.round is not None and part.round.next == 2
+        runner.commit(snapshot=True)                      # forced: K0 (touched) and K2-K5, marker 13
+        assert part.snapshot_offset == 13 and part.snapshot["K1"] == b"1,7,"
+        runner.process_batch([_record(o, keys) for o in range(13, 15)])
+        runner.abort("injected")
+        assert [offset for _, _, offset in consumer.seeks][-1] == 13
+        runner.process_batch([_record(o, keys) for o in range(13, 15)])
+        runner.commit()
+        assert producer.committed[TP0] == 15
+        assert pipeline.state[TP0] == _oracle(keys, 15)
 
 
 def test_round_sizes() -> None:
@@ -131,6 +160,8 @@ def test_round_sizes() -> None:
 steps = st.lists(st.one_of(st.tuples(st.just("batch"), st.integers(1, 12)),
                            st.tuples(st.just("commit"), st.just(0)),
                            st.tuples(st.just("due"), st.just(0)),
+                           st.tuples(st.just("snapshot"), st.just(0)),
+                           st.tuples(st.just("rounds"), st.integers(2, 6)),
                            st.tuples(st.just("abort"), st.just(0))), min_size=1, max_size=40)
 
 
@@ -143,7 +174,11 @@ def test_restore_after_a_crash_anywhere_is_exact(keys: list[int], script: list[t
 
 def _crash_and_restore(keys: list[int], script: list[tuple[str, int]]) -> None:
     runner, pipeline, producer, consumer = _new_runner()
-    position = 0
+    # Every key processed and committed twice first: the first snapshot, then keys a round owes.
+    position = 2 * len(keys)
+    for start in (0, len(keys)):
+        runner.process_batch([_record(o, keys) for o in range(start, start + len(keys))])
+        runner.commit()
     for step, size in script:
         if step == "batch":
             runner.process_batch([_record(o, keys) for o in range(position, position + size)])
@@ -152,6 +187,14 @@ def _crash_and_restore(keys: list[int], script: list[tuple[str, int]]) -> None:
             runner.commit()
         elif step == "due":
             _part(runner).snapshot_due_at = 0.0
+        elif step == "snapshot":  # a forced snapshot (shutdown, revocation) after a round began
+            runner.commit(snapshot=True)
+        elif step == "rounds":  # the interval is up, then transactions of one record each
+            _part(runner).snapshot_due_at = 0.0
+            for offset in range(position, position + size):
+                runner.process_batch([_record(offset, keys)])
+                runner.commit()
+            position += size
         else:
             runner.abort("injected")
             seeks = [offset for topic, partition, offset in consumer.seeks if (topic, partition) == TP0]
@@ -174,3 +217,88 @@ def _crash_and_restore(keys: list[int], script: list[tuple[str, int]]) -> None:
         again.process_batch([_record(o, keys) for o in range(start, until)])
     assert not again.partitions.replaying
     assert pipeline2.state.get(TP0, {}) == _oracle(keys, until)
+
+
+TP1 = ("in", 1)
+
+
+def _record_of(tp: tuple[str, int], offset: int, keys: list[int]) -> FakeMessage:
+    k = keys[offset % len(keys)]
+    return FakeMessage(tp[0], tp[1], offset, b"bad" if k < 0 else b"{}", f"K{abs(k)}".encode())
+
+
+two_partition_steps = st.lists(st.one_of(
+    st.tuples(st.just("batch"), st.integers(0, 6), st.integers(0, 6)),  # records of TP0, then TP1
+    st.tuples(st.just("commit"), st.just(0), st.just(0)),
+    st.tuples(st.just("due"), st.integers(0, 1), st.just(0)),
+    st.tuples(st.just("snapshot"), st.just(0), st.just(0)),
+    st.tuples(st.just("rounds"), st.integers(0, 1), st.integers(2, 6)),
+    st.tuples(st.just("abort"), st.just(0), st.just(0))), min_size=1, max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(keys=st.lists(st.integers(-2, 9), min_size=1, max_size=30), script=two_partition_steps)
+def test_restore_after_a_crash_anywhere_is_exact_with_two_partitions(
+        keys: list[int], script: list[tuple[str, int, int]]) -> None:
+    """The same property with two partitions in one batch: one partition still replaying (after an
+    abort) while a record of the other begins a transaction, or while a commit snapshots."""
+    with patch.object(partitions, "MIN_ROUND_KEYS_PER_COMMIT", 2):
+        _crash_and_restore_two(keys, script)
+
+
+def _crash_and_restore_two(keys: list[int], script: list[tuple[str, int, int]]) -> None:
+    runner, _, producer, consumer = _new_runner()
+    second = runner.partitions.add(TP1)
+    second.persisted, second.snapshot_offset, second.snapshot_due_at = False, None, 1e12
+    tps = (TP0, TP1)
+    width = len(keys)
+    for start in (0, width):  # every key of both, committed twice first (as in the test above)
+        runner.process_batch([_record_of(tp, o, keys) for tp in tps for o in range(start, start + width)])
+        runner.commit()
+    position = {TP0: 2 * width, TP1: 2 * width}
+    for step, a, b in script:
+        if step == "batch":
+            batch = [_record_of(tp, o, keys) for tp, size in zip(tps, (a, b), strict=True)
+                     for o in range(position[tp], position[tp] + size)]
+            if batch:
+                runner.process_batch(batch)
+            position[TP0] += a
+            position[TP1] += b
+        elif step == "commit":
+            runner.commit()
+        elif step == "due":
+            part = runner.partitions.get(tps[a])
+            assert part is not None
+            part.snapshot_due_at = 0.0
+        elif step == "snapshot":
+            runner.commit(snapshot=True)
+        elif step == "rounds":  # partition a's interval is up, then b transactions of one record of it
+            tp = tps[a]
+            part = runner.partitions.get(tp)
+            assert part is not None
+            part.snapshot_due_at = 0.0
+            for offset in range(position[tp], position[tp] + b):
+                runner.process_batch([_record_of(tp, offset, keys)])
+                runner.commit()
+            position[tp] += b
+        else:
+            runner.abort("injected")
+            for topic, partition, offset in consumer.seeks:
+                position[(topic, partition)] = offset if offset >= 0 else 0
+            consumer.seeks.clear()
+    committed = {tp: producer.committed[tp] for tp in tps if tp in producer.committed}
+    restored = cl.read_changelog(FakeChangelogConsumer(producer.changelog()), CHANGELOG, 1,  # type: ignore[arg-type]
+                                 list(tps))
+    again, pipeline2, _, _ = _new_runner()
+    again.partitions.remove(TP0)
+    assignment, _ = again.recovery.restore(list(tps), restored, committed)
+    starts = {(tp.topic, tp.partition): tp.offset for tp in assignment}
+    for tp in tps:
+        start = starts[tp]
+        start = 0 if start in (OFFSET_BEGINNING, None) or start < 0 else start
+        until = committed.get(tp, 0)
+        if start < until:
+            again.process_batch([_record_of(tp, o, keys) for o in range(start, until)])
+    assert not again.partitions.replaying
+    for tp in tps:
+        assert pipeline2.state.get(tp, {}) == _oracle(keys, committed.get(tp, 0)), tp
