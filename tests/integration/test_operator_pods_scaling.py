@@ -162,6 +162,8 @@ class Fleet:
                 "perReplicaRate": auto.get("perReplicaRate"),
                 "heldBy": auto.get("heldBy"),
                 "decision": auto.get("decision") or "",
+                # the scaler's own record of its moves: (lag sample time, epoch s; replicas added)
+                "events": [(e["time"], e["delta"]) for e in auto.get("scaleEvents") or []],
             })
             if len(rows) == 1 and start is not None:
                 start()
@@ -220,15 +222,30 @@ def fleet(
 def test_a_lag_burst_scales_up_no_faster_than_the_policy_allows(fleet: Fleet) -> None:
     burst = fleet.records(100_000)  # lag / 1000 per replica: far above 4 replicas for the whole climb
     fleet.wait_idle()
+    fed_at = time.time()
     rows = fleet.watch(
         lambda rows: rows[-1]["replicas"] == 4, timeout=60, interval=0.1, start=lambda: fleet.feed(burst)
     )
     changes = [(r["t"], r["replicas"]) for a, r in itertools.pairwise(rows) if r["replicas"] != a["replicas"]]
     _print(f"burst (Pods 1 per {PERIOD_S} s): replica changes {changes}", rows)
     assert [n for _, n in changes] == [2, 3, 4], "more than one pod per step, or no climb"
+    # The policy, on the scaler's own clock: each move one pod, at least PERIOD_S after the last one.
+    # (the status patch follows the StatefulSet's: the last move may show up a poll later)
+    seen = {e for r in rows for e in r["events"] if e[0] >= fed_at - 1}
+    deadline = time.monotonic() + 10
+    while len(seen) < 3 and time.monotonic() < deadline:
+        time.sleep(0.3)
+        recorded = (fleet.status().get("autoscaler") or {}).get("scaleEvents") or []
+        seen |= {(e["time"], e["delta"]) for e in recorded if e["time"] >= fed_at - 1}
+    moves = sorted(seen)
+    assert [delta for _, delta in moves] == [1, 1, 1], moves
+    move_gaps = [b[0] - a[0] for a, b in itertools.pairwise(moves)]
+    assert min(move_gaps) >= PERIOD_S - 1e-3, move_gaps
+    assert max(move_gaps) <= PERIOD_S + 3, move_gaps  # and not needlessly slower (1 s polls)
+    # What a watcher sees agrees: two kubectl calls per row make its times ~1 s coarse on a busy host
+    # (a CI run saw 3.3 s between changes the scaler made 4 s apart), a policy ignored shows ~1 s gaps.
     gaps = [b[0] - a[0] for a, b in itertools.pairwise(changes)]
-    assert min(gaps) >= PERIOD_S - 0.6, gaps  # no faster than the policy (1 s poll jitter)
-    assert max(gaps) <= PERIOD_S + 3, gaps  # and not needlessly slower
+    assert min(gaps) >= PERIOD_S - 1.5, gaps
     ups = [e.get("message", "") for e in events(fleet.kubectl, fleet.namespace, NAME)
            if e["reason"] == "ScaledUp"]
     assert any("behavior policies" in m for m in ups), ups
