@@ -79,6 +79,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--smc-producer", action="append", default=[], metavar="KEY=VALUE",
                         help="librdkafka producer setting for smc-stream (kafka_clients.producer); "
                              "repeatable")
+    parser.add_argument("--smc-consumer", action="append", default=[], metavar="KEY=VALUE",
+                        help="librdkafka consumer setting for smc-stream (kafka_clients.consumer); "
+                             "repeatable")
     parser.add_argument("--profile", default=None, metavar="DIR",
                         help="record a py-spy profile of every smc-stream run into DIR (collapsed stacks)")
     parser.add_argument("--profile-idle", action="store_true",
@@ -86,15 +89,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def producer_overrides(settings: list[str]) -> dict[str, object] | None:
-    """``--smc-producer KEY=VALUE`` flags as the processor's ``kafka_clients.producer`` section."""
-    if not settings:
-        return None
-    producer: dict[str, object] = {}
-    for item in settings:
-        key, _, value = item.partition("=")
-        producer[key] = int(value) if value.lstrip("-").isdigit() else value
-    return {"kafka_clients": {"producer": producer}}
+def client_overrides(producer: list[str], consumer: list[str]) -> dict[str, object] | None:
+    """``--smc-producer`` / ``--smc-consumer KEY=VALUE`` flags as the processor's ``kafka_clients``."""
+    sections: dict[str, object] = {}
+    for role, settings in (("producer", producer), ("consumer", consumer)):
+        if settings:
+            values: dict[str, object] = {}
+            for item in settings:
+                key, _, value = item.partition("=")
+                values[key] = int(value) if value.lstrip("-").isdigit() else value
+            sections[role] = values
+    return {"kafka_clients": sections} if sections else None
 
 
 def make_target(framework: str, bootstrap: str, topic: str, partitions: int, mode: str,
@@ -103,7 +108,7 @@ def make_target(framework: str, bootstrap: str, topic: str, partitions: int, mod
         return targets.smc_stream(bootstrap, [topic], partitions, mode, commit_ms, workdir,
                                   trade_windows_like_peers=True, batch_size=args.smc_batch_size,
                                   max_poll_records=args.smc_max_poll_records,
-                                  processor_overrides=producer_overrides(args.smc_producer))
+                                  processor_overrides=client_overrides(args.smc_producer, args.smc_consumer))
     return targets.peer(framework, bootstrap, topic, partitions, mode, commit_ms, workdir,
                         python=args.peer_python)
 
