@@ -64,16 +64,24 @@ class CommitContext:
 
 
 @dataclass
+class SnapshotWrites:
+    """The changelog records one transaction wrote for one partition: its round's keys (None: a
+    tombstone), the offset they reflect, and the marker of a round that ended in it."""
+
+    part: PartitionState
+    keys: dict[str, bytes | None] = field(default_factory=dict)
+    reflects: int = 0
+    marker: int | None = None
+
+
+@dataclass
 class PreparedCommit:
     """Steps 1 and 2 of a commit, done on the loop's thread: what ``send`` sends and ``finish``
     applies. ``positions`` are the offsets committed, captured now: the loop may go on processing."""
 
     offsets: list[TopicPartition]
     group_metadata: Any
-    due: list[PartitionState]
-    written: dict[TP, dict[str, bytes | None]]
-    reflects: dict[TP, int]  # the offset the written keys of each partition reflect
-    markers: dict[TP, int]
+    snapshots: list[SnapshotWrites]
     positions: dict[TP, int]
     now: float  # monotonic, when prepared
     started: float = field(default_factory=time.perf_counter)
@@ -95,13 +103,9 @@ class Transaction:
         self.dirty: dict[TP, PartitionState] = {}   # partitions processed in it
         self.timestamps: list[int] = []             # record timestamps (end-to-end latency)
         self.written: set[str] = set()              # topics written to (the breaker's proof of health)
-        # Changelog records written in it, by partition (``_write_snapshots``): the keys (None: a
-        # tombstone), the offset they reflect, the marker of a round that ended, and whether the
+        # Changelog records written in it, by partition (``_write_snapshots``), and whether the
         # snapshot rounds already took their keys when it began (``begin``).
-        self.snapshot_parts: dict[TP, PartitionState] = {}
-        self.snapshot_keys: dict[TP, dict[str, bytes | None]] = {}
-        self.snapshot_reflects: dict[TP, int] = {}
-        self.snapshot_markers: dict[TP, int] = {}
+        self.snapshots: dict[TP, SnapshotWrites] = {}
         self.rounds_taken = False
         # Outputs waiting for ``open`` (staged: begun while the previous commit was in flight).
         self.buffer: list[StagedOutput] | None = None if opened else []
@@ -173,8 +177,7 @@ class Transaction:
         # The next commit interval runs from here: the loop stops waiting for this one now (an
         # overlapped commit) or when ``commit`` returns (which sets it again).
         ctx.closed_at = now
-        return PreparedCommit(offsets, metadata, list(self.snapshot_parts.values()), self.snapshot_keys,
-                              self.snapshot_reflects, self.snapshot_markers, positions, now)
+        return PreparedCommit(offsets, metadata, list(self.snapshots.values()), positions, now)
 
     def send(self, prepared: PreparedCommit) -> None:
         """Step 3, the broker calls alone (safe on the committer thread): exactly-once commits the
@@ -189,19 +192,19 @@ class Transaction:
         """Step 4, on the loop's thread once ``send`` returned: the committed positions become the
         rewind points, the snapshots the rollback points."""
         interval = self.ctx.snapshot_interval_ms
-        written, markers = prepared.written, prepared.markers
-        for part in prepared.due:
-            tp = part.tp
-            part.snapshotted(written[tp], prepared.reflects[tp], markers.get(tp),
+        for writes in prepared.snapshots:
+            part = writes.part
+            part.snapshotted(writes.keys, writes.reflects, writes.marker,
                              next_snapshot_due(part.snapshot_due_at, prepared.now, interval))
         for tp, offset in prepared.positions.items():
             self.dirty[tp].committed = offset
-        records = sum(len(keys) for keys in written.values()) + len(markers)
+        markers = sum(writes.marker is not None for writes in prepared.snapshots)
+        records = sum(len(writes.keys) for writes in prepared.snapshots) + markers
         self.ctx.telemetry.committed(prepared.started, self.timestamps, records, prepared.positions)
         log = self.ctx.log
         if log.is_enabled(logging.DEBUG):
             log.debug("committed", offsets={f"{t}[{p}]": o for (t, p), o in prepared.positions.items()},
-                      snapshots=records - len(markers), markers=len(markers))
+                      snapshots=records - markers, markers=markers)
 
     def _due(self, now: float, snapshot: bool) -> list[PartitionState]:
         """The partitions this transaction writes snapshot keys of now, each with its ``round`` set:
@@ -259,7 +262,6 @@ class Transaction:
         ctx = self.ctx
         snapshot, writer = ctx.pipeline.snapshot, ctx.writer
         topic, width = ctx.changelog_topic, ctx.changelog_partitions
-        written, reflects, markers = self.snapshot_keys, self.snapshot_reflects, self.snapshot_markers
         if due:
             self.written.add(topic)
         for part in due:
@@ -268,7 +270,10 @@ class Transaction:
             state_offset = max(current, 0)
             headers = cl.source_offset_header(state_offset)
             floors = part.floors
-            keys: dict[str, bytes | None] = {}
+            writes = self.snapshots.get(part.tp)
+            if writes is None:
+                writes = self.snapshots[part.tp] = SnapshotWrites(part)
+            keys = writes.keys
             snapshot_round = part.round
             assert snapshot_round is not None
             for key in snapshot_round.take():
@@ -286,16 +291,13 @@ class Transaction:
                     ctx.log.error("state snapshot too large for the changelog: key written as a tombstone "
                                   "(a restore starts it afresh)", state_key=key, size=len(data or b""),
                                   partition=part.label, message_max_bytes=writer.max_message_bytes)
-            self.snapshot_parts[part.tp] = part
-            written.setdefault(part.tp, {}).update(keys)
-            reflects[part.tp] = state_offset
-            markers.pop(part.tp, None)
+            writes.reflects, writes.marker = state_offset, None
             # < 0: nothing consumed yet after a rollback to the partition's beginning: no marker
             if snapshot_round.done and current >= 0:
                 writer.produce_snapshot(topic, cl.marker_key(t, p), cl.marker_value(snapshot_round.start),
                                         cl.source_offset_header(snapshot_round.start),
                                         cl.changelog_partition(p, width), may_tombstone=False)
-                markers[part.tp] = snapshot_round.start
+                writes.marker = snapshot_round.start
 
     def _commit_transaction(self, offsets: list[TopicPartition], metadata: Any) -> None:
         producer = self.ctx.producer
