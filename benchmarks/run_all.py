@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import TopicPartition
+
 from benchmarks import broker, targets
 from benchmarks.harness import (
     DrainResult,
@@ -59,6 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=15.0, help="seconds of steady production")
     parser.add_argument("--no-steady", action="store_true")
     parser.add_argument("--no-drain", action="store_true", help="only the steady (latency) runs")
+    parser.add_argument("--floor", action="store_true",
+                        help="first a steady run without a processor: the collector reads the input "
+                             "topic itself (the latency floor of the load generator, broker and collector)")
     parser.add_argument("--peer-python", default=None,
                         help="interpreter for Quix and Faust (default: .venv-bench/bin/python if present)")
     parser.add_argument("--drain-timeout", type=float, default=90.0,
@@ -147,6 +152,12 @@ def summary_rows(drains: list[DrainResult], steadies: list[SteadyResult]) -> lis
             s.p50_ms if s else None, s.p99_ms if s else None,
             d.cpu_s_per_1k, d.peak_rss_mb, ratio,
         ])
+    drained = {(d.framework, d.mode, d.commit) for d in drains}
+    for s in steadies:  # steady-only runs (--no-drain) and the floor
+        if (s.framework, s.mode, s.commit) not in drained:
+            rows.append([targets.FRAMEWORK_NAMES[s.framework], s.mode, s.commit, "-", s.p50_ms, s.p99_ms,
+                         s.cpu_s_per_1k if s.framework != "floor" else None, s.peak_rss_mb
+                         if s.framework != "floor" else None, "-"])
     return rows
 
 
@@ -214,13 +225,17 @@ def main(argv: list[str] | None = None) -> int:
     drains: list[DrainResult] = []
     steadies: list[SteadyResult] = []
     try:
-        print(f"generating {args.count:,} trades over {args.symbols} symbols (seed {args.seed})",
+        # The drain input (and the warm-up's share of it): a steady-only run without warm-up needs none.
+        drain_count = args.count if not args.no_drain else min(args.count, max(0, args.broker_warmup))
+        print(f"generating {drain_count:,} trades over {args.symbols} symbols (seed {args.seed})",
               file=sys.stderr)
-        messages = market_messages(args.symbols, args.count, TRADES_ONLY, args.seed)
-        source = unique("bench.trades")
-        create_topics(bootstrap, {source: args.partitions})
-        preload(bootstrap, {"trades": source}, messages)
-        inputs = topic_partitions(bootstrap, [source])
+        messages = market_messages(args.symbols, drain_count, TRADES_ONLY, args.seed) if drain_count else []
+        inputs: list[TopicPartition] = []
+        if not args.no_drain:
+            source = unique("bench.trades")
+            create_topics(bootstrap, {source: args.partitions})
+            preload(bootstrap, {"trades": source}, messages)
+            inputs = topic_partitions(bootstrap, [source])
         warm_broker(bootstrap, messages, args.broker_warmup, frameworks, args)
         for framework in frameworks if not args.no_drain else ():
             for mode in modes:
@@ -244,28 +259,30 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_steady:
             steady_count = int(args.rate * args.duration) + 5_000
             steady_messages = market_messages(args.symbols, steady_count, TRADES_ONLY, args.seed + 1)
-            for framework in frameworks:
-                for mode in modes:
-                    topic = unique("bench.steady")
-                    create_topics(bootstrap, {topic: args.partitions})
-                    target = make_target(framework, bootstrap, topic, args.partitions, mode,
-                                         args.commit_interval_ms, workdir, args)
-                    print(f"\n== steady {args.rate:,.0f}/s: {framework} {mode} commit {target.commit}",
-                          file=sys.stderr, flush=True)
-                    settle(args.settle_s)
-                    try:
-                        steady = run_steady(target, bootstrap, {"trades": topic}, steady_messages, args.rate,
-                                            profile_to=profile_path(args, "steady", framework,
-                                                                    args.commit_interval_ms),
-                                            profile_idle=args.profile_idle)
-                    except Exception as exc:
-                        print(f"   failed: {exc!r}", file=sys.stderr, flush=True)
-                        continue
-                    print(f"   p50 {steady.p50_ms} ms  p99 {steady.p99_ms} ms  "
-                          f"({steady.received:,}/{steady.sent:,})  {steady.error or ''}", file=sys.stderr,
-                          flush=True)
-                    steadies.append(steady)
-                    save(args, drains, steadies, partial=True)
+            runs = [("floor", "-")] if args.floor else []
+            runs += [(framework, mode) for framework in frameworks for mode in modes]
+            for framework, mode in runs:
+                topic = unique("bench.steady")
+                create_topics(bootstrap, {topic: args.partitions})
+                target = (targets.floor(topic) if framework == "floor" else
+                          make_target(framework, bootstrap, topic, args.partitions, mode,
+                                      args.commit_interval_ms, workdir, args))
+                print(f"\n== steady {args.rate:,.0f}/s: {framework} {mode} commit {target.commit}",
+                      file=sys.stderr, flush=True)
+                settle(args.settle_s)
+                try:
+                    steady = run_steady(target, bootstrap, {"trades": topic}, steady_messages, args.rate,
+                                        profile_to=profile_path(args, "steady", framework,
+                                                                args.commit_interval_ms),
+                                        profile_idle=args.profile_idle)
+                except Exception as exc:
+                    print(f"   failed: {exc!r}", file=sys.stderr, flush=True)
+                    continue
+                print(f"   p50 {steady.p50_ms} ms  p99 {steady.p99_ms} ms  "
+                      f"({steady.received:,}/{steady.sent:,})  {steady.error or ''}", file=sys.stderr,
+                      flush=True)
+                steadies.append(steady)
+                save(args, drains, steadies, partial=True)
     finally:
         if not started:  # a broker we started goes away with its topics
             print(f"deleted {delete_run_topics(bootstrap)} topics of this run", file=sys.stderr)
@@ -273,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = summary_rows(drains, steadies)
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     machine = f"{os.cpu_count()} cores, {memory_gib:.0f} GiB"
-    header = (f"{args.count:,} trades, {args.symbols} symbols, {args.partitions} partitions; latency at "
+    drained = f"{args.count:,} trades" if not args.no_drain else "no drain"
+    header = (f"{drained}, {args.symbols} symbols, {args.partitions} partitions; latency at "
               f"{args.rate:,.0f} msgs/s; {machine}; load average at end {os.getloadavg()[0]:.1f}")
     print("\n" + header)
     print(table(HEADERS, rows))

@@ -29,7 +29,7 @@ BENCH_PYTHON = Path(__file__).resolve().parents[1] / ".venv-bench" / "bin" / "py
 # Each framework's own default commit interval (what a user gets without tuning).
 DEFAULT_COMMIT = {"smc-stream": "100 ms", "bare": "100 ms", "quix": "5 s", "faust": "2.8 s"}
 FRAMEWORK_NAMES = {"smc-stream": "smc-stream", "bare": "bare confluent-kafka", "quix": "Quix Streams 3.28",
-                   "faust": "faust-streaming 0.15"}
+                   "faust": "faust-streaming 0.15", "floor": "floor (no processor)"}
 
 
 def commit_label(framework: str, commit_interval_ms: int | None) -> str:
@@ -118,4 +118,15 @@ def peer(name: str, bootstrap: str, input_topic: str, partitions: int, mode: str
         framework=name, mode=mode, commit=commit, command=command, group=f"{run}.group", output_topic=output,
         id_field=b'"t"' if name == "bare" else b'"trade_id"',
         env={"PYTHONUNBUFFERED": "1"}, log_path=str(workdir / f"{run}.log"),
+    )
+
+
+def floor(input_topic: str) -> Target:
+    """No processor: the latency collector reads the steady input topic itself, so a steady run of
+    this target measures the load generator, the broker and the collector alone. No processor's
+    latency can be lower; on a busy or slow host this floor shows how much of a p99 is the host's."""
+    return Target(
+        framework="floor", mode="-", commit="-",
+        command=[sys.executable, "-c", "import time; time.sleep(24 * 3600)"],
+        group="", output_topic=input_topic, id_field=b'"t"',
     )
