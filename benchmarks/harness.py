@@ -464,6 +464,7 @@ class _LatencyCollector(threading.Thread):
                                   "fetch.wait.max.ms": 5, "fetch.queue.backoff.ms": 1})
         self.consumer.assign([TopicPartition(tp.topic, tp.partition, 0) for tp in self.parts])
         self.latencies: list[float] = []
+        self.arrivals: list[float] = []  # arrival time (ms) of each latency, for a view over time
         self.seen = 0
         self.running = True
 
@@ -484,6 +485,7 @@ class _LatencyCollector(threading.Thread):
                 sent = self.sent_at.pop((msg.key() or b"", int(found.group(1))), None)
                 if sent is not None:
                     self.latencies.append(now_ms - sent)
+                    self.arrivals.append(now_ms)
         self.consumer.close()
 
 

@@ -5,38 +5,25 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 import benchmarks.harness as harness
 from benchmarks.run_all import make_target, parse_args
 from benchmarks.workload import TRADES_ONLY, market_messages
 
-arrivals: list[tuple[float, float]] = []  # (arrival ms, latency ms) of each matched output
+collectors: list[harness._LatencyCollector] = []
 
 
-class _TimedCollector(harness._LatencyCollector):
-    """The harness's collector, also keeping each matched output's arrival time."""
+class _KeptCollector(harness._LatencyCollector):
+    """The harness's collector, kept for its arrival times once the run is over."""
 
-    def run(self) -> None:
-        while self.running:
-            for msg in self.consumer.consume(num_messages=5000, timeout=0.002):
-                if msg.error() is not None:
-                    continue
-                now_ms = time.time() * 1000.0
-                self.seen += 1
-                found = self.id_pattern.search(msg.value() or b"") if self.sent_at else None
-                if found is None:
-                    continue
-                sent = self.sent_at.pop((msg.key() or b"", int(found.group(1))), None)
-                if sent is not None:
-                    self.latencies.append(now_ms - sent)
-                    arrivals.append((now_ms, now_ms - sent))
-        self.consumer.close()
+    def __init__(self, bootstrap: str, topic: str, id_field: bytes) -> None:
+        super().__init__(bootstrap, topic, id_field)
+        collectors.append(self)
 
 
 def main() -> None:
-    harness._LatencyCollector = _TimedCollector  # type: ignore[misc]
+    harness._LatencyCollector = _KeptCollector  # type: ignore[misc]
     bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
     framework, rate, commit_ms = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
     args = parse_args(["--frameworks", framework, "--commit-interval-ms", str(commit_ms), *sys.argv[4:]])
@@ -49,8 +36,9 @@ def main() -> None:
     print(framework, rate, "p50", result.p50_ms, "p99", result.p99_ms, "cpu", result.cpu_s_per_1k,
           result.error)
     seconds: dict[int, list[float]] = {}
-    first = arrivals[0][0] if arrivals else 0.0
-    for arrived, latency in arrivals:
+    collector = collectors[-1]
+    first = collector.arrivals[0] if collector.arrivals else 0.0
+    for arrived, latency in zip(collector.arrivals, collector.latencies, strict=True):
         seconds.setdefault(int((arrived - first) // 1000), []).append(latency)
     for second, values in sorted(seconds.items()):
         values.sort()
