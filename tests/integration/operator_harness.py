@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import re
 import subprocess
 import sys
 import time
@@ -170,6 +171,25 @@ def status_of(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]:
     cr = get(kubectl, namespace, "streamprocessor", name) or {}
     status: dict[str, Any] = cr.get("status") or {}
     return status
+
+
+def table_rows(text: str) -> list[dict[str, str]]:
+    """``kubectl get``'s table as one dict per row. Cells are cut at the header's column starts, not
+    split on blanks: a printer column without a value (no lag yet) is an empty cell, not a shift."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return []
+    header = lines[0]
+    starts = [m.start() for m in re.finditer(r"\S+", header)]
+    bounds = list(zip(header.split(), starts, [*starts[1:], None], strict=True))
+    return [{name: row[start:end].strip() for name, start, end in bounds} for row in lines[1:]]
+
+
+def printed_row(kubectl: Kubectl, namespace: str, kind: str, name: str) -> dict[str, str]:
+    """The row ``kubectl get KIND NAME`` prints (printer columns), by column header."""
+    rows = table_rows(kubectl("-n", namespace, "get", kind, name).stdout)
+    assert len(rows) == 1, rows
+    return rows[0]
 
 
 def condition(status: Mapping[str, Any], kind: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from tests.integration.operator_harness import (
     condition,
     fresh_namespace,
     get,
+    printed_row,
     running_operator,
     sample_cr,
     status_of,
@@ -108,10 +109,8 @@ def test_sample_cr_becomes_configmap_statefulset_service(
     assert status["observedGeneration"] == cr["metadata"]["generation"]
     assert status["desiredReplicas"] == 1 and condition(status, "Degraded")["status"] == "False"
     assert set(status["consumerLag"]["perTopic"]) == set(topics)
-    table = kubectl("-n", namespace, "get", "sp").stdout.splitlines()
-    header, row = table[0].split(), table[1].split()
-    assert header[:6] == ["NAME", "PHASE", "MODE", "DESIRED", "READY", "LAG"]
-    values = dict(zip(header, row, strict=False))
+    values = printed_row(kubectl, namespace, "sp", "mdp")
+    assert list(values)[:6] == ["NAME", "PHASE", "MODE", "DESIRED", "READY", "LAG"]
     assert values["PHASE"] == "Deploying" and values["MODE"] == "exactly_once"
     assert values["DESIRED"] == "1" and values["READY"] == "0" and values["LAG"] == "0"
 

@@ -30,6 +30,7 @@ from tests.integration.operator_harness import (
     events,
     fresh_namespace,
     get,
+    printed_row,
     running_operator,
     sample_cr,
     status_of,
@@ -248,8 +249,7 @@ def test_pause_freezes_reconcile_and_status_shows_a_missing_workload(
         timeout=15,
         what="Paused condition",
     )
-    row = kubectl("-n", namespace, "get", "sp", "frozen").stdout.splitlines()
-    assert dict(zip(row[0].split(), row[1].split(), strict=False))["PAUSED"] == "True"
+    assert printed_row(kubectl, namespace, "sp", "frozen")["PAUSED"] == "True"
 
     # While paused: a spec change is not applied, a deleted StatefulSet is not recreated, status says so.
     cr["spec"]["processor"]["detection"]["swingLength"] = 6
