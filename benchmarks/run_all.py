@@ -181,6 +181,7 @@ def save(args: argparse.Namespace, drains: list[DrainResult], steadies: list[Ste
         (RESULTS_DIR / "partial.json").write_text(text)
     else:
         (RESULTS_DIR / f"bench-{stamp}.json").write_text(text)
+        (RESULTS_DIR / f"{args.label}.json").parent.mkdir(parents=True, exist_ok=True)  # label "s12/run-1"
         (RESULTS_DIR / f"{args.label}.json").write_text(text)
         (RESULTS_DIR / "partial.json").unlink(missing_ok=True)
     return doc

@@ -5,8 +5,11 @@ process that commits a transaction (smc-stream and the bare loop alike: ``conflu
 is replaced by a subclass before they import it) writes ``$PROBE_OUT.<pid>`` at exit, one line per
 commit: perf_counter at ``send_offsets_to_transaction``, records pending then and at
 ``commit_transaction``, ms in each call, outputs, changelog records and bytes (topics ending in
-``.changelog``), outputs to topics other than the enriched trades. The Python ``produce`` override
-costs ~1 us per record: compare probed runs with probed runs only.
+``.changelog``), outputs to topics other than the enriched trades. A processor's consumer (group
+``*.group``) also writes ``$PROBE_OUT.<pid>.batches``, one line per consumed batch: wall ms when
+``consume()`` returned, records, age of its newest and of its oldest record (now - record timestamp):
+the input side of the end-to-end latency. The Python overrides cost ~1 us per record: compare probed
+runs with probed runs only.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ if os.environ.get("PROBE_OUT"):
     import confluent_kafka
 
     _rows: list[str] = []
+    _batches: list[str] = []
     _Base: Any = confluent_kafka.Producer
+    _ConsumerBase: Any = confluent_kafka.Consumer
 
     class _ProbedProducer(_Base):  # type: ignore[misc]
         outputs = changelog = changelog_bytes = other = 0
@@ -50,11 +55,28 @@ if os.environ.get("PROBE_OUT"):
             self.outputs = self.changelog = self.changelog_bytes = self.other = 0
             self.offsets_call = None
 
+    class _ProbedConsumer(_ConsumerBase):  # type: ignore[misc]
+        def __init__(self, conf: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+            self.probed = str(conf.get("group.id", "")).endswith(".group")  # not the restore reader
+            super().__init__(conf, *args, **kwargs)
+
+        def consume(self, *args: Any, **kwargs: Any) -> list[Any]:
+            messages: list[Any] = super().consume(*args, **kwargs)
+            if self.probed and messages:
+                now_ms = time.time() * 1000.0
+                stamps = [m.timestamp()[1] for m in messages if m.error() is None]
+                if stamps:
+                    _batches.append(f"{now_ms:.1f} {len(stamps)} {now_ms - max(stamps):.1f} "
+                                    f"{now_ms - min(stamps):.1f}")
+            return messages
+
     confluent_kafka.Producer = _ProbedProducer  # type: ignore[misc]
+    confluent_kafka.Consumer = _ProbedConsumer  # type: ignore[misc]
 
     def _dump() -> None:
-        if _rows:
-            with open(f"{os.environ['PROBE_OUT']}.{os.getpid()}", "w") as handle:
-                handle.write("\n".join(_rows) + "\n")
+        for suffix, lines in (("", _rows), (".batches", _batches)):
+            if lines:
+                with open(f"{os.environ['PROBE_OUT']}.{os.getpid()}{suffix}", "w") as handle:
+                    handle.write("\n".join(lines) + "\n")
 
     atexit.register(_dump)

@@ -1,5 +1,6 @@
 """Summarise probe files (``commit_calls_sitecustomize.py``): commit cycle, pending records and the two
-broker calls, for all commits and split by whether the transaction carried changelog records."""
+broker calls, for all commits and split by whether the transaction carried changelog records; for a
+``.batches`` file, batch sizes and how old records were when the consumer handed them out."""
 
 from __future__ import annotations
 
@@ -20,11 +21,24 @@ def calls(rows: list[list[str]]) -> str:
                      for name, v in (("send_offsets", offsets), ("commit", commit)))
 
 
+def batches(path: str, rows: list[list[str]]) -> None:
+    """The last 16 s of batches (the measured phase; the warm-up trickles before it)."""
+    end = float(rows[-1][0])
+    rows = [r for r in rows if float(r[0]) > end - 16_000]
+    sizes = [int(r[1]) for r in rows]
+    ages = [age for r in rows for age in [(float(r[2]) + float(r[3])) / 2] * int(r[1])]  # batch midpoint
+    print(f"{path}: {len(rows)} batches, size p50 {pct(sizes, .5):.0f}; record age at consume p50 "
+          f"{pct(ages, .5):.1f} p99 {pct(ages, .99):.1f} ms")
+
+
 def main(paths: list[str]) -> None:
     for path in paths:
         with open(path) as handle:
             rows = [line.split() for line in handle if line.strip()]
         if not rows:
+            continue
+        if path.endswith(".batches"):
+            batches(path, rows)
             continue
         starts = [float(r[0]) for r in rows]
         cycles = [b - a for a, b in itertools.pairwise(starts)]
