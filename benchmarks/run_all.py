@@ -155,9 +155,9 @@ def summary_rows(drains: list[DrainResult], steadies: list[SteadyResult]) -> lis
     drained = {(d.framework, d.mode, d.commit) for d in drains}
     for s in steadies:  # steady-only runs (--no-drain) and the floor
         if (s.framework, s.mode, s.commit) not in drained:
+            measured = s.framework != "floor"  # the floor runs a sleep: no CPU or RSS worth a column
             rows.append([targets.FRAMEWORK_NAMES[s.framework], s.mode, s.commit, "-", s.p50_ms, s.p99_ms,
-                         s.cpu_s_per_1k if s.framework != "floor" else None, s.peak_rss_mb
-                         if s.framework != "floor" else None, "-"])
+                         s.cpu_s_per_1k if measured else None, s.peak_rss_mb if measured else None, "-"])
     return rows
 
 
@@ -181,8 +181,9 @@ def save(args: argparse.Namespace, drains: list[DrainResult], steadies: list[Ste
         (RESULTS_DIR / "partial.json").write_text(text)
     else:
         (RESULTS_DIR / f"bench-{stamp}.json").write_text(text)
-        (RESULTS_DIR / f"{args.label}.json").parent.mkdir(parents=True, exist_ok=True)  # label "s12/run-1"
-        (RESULTS_DIR / f"{args.label}.json").write_text(text)
+        labelled = RESULTS_DIR / f"{args.label}.json"
+        labelled.parent.mkdir(parents=True, exist_ok=True)  # a label may name a directory: "s12/run-1"
+        labelled.write_text(text)
         (RESULTS_DIR / "partial.json").unlink(missing_ok=True)
     return doc
 
