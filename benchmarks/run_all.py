@@ -161,6 +161,13 @@ def summary_rows(drains: list[DrainResult], steadies: list[SteadyResult]) -> lis
     return rows
 
 
+def drain_footnote(drains: list[DrainResult]) -> str | None:
+    """The note for rates marked ``*``, only when a drain run was cut short (else no row carries one)."""
+    if all(d.complete for d in drains):
+        return None
+    return "* drain stopped at --drain-timeout: rate over the part that was committed"
+
+
 HEADERS = ["framework", "mode", "commit", "msgs/s", "p50 ms", "p99 ms", "CPU s/1k", "RSS MB",
            "smc-stream / this"]
 
@@ -297,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.rate:,.0f} msgs/s; {machine}; load average at end {os.getloadavg()[0]:.1f}")
     print("\n" + header)
     print(table(HEADERS, rows))
-    print("* drain stopped at --drain-timeout: rate over the part that was committed")
+    footnote = drain_footnote(drains)
+    if footnote:
+        print(footnote)
     doc = save(args, drains, steadies, partial=False)
     (RESULTS_DIR / f"{args.label}.md").write_text(f"{header}\n\n{table(HEADERS, rows, markdown=True)}\n")
     if args.json:

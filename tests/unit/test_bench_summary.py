@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from benchmarks import targets
 from benchmarks.harness import DrainResult, SteadyResult
-from benchmarks.run_all import parse_args, summary_rows
+from benchmarks.run_all import drain_footnote, parse_args, summary_rows
 
 
 def _steady(framework: str, p99: float, mode: str = "exactly_once", commit: str = "20 ms") -> SteadyResult:
@@ -34,6 +34,18 @@ def test_a_drain_row_carries_its_steady_latency_once() -> None:
     assert len(rows) == 2
     assert rows[0][3] == "30,000" and rows[0][5] == 300.0 and rows[0][8] == "1.00x"
     assert rows[1][5] == 200.0 and rows[1][8] == "0.25x"
+
+
+def test_the_timeout_footnote_only_when_a_drain_was_cut_short() -> None:
+    cut = DrainResult(framework="quix", mode="exactly_once", commit="20 ms", messages=90_000, seconds=300.0,
+                      msgs_per_s=300.0, cpu_s_per_1k=0.2, peak_rss_mb=150.0, outputs=90_000, complete=False,
+                      startup_s=2.0)
+    assert drain_footnote([]) is None
+    assert drain_footnote([_drain("smc-stream", 30_000.0)]) is None
+    note = drain_footnote([_drain("smc-stream", 30_000.0), cut])
+    assert note is not None and note.startswith("*")
+    rows = summary_rows([cut], [])
+    assert rows[0][3].endswith("*")  # the row the note explains
 
 
 def test_the_floor_target_reads_the_input_topic_with_the_raw_trade_id() -> None:
