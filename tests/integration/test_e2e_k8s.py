@@ -363,15 +363,22 @@ def _broker_argv() -> list[str]:
 
 def _print_outage_diagnosis(fleet: Fleet, kubectl: Kubectl) -> None:
     """What a failed recovery leaves to read once the bed is gone: the CR's status and conditions, the
-    pods, and the last lines of each pod's log and of the operator's (client noise filtered out)."""
+    pods, each pod's ``/status`` (assignment, restoring, breaker, readiness checks), the last lines of
+    each pod's log (client noise apart, its last lines kept too: they say what the consumer waits for)
+    and of the operator's."""
     print("CR status:", json.dumps(fleet.status(), indent=1, default=str))
     print(kubectl("-n", fleet.namespace, "get", "pods", "-o", "wide").stdout)
     noise = ("librdkafka", "kafka client error")
     for pod in fleet.pods():
         name = pod["metadata"]["name"]
-        lines = kubectl("-n", fleet.namespace, "logs", name, "--tail=400").stdout.splitlines()
+        status = kubectl("-n", fleet.namespace, "exec", name, "--", "smc-runtime", "status", check=False)
+        print(f"--- {name} /status (exit {status.returncode})")
+        print(status.stdout[-6000:] + status.stderr[-1000:])
+        lines = kubectl("-n", fleet.namespace, "logs", name, "--tail=1000").stdout.splitlines()
         print(f"--- {name} (last lines without client noise)")
         print("\n".join([line for line in lines if not any(n in line for n in noise)][-60:]))
+        print(f"--- {name} (last client lines)")
+        print("\n".join([line for line in lines if any(n in line for n in noise)][-25:]))
     operators = k8s.get_json(kubectl, "-n", k8s.OPERATOR_NAMESPACE, "get", "pods")["items"]
     for pod in operators:
         name = pod["metadata"]["name"]
