@@ -167,8 +167,7 @@ class ProcessorRunner:
         consumer = Consumer(conf.consumer)
         self.attach(producer, consumer, Consumer(conf.restore))
         assert self._rebalance is not None
-        consumer.subscribe(self.settings.input_topics, on_assign=self._rebalance.on_assign,
-                           on_revoke=self._rebalance.on_revoke, on_lost=self._rebalance.on_lost)
+        self._rebalance.subscribe(consumer, self.settings.input_topics, conf.consumer)
         self.status.set_state(ProcessorState.RUNNING)
         self.log.info("processor started", transactional_id=self.txn_id if self.eos else None,
                       mode=self.settings.processing_mode.value, inputs=self.settings.input_topics,
@@ -290,6 +289,8 @@ class ProcessorRunner:
                 cycle.commit_due()
         if now - self._last_lag_refresh >= LAG_REFRESH_S:
             self._last_lag_refresh = now
+            if self._rebalance is not None:
+                self._rebalance.check_membership(consumer, self.settings.input_topics, now)
             key_count = getattr(self.pipeline, "state_key_count", None)  # optional in PipelineLike fakes
             self.telemetry.refresh_gauges(consumer, len(producer), self.partitions, key_count)
 

@@ -7,6 +7,9 @@ loop (``RebalanceHandler.error``).
 * revoked: commit the open transaction (with a snapshot), then forget the partitions;
 * lost: abort the open transaction (another member owns them now), then forget them.
 
+A member that does not come back to its group after losing its partitions (or after subscribing) is
+subscribed again, then restarted (``membership.py``, checked by the loop through ``check_membership``).
+
 Ordering on assignment: the consumer reads committed offsets with ``isolation.level=read_committed``,
 so the broker holds back (UNSTABLE_OFFSET_COMMIT, retried by librdkafka until the call times out)
 the offsets of any partition a still-open transaction has offsets for. No transaction of ours may be
@@ -22,16 +25,17 @@ partition our transactions write to) until one has succeeded, then the read is r
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Protocol
+from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from smc_runtime.client_settings import TRANSACTION_TIMEOUT_MS
 from smc_runtime.kafka import changelog as cl
-from smc_runtime.kafka.errors import call_with_retry
+from smc_runtime.kafka.errors import FatalKafkaError, call_with_retry
+from smc_runtime.kafka.membership import DEFAULT_DEADLINE_S, GroupMembership, Rejoin, rejoin_deadline_s
 from smc_runtime.kafka.partitions import TP
 from smc_runtime.kafka.pending_offsets import sweep_due
 from smc_runtime.kafka.recovery import Recovery
@@ -91,6 +95,8 @@ class RebalanceHandler:
     # Called when the committed-offsets read times out and ``sweep_due`` (exactly-once:
     # ``PendingOffsetsSweep``); True once it succeeded.
     resolve_pending: Callable[[], bool] | None = None
+    # Its deadline follows the consumer's settings once ``subscribe`` runs.
+    membership: GroupMembership = field(default_factory=lambda: GroupMembership(DEFAULT_DEADLINE_S))
     error: BaseException | None = field(default=None, init=False)
 
     def _guarded(self, handler: Callable[[Consumer, list[TopicPartition]], None], consumer: Consumer,
@@ -103,13 +109,42 @@ class RebalanceHandler:
                 self.error = exc
 
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.membership.joined()  # a rebalance completed, whatever it assigns
         self._guarded(self._assign, consumer, partitions)
 
     def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._guarded(self._revoke, consumer, partitions)
 
     def on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.membership.left(time.monotonic())
         self._guarded(self._lose, consumer, partitions)
+
+    def subscribe(self, consumer: Consumer, topics: list[str], conf: Mapping[str, Any]) -> None:
+        """Join the group with these callbacks; how long a rejoin may take follows the consumer's
+        ``max.poll.interval.ms`` and ``session.timeout.ms``."""
+        self.membership.deadline_s = rejoin_deadline_s(int(conf.get("max.poll.interval.ms", 300_000)),
+                                                       int(conf.get("session.timeout.ms", 45_000)))
+        self.membership.left(time.monotonic())
+        consumer.subscribe(topics, on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_lost)
+
+    def check_membership(self, consumer: Consumer, topics: list[str], now: float) -> None:
+        """Out of the group past the deadline once the broker answers (``membership.py``): subscribe
+        again, and the next time raise ``FatalKafkaError`` (a restart with fresh clients)."""
+        broker_down, broker_down_at = self.telemetry.status.broker_outage()
+        verdict = self.membership.verdict(now, broker_down, broker_down_at)
+        if verdict is Rejoin.WAIT:
+            return
+        waited = round(self.membership.waited(now, broker_down, broker_down_at), 1)
+        if verdict is Rejoin.RESTART:
+            self.log.error("consumer still not back in its group after subscribing again: exiting for a "
+                           "restart with fresh clients", waited_s=waited)
+            raise FatalKafkaError(f"consumer not back in its group {waited:.0f}s after the broker answered, "
+                                  "also after subscribing again")
+        self.log.warning("consumer not back in its group since the broker answered: subscribing again",
+                         waited_s=waited, deadline_s=self.membership.deadline_s)
+        self.membership.resubscribing(now)
+        consumer.unsubscribe()
+        consumer.subscribe(topics, on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_lost)
 
     def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(tp.topic, tp.partition) for tp in partitions]

@@ -156,6 +156,11 @@ class ProcessorStatus:
             if not reachable:
                 self.broker_unreachable_at = now
 
+    def broker_outage(self) -> tuple[bool, float | None]:
+        """(the broker does not answer now, when it last did not)."""
+        with self.lock:
+            return self.broker_unreachable, self.broker_unreachable_at
+
     def stalled_for(self, now: float) -> float:
         """Seconds since the loop last showed progress, an outage counting as progress (see
         ``broker_unreachable_at``)."""
