@@ -130,11 +130,13 @@ class RebalanceHandler:
     def check_membership(self, consumer: Consumer, topics: list[str], now: float) -> None:
         """Out of the group past the deadline once the broker answers (``membership.py``): subscribe
         again, and the next time raise ``FatalKafkaError`` (a restart with fresh clients)."""
-        broker_down, broker_down_at = self.telemetry.status.broker_outage()
+        status = self.telemetry.status
+        broker_down, broker_down_at = status.broker_outage()
+        waited = round(self.membership.waited(now, broker_down, broker_down_at), 1)
+        status.rejoining(None if self.membership.waiting_since is None else waited)
         verdict = self.membership.verdict(now, broker_down, broker_down_at)
         if verdict is Rejoin.WAIT:
             return
-        waited = round(self.membership.waited(now, broker_down, broker_down_at), 1)
         if verdict is Rejoin.RESTART:
             self.log.error("consumer still not back in its group after subscribing again: exiting for a "
                            "restart with fresh clients", waited_s=waited)

@@ -90,6 +90,9 @@ class ProcessorStatus:
     # not wedged: it counts as stalled only STALL_AFTER_S after the broker answers again.
     broker_unreachable: bool = False
     broker_unreachable_at: float | None = None
+    # Seconds out of the consumer group since the broker last answered (None: the last rebalance
+    # completed; kafka/membership.py), refreshed by the loop about once a second.
+    rejoin_wait_s: float | None = None
     _samples: deque[tuple[float, int]] = field(default_factory=deque)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -160,6 +163,10 @@ class ProcessorStatus:
         """(the broker does not answer now, when it last did not)."""
         with self.lock:
             return self.broker_unreachable, self.broker_unreachable_at
+
+    def rejoining(self, waited_s: float | None) -> None:
+        with self.lock:
+            self.rejoin_wait_s = waited_s
 
     def stalled_for(self, now: float) -> float:
         """Seconds since the loop last showed progress, an outage counting as progress (see
@@ -232,6 +239,7 @@ class ProcessorStatus:
                 "circuit_breaker": self.breaker_state,
                 "paused_by": sorted(self.paused_by),
                 "broker_reachable": not self.broker_unreachable,
+                "rejoining_group_for_s": self.rejoin_wait_s,
                 "missing_topics": list(self.missing_topics),
                 "created_topics": list(self.created_topics),
                 "producer_queue": self.producer_queue,

@@ -84,6 +84,7 @@ def test_the_handler_subscribes_again_then_asks_for_a_restart() -> None:
     consumer.events.seen.clear()
     handler.check_membership(consumer, ["in"], lost_at + 20.0)  # type: ignore[arg-type]
     assert consumer.events.seen == []
+    assert handler.telemetry.status.detail(lost_at + 20.0)["rejoining_group_for_s"] == 20.0  # in /status
     handler.check_membership(consumer, ["in"], lost_at + 27.0)  # type: ignore[arg-type]
     assert consumer.events.seen == ["unsubscribe", "subscribe"] and consumer.subscriptions[-1] == ["in"]
     with pytest.raises(FatalKafkaError) as raised:
@@ -104,3 +105,4 @@ def test_a_broker_still_down_or_a_completed_rebalance_asks_for_nothing() -> None
     handler.on_assign(consumer, [])  # type: ignore[arg-type]  # an empty assignment still completes a rebalance
     handler.check_membership(consumer, ["in"], start + 1_000.0)  # type: ignore[arg-type]
     assert consumer.events.seen == ["subscribe"]
+    assert handler.telemetry.status.detail(start + 1_000.0)["rejoining_group_for_s"] is None
