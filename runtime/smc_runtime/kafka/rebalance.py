@@ -125,6 +125,9 @@ class RebalanceHandler:
         self.membership.deadline_s = rejoin_deadline_s(int(conf.get("max.poll.interval.ms", 300_000)),
                                                        int(conf.get("session.timeout.ms", 45_000)))
         self.membership.left(time.monotonic())
+        self._join(consumer, topics)
+
+    def _join(self, consumer: Consumer, topics: list[str]) -> None:
         consumer.subscribe(topics, on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_lost)
 
     def check_membership(self, consumer: Consumer, topics: list[str], now: float) -> None:
@@ -146,7 +149,7 @@ class RebalanceHandler:
                          waited_s=waited, deadline_s=self.membership.deadline_s)
         self.membership.resubscribing(now)
         consumer.unsubscribe()
-        consumer.subscribe(topics, on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_lost)
+        self._join(consumer, topics)
 
     def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(tp.topic, tp.partition) for tp in partitions]
